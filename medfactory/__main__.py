@@ -1,0 +1,3 @@
+from medfactory.cli import main
+
+main()

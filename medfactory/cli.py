@@ -1,0 +1,43 @@
+"""The `medfactory` command line.
+
+Thin on purpose: each command group lives in `medfactory/commands/`, and heavy
+libraries (torch, transformers, LLaMA-Factory) are imported only inside the
+commands that need them, so `medfactory --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import click
+
+from deploy.vllm_server import ServerStartError
+from medfactory.commands import ExampleGroup, with_example
+from medfactory.commands.dev import dev
+from medfactory.runner import CommandFailed
+
+# Mistakes a user can fix: shown as one message, without a traceback.
+USER_ERRORS = (ServerStartError, CommandFailed, FileNotFoundError)
+
+
+class MedfactoryGroup(ExampleGroup):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=MedfactoryGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="medfactory")
+def cli() -> None:
+    """Medical-domain fine-tuning with LLaMA-Factory and vLLM.
+
+    Convert medical dialogues, train from checked-in recipes, evaluate, serve
+    with the matching chat template and load-test -- each stage one command.
+    """
+
+
+cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
+
+
+def main() -> None:
+    cli(prog_name="medfactory")

@@ -1,0 +1,82 @@
+"""A tiny random-weight Qwen2 model on the real Qwen2.5 tokenizer.
+
+Every stage of the pipeline (LLaMA-Factory training, export, vLLM serving) is
+exercised on it without a GPU or a model hub: its answers are gibberish, but its
+tokenizer, chat template and architecture are the real Qwen2.5 ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# head_dim = hidden / heads = 64: vLLM's CPU attention rejects smaller heads.
+TINY_QWEN2 = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "max_position_embeddings": 4096,
+    "tie_word_embeddings": True,
+}
+DEFAULT_SEED = 42
+
+
+def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = DEFAULT_SEED) -> dict:
+    """Write a seeded tiny Qwen2 model + the real tokenizer to ``out_dir``.
+
+    Two builds with the same seed and tokenizer are byte-identical. Returns a
+    summary (parameter count, vocabulary size, files written).
+    """
+    tokenizer_dir = Path(tokenizer_dir)
+    if not (tokenizer_dir / "vocab.json").is_file():
+        raise FileNotFoundError(
+            f"{tokenizer_dir}: no Qwen2.5 tokenizer here (vocab.json missing); "
+            "pass --tokenizer-dir pointing at shared/fixtures/qwen2.5-0.5b-instruct-tokenizer"
+        )
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    real = json.loads((tokenizer_dir / "config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = Qwen2Config(
+        **TINY_QWEN2,
+        vocab_size=real["vocab_size"],
+        bos_token_id=real["bos_token_id"],
+        eos_token_id=real["eos_token_id"],
+        rope_theta=real.get("rope_theta", 1000000.0),
+        rms_norm_eps=real["rms_norm_eps"],
+        torch_dtype="float32",
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).eval()
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    GenerationConfig.from_pretrained(tokenizer_dir).save_pretrained(out_dir)
+    return {
+        "path": str(out_dir),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(tokenizer),
+        "head_dim": config.hidden_size // config.num_attention_heads,
+        "seed": seed,
+        "files": sorted(p.name for p in out_dir.iterdir()),
+    }
+
+
+BUILD_STAMP = "medfactory_tiny_model.json"
+
+
+def ensure_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = DEFAULT_SEED) -> Path:
+    """Build the tiny model into `out_dir` unless an identical build is already there."""
+    out_dir = Path(out_dir)
+    wanted = {"architecture": TINY_QWEN2, "seed": seed, "tokenizer": str(tokenizer_dir)}
+    stamp = out_dir / BUILD_STAMP
+    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        return out_dir
+    build_tiny_model(out_dir, tokenizer_dir, seed=seed)
+    stamp.write_text(json.dumps(wanted, indent=2))
+    return out_dir

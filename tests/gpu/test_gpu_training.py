@@ -1,0 +1,29 @@
+"""On a CUDA machine: the same LoRA run, on the GPU in bf16."""
+
+import json
+
+import pytest
+import yaml
+
+from medfactory import paths
+from medfactory.runner import run_logged
+from medfactory.smoke import lora_smoke_recipe, read_losses, write_smoke_dataset
+
+pytestmark = [pytest.mark.gpu, pytest.mark.integration]
+
+
+def test_lora_trains_on_the_gpu_in_bf16(tiny_model, fixtures_dir, tmp_path):
+    write_smoke_dataset(
+        tmp_path / "data", fixtures_dir / "medical_o1" / "medical_o1_sft_en_first2.json"
+    )
+    recipe = lora_smoke_recipe(tiny_model, tmp_path / "data", tmp_path / "lora", steps=5)
+    recipe["bf16"] = True
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(recipe))
+    run_logged(
+        [str(paths.llamafactory_cli()), "train", str(tmp_path / "train.yaml")],
+        tmp_path / "train.log",
+    )
+    log = (tmp_path / "train.log").read_text()
+    assert "device: cuda" in log and "compute dtype: torch.bfloat16" in log
+    assert len(read_losses(tmp_path / "lora")) == 5
+    assert json.loads((tmp_path / "lora" / "adapter_config.json").read_text())["r"] == 8

@@ -1,0 +1,55 @@
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from medfactory.cli import cli
+
+HEAVY = ("torch", "transformers", "llamafactory", "vllm")
+
+
+def test_help_lists_each_group_with_an_example():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    for name, group in cli.commands.items():
+        row = next(i for i, line in enumerate(lines) if line.strip().startswith(name + " "))
+        assert group.get_short_help_str(70) in lines[row]
+        assert lines[row + 1].strip() == f"e.g. {group.example}"
+        assert group.example.startswith(f"medfactory {name} ")
+
+
+def test_every_command_shows_an_example_in_its_own_help():
+    for group in cli.commands.values():
+        for name in group.commands:
+            result = CliRunner().invoke(cli, [group.name, name, "--help"])
+            assert result.exit_code == 0, result.output
+            assert "Example:" in result.output
+            assert f"medfactory {group.name} {name}" in result.output
+
+
+def test_help_imports_no_heavy_library():
+    code = (
+        "import sys, json\n"
+        "from medfactory.cli import cli\n"
+        "try:\n    cli(['--help', ], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "for args in (['dev', '--help'], ['dev', 'tiny-model', '--help']):\n"
+        "    cli(args, standalone_mode=False)\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out.splitlines()[-1]) == []
+
+
+def test_user_error_is_one_message_without_traceback(tmp_path):
+    missing = tmp_path / "no-tokenizer"
+    result = CliRunner().invoke(
+        cli, ["dev", "tiny-model", str(tmp_path / "out"), "--tokenizer-dir", str(missing)]
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ")
+    assert str(missing) in result.output and "--tokenizer-dir" in result.output
+    assert "Traceback" not in result.output
