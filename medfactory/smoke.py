@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from rich.console import Console
 
 from deploy.vllm_server import ServerSpec, VllmServer, free_port
 from medfactory import paths
@@ -125,8 +126,13 @@ def run_smoke(
     )
     say(f"serving: vLLM on {spec.base_url} from {paths.vllm_venv()}")
     started = time.monotonic()
-    with VllmServer(spec, work_dir / "vllm.log") as server:
-        server.start(timeout=600)
+    with VllmServer(spec, work_dir / "vllm.log") as server, Console().status("") as status:
+        server.start(
+            timeout=600,
+            on_wait=lambda waited: status.update(
+                f"waiting for vLLM to load the model: {waited:.0f} s"
+            ),
+        )
         server_pid = server.process.pid
         serve_seconds = time.monotonic() - started
         reply = server.chat([{"role": "user", "content": "头痛三天，伴有发热，应该怎么办？"}])
