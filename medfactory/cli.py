@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import click
 
+from converters.download import DownloadError
+from converters.records import SourceError
+from converters.registry import RegistryError
 from deploy.vllm_server import ServerStartError
 from medfactory.commands import ExampleGroup, with_example
+from medfactory.commands.data import data
 from medfactory.commands.dev import dev
 from medfactory.runner import CommandFailed
 
 # Mistakes a user can fix: shown as one message, without a traceback.
-USER_ERRORS = (ServerStartError, CommandFailed, FileNotFoundError)
+USER_ERRORS = (
+    CommandFailed,
+    DownloadError,
+    FileNotFoundError,
+    RegistryError,
+    ServerStartError,
+    SourceError,
+)
 
 
 class MedfactoryGroup(ExampleGroup):
@@ -36,6 +47,7 @@ def cli() -> None:
     """
 
 
+cli.add_command(with_example("medfactory data convert huatuo FILE.jsonl --name huatuo")(data))
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
 
 

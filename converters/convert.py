@@ -1,0 +1,290 @@
+"""Convert source files into LLaMA-Factory splits, accounting for every record.
+
+Each input record ends up in exactly one place: a split file, the rejects file
+(with its source line and reason), or the duplicate count. Parsing, scrubbing
+and formatting run in worker processes over chunks of records; de-duplication,
+writing and the summary stay in this process, in input order, so the output is
+the same whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from converters.clean import fold, scrub_pii
+from converters.formats import FORMATS, dataset_entry
+from converters.records import Dialogue, RecordError, SourceError
+from converters.registry import check_conflicts, read_registry, register
+from converters.sources import get_source
+from converters.split import SPLIT_NAMES, assign_split
+
+CHUNK_RECORDS = 2000
+DEFAULT_MAX_CHARS = 16384
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    fmt: str
+    name: str
+    dataset_dir: Path
+    split: tuple[float, ...] = (0.7, 0.2, 0.1)
+    seed: int = 42
+    cot: str = "think"
+    system: str = ""
+    max_chars: int | None = DEFAULT_MAX_CHARS
+    dedup: bool = True
+    scrub: bool = True
+    force: bool = False
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+@dataclass
+class Summary:
+    name: str
+    read: int = 0
+    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLIT_NAMES, 0))
+    duplicates: dict[str, int] = field(default_factory=lambda: {"exact": 0, "normalised": 0})
+    rejected: Counter = field(default_factory=Counter)
+    dropped_trailing_questions: int = 0
+    pii: Counter = field(default_factory=Counter)
+    turns: list[int] = field(default_factory=list)
+    chars: list[int] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def accounted(self) -> int:
+        return sum(self.written.values()) + sum(self.duplicates.values()) + self.rejected.total()
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "read": self.read,
+            "written": dict(self.written),
+            "duplicates": dict(self.duplicates),
+            "rejected": dict(sorted(self.rejected.items())),
+            "dropped_trailing_questions": self.dropped_trailing_questions,
+            "pii_replaced": dict(sorted(self.pii.items())),
+            "turns": percentiles(self.turns),
+            "chars": percentiles(self.chars),
+            "files": self.files,
+        }
+
+
+def percentiles(values: list[int]) -> dict[str, int]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": ordered[-1]}
+
+
+# --- worker side: pure, one chunk at a time ----------------------------------
+
+
+def _convert_one(dialogue: Dialogue, options: ConvertOptions, pii: Counter) -> tuple:
+    if options.scrub:
+        dialogue = Dialogue(
+            turns=tuple((scrub_pii(q, pii), scrub_pii(a, pii)) for q, a in dialogue.turns),
+            system=dialogue.system,
+            dropped_trailing_question=dialogue.dropped_trailing_question,
+        )
+    chars = dialogue.chars
+    if options.max_chars and chars > options.max_chars:
+        raise RecordError("too_long", f"{chars} characters > --max-chars {options.max_chars}")
+    line = orjson.dumps(FORMATS[options.fmt](dialogue)) + b"\n"
+    folded = fold("\x00".join(dialogue.texts())).encode()
+    exact_key = hashlib.blake2b(line, digest_size=16).digest()
+    folded_key = hashlib.blake2b(folded, digest_size=16).digest()
+    split = assign_split(folded_key, options.seed, options.split)
+    return exact_key, folded_key, split, line, len(dialogue.turns), chars
+
+
+def _raw_for_rejects(payload: object) -> object:
+    return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
+
+
+def convert_chunk(source_name: str, options: ConvertOptions, chunk: list) -> tuple[list, Counter]:
+    """[(source index, line, payload)] -> results in order, and PII counts."""
+    parse = get_source(source_name).parse
+    pii: Counter = Counter()
+    results = []
+    for source_index, line_no, payload in chunk:
+        try:
+            dialogue = parse(payload, options.cot, options.system)
+            converted = _convert_one(dialogue, options, pii)
+            results.append((source_index, line_no, dialogue.dropped_trailing_question, converted))
+        except RecordError as error:
+            reject = (error.reason, error.detail, _raw_for_rejects(payload))
+            results.append((source_index, line_no, False, reject))
+    return results, pii
+
+
+# --- converting process -------------------------------------------------------
+
+
+def _chunks(inputs: list[Path], read, progress) -> Iterator[list]:
+    chunk: list = []
+    for source_index, path in enumerate(inputs):
+        done_before = sum(p.stat().st_size for p in inputs[:source_index])
+        for line_no, payload, consumed in read(path):
+            chunk.append((source_index, line_no, payload))
+            if len(chunk) >= CHUNK_RECORDS:
+                yield chunk
+                chunk = []
+                progress(done_before + consumed)
+    if chunk:
+        yield chunk
+
+
+def _run_chunks(source_name: str, options: ConvertOptions, chunks: Iterable[list]):
+    """Yield chunk results in input order, with a bounded number in flight."""
+    if options.workers <= 1:
+        for chunk in chunks:
+            yield convert_chunk(source_name, options, chunk)
+        return
+    with ProcessPoolExecutor(max_workers=options.workers) as pool:
+        pending = []
+        for chunk in chunks:
+            pending.append(pool.submit(convert_chunk, source_name, options, chunk))
+            if len(pending) >= 2 * options.workers:  # keeps memory flat
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def check_inputs(inputs: list[Path]) -> list[Path]:
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise SourceError("no input files given")
+    for path in paths:
+        if not path.is_file():
+            raise SourceError(f"{path}: no such file; pass a downloaded data file")
+    return paths
+
+
+def convert(
+    source_name: str,
+    inputs: list[Path],
+    options: ConvertOptions,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Summary:
+    """Convert `inputs`, write the splits and rejects, and register the splits."""
+    source = get_source(source_name)
+    inputs = check_inputs(inputs)
+    if options.fmt not in FORMATS:
+        raise SourceError(f"unknown format {options.fmt!r}; known: {', '.join(FORMATS)}")
+    dataset_dir = Path(options.dataset_dir)
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    split_names = SPLIT_NAMES[: len(options.split)]
+    planned = {
+        f"{options.name}_{split}": dataset_entry(
+            options.fmt, f"{options.name}_{split}.jsonl", bool(options.system)
+        )
+        for split in split_names
+    }
+    if not options.force:  # fail before the work, not after it
+        check_conflicts(dataset_dir, read_registry(dataset_dir), planned)
+
+    summary = Summary(name=options.name)
+    pid = os.getpid()
+    tmp = {split: dataset_dir / f".{options.name}_{split}.jsonl.{pid}" for split in split_names}
+    tmp_rejects = dataset_dir / f".{options.name}.rejects.jsonl.{pid}"
+    total_bytes = sum(p.stat().st_size for p in inputs)
+
+    def progress(done: int) -> None:
+        if on_progress:
+            on_progress(done, summary.read)
+
+    try:
+        with contextlib.ExitStack() as files:
+            splits = {split: files.enter_context(open(path, "wb")) for split, path in tmp.items()}
+            rejects = files.enter_context(open(tmp_rejects, "wb"))
+            account = _Accounting(summary, options.dedup, splits, rejects, inputs)
+            chunks = _chunks(inputs, source.read, progress)
+            for results, pii in _run_chunks(source_name, options, chunks):
+                summary.pii.update(pii)
+                for result in results:
+                    account.take(*result)
+        progress(total_bytes)
+        _publish(options, summary, tmp, tmp_rejects, planned)
+    finally:  # after an error or Ctrl-C, nothing half-written stays behind
+        for path in (*tmp.values(), tmp_rejects):
+            path.unlink(missing_ok=True)
+    return summary
+
+
+class _Accounting:
+    """Routes each converted record: split file, rejects file, or duplicate count."""
+
+    def __init__(self, summary: Summary, dedup: bool, splits: dict, rejects, inputs: list[Path]):
+        self.summary, self.dedup, self.splits, self.rejects = summary, dedup, splits, rejects
+        self.inputs = inputs
+        self.seen_exact: set[bytes] = set()
+        self.seen_folded: set[bytes] = set()
+
+    def take(self, source_index: int, line_no: int, dropped: bool, outcome: tuple) -> None:
+        summary = self.summary
+        summary.read += 1
+        if len(outcome) == 3:
+            reason, detail, raw = outcome
+            summary.rejected[reason] += 1
+            reject = {
+                "source": str(self.inputs[source_index]),
+                "line": line_no,
+                "reason": reason,
+                "detail": detail,
+                "record": raw,
+            }
+            self.rejects.write(orjson.dumps(reject) + b"\n")
+            return
+        exact_key, folded_key, split, line, turns, chars = outcome
+        summary.dropped_trailing_questions += dropped
+        if self.dedup:
+            if exact_key in self.seen_exact:
+                summary.duplicates["exact"] += 1
+                return
+            if folded_key in self.seen_folded:
+                summary.duplicates["normalised"] += 1
+                return
+            self.seen_exact.add(exact_key)
+            self.seen_folded.add(folded_key)
+        self.splits[split].write(line)
+        summary.written[split] += 1
+        summary.turns.append(turns)
+        summary.chars.append(chars)
+
+
+def _publish(options, summary: Summary, tmp: dict, tmp_rejects: Path, planned: dict) -> None:
+    """Move the files into place and register the non-empty splits, under the lock."""
+    dataset_dir = Path(options.dataset_dir)
+    keep = {split for split, count in summary.written.items() if count and split in tmp}
+    entries = {name: e for name, e in planned.items() if name.rsplit("_", 1)[1] in keep}
+    stale = tuple(name for name in planned if name not in entries)
+    rejects_path = dataset_dir / f"{options.name}.rejects.jsonl"
+
+    def move_files() -> None:
+        for split, path in tmp.items():
+            final = dataset_dir / f"{options.name}_{split}.jsonl"
+            if split in keep:
+                os.replace(path, final)
+                summary.files[split] = str(final)
+            else:
+                path.unlink()
+                final.unlink(missing_ok=True)
+        if summary.rejected:
+            os.replace(tmp_rejects, rejects_path)
+            summary.files["rejects"] = str(rejects_path)
+        else:
+            tmp_rejects.unlink()
+            rejects_path.unlink(missing_ok=True)
+
+    register(dataset_dir, entries, force=options.force, remove=stale, before_write=move_files)

@@ -1,0 +1,49 @@
+"""Terminal tables for the summaries the commands print."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _percentile_text(values: dict) -> str:
+    return "  ".join(f"{k} {v:,}" for k, v in values.items()) or "-"
+
+
+def print_convert_summary(summary) -> None:
+    data = summary.as_dict()
+    table = Table(title=f"converted {data['name']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("read", f"{data['read']:,}")
+    for split, count in data["written"].items():
+        table.add_row(f"written {split}", f"{count:,}")
+    for kind, count in data["duplicates"].items():
+        table.add_row(f"duplicates ({kind})", f"{count:,}")
+    for reason, count in data["rejected"].items():
+        table.add_row(f"rejected: {reason}", f"{count:,}")
+    table.add_row("dropped trailing questions", f"{data['dropped_trailing_questions']:,}")
+    for kind, count in data["pii_replaced"].items():
+        table.add_row(f"PII replaced: {kind}", f"{count:,}")
+    table.add_row("turns per record", _percentile_text(data["turns"]))
+    table.add_row("characters per record", _percentile_text(data["chars"]))
+    for kind, path in data["files"].items():
+        table.add_row(f"file {kind}", path)
+    console.print(table)
+
+
+def print_stats(stats: dict) -> None:
+    table = Table(
+        title=f"{stats['name']} ({stats['file']})", show_header=False, title_justify="left"
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("records", f"{stats['records']:,}")
+    table.add_row("format", stats["formatting"])
+    table.add_row("turns", "  ".join(f"{k}: {v:,}" for k, v in stats["turns"].items()))
+    table.add_row("characters", _percentile_text(stats["chars"]))
+    if "tokens" in stats:
+        table.add_row("tokens", _percentile_text(stats["tokens"]))
+    console.print(table)

@@ -1,0 +1,459 @@
+"""Write the bundled sample files under dataset_info/samples/ (deterministic).
+
+The samples are in the exact upstream formats (HuatuoGPT-sft-data-v1 jsonl,
+medical-o1-reasoning-SFT JSON arrays) and were composed for this project from
+the clinical notes below. Besides ordinary records they hold every awkward
+case the converters must handle: ASCII colons, trailing questions, duplicates
+and near-duplicates, personal identifiers, malformed lines, broken UTF-8.
+
+    python tools/make_samples.py        # rewrites the files; run `make data` after
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "dataset_info" / "samples"
+
+# condition, typical complaint, follow-up question, advice, examination, medicine
+CONDITIONS = [
+    (
+        "感冒",
+        "鼻塞流涕、咽痛，体温37.8℃",
+        "需要吃抗生素吗？",
+        "多休息、多饮水，对症使用退热药",
+        "一般无需检查，高热不退时查血常规",
+        "对乙酰氨基酚",
+    ),
+    (
+        "急性胃肠炎",
+        "腹泻每天五六次，伴恶心",
+        "能吃东西吗？",
+        "清淡饮食，少量多次补充口服补液盐",
+        "大便常规",
+        "蒙脱石散",
+    ),
+    (
+        "高血压",
+        "头晕，血压160/100mmHg",
+        "降压药需要一直吃吗？",
+        "低盐饮食、规律运动，遵医嘱长期服药",
+        "24小时动态血压、肾功能",
+        "氨氯地平",
+    ),
+    (
+        "2型糖尿病",
+        "口渴多饮，空腹血糖9.6mmol/L",
+        "饮食上要注意什么？",
+        "控制总热量，主食定量，餐后适当运动",
+        "糖化血红蛋白HbA1c、尿微量白蛋白",
+        "二甲双胍",
+    ),
+    (
+        "偏头痛",
+        "一侧搏动性头痛，怕光怕声",
+        "头痛发作时怎么办？",
+        "安静避光处休息，记录头痛日记找诱因",
+        "必要时头颅磁共振",
+        "布洛芬",
+    ),
+    (
+        "过敏性鼻炎",
+        "早晨连续打喷嚏、清水样鼻涕",
+        "会不会变成哮喘？",
+        "避开过敏原，坚持鼻腔冲洗",
+        "过敏原检测",
+        "氯雷他定",
+    ),
+    (
+        "缺铁性贫血",
+        "乏力、面色苍白，血红蛋白95g/L",
+        "吃什么补血？",
+        "多吃红肉、动物肝脏，同时查找失血原因",
+        "血清铁蛋白、大便潜血",
+        "硫酸亚铁",
+    ),
+    (
+        "腰椎间盘突出",
+        "腰痛向左腿放射，弯腰加重",
+        "需要做手术吗？",
+        "多数保守治疗有效，避免久坐和弯腰搬重物",
+        "腰椎磁共振",
+        "塞来昔布",
+    ),
+    (
+        "胃食管反流",
+        "饭后烧心、反酸，夜间加重",
+        "睡觉时要注意什么？",
+        "睡前3小时不进食，床头抬高15到20厘米",
+        "胃镜",
+        "奥美拉唑",
+    ),
+    (
+        "尿路感染",
+        "尿频尿急尿痛两天",
+        "多喝水有用吗？",
+        "多饮水勤排尿，按疗程用药",
+        "尿常规、尿培养",
+        "呋喃妥因",
+    ),
+    (
+        "甲状腺功能亢进",
+        "心慌、手抖、体重两个月下降5公斤",
+        "这个病能治好吗？",
+        "规范治疗多数可控制，避免高碘饮食",
+        "甲功五项、甲状腺超声",
+        "甲巯咪唑",
+    ),
+    (
+        "支气管哮喘",
+        "夜间咳嗽、胸闷，听诊有哮鸣音",
+        "吸入激素安全吗？",
+        "规律使用吸入药物，随身携带缓解药",
+        "肺功能及支气管舒张试验",
+        "布地奈德福莫特罗",
+    ),
+    (
+        "湿疹",
+        "小腿皮肤瘙痒、红斑渗出",
+        "可以用热水烫吗？",
+        "避免热水烫洗和搔抓，坚持使用保湿霜",
+        "一般无需检查",
+        "糠酸莫米松乳膏",
+    ),
+    (
+        "痛风",
+        "夜间第一跖趾关节红肿剧痛，尿酸520μmol/L",
+        "平时能喝啤酒吗？",
+        "戒酒，少吃动物内脏和海鲜，多饮水",
+        "血尿酸、关节超声",
+        "秋水仙碱",
+    ),
+    (
+        "幽门螺杆菌感染",
+        "上腹隐痛，呼气试验阳性",
+        "家里人需要一起查吗？",
+        "共同进餐的家人建议一起检查，使用公筷",
+        "碳13呼气试验",
+        "四联疗法",
+    ),
+    (
+        "失眠",
+        "入睡困难，每晚只睡4小时，持续两个月",
+        "安眠药会上瘾吗？",
+        "固定作息，睡前不看手机，白天不补觉",
+        "睡眠评估量表",
+        "短期小剂量艾司唑仑",
+    ),
+    (
+        "颈椎病",
+        "颈肩酸痛，右手指尖发麻",
+        "枕头怎么选？",
+        "枕头高度约一拳，避免长时间低头",
+        "颈椎磁共振",
+        "甲钴胺",
+    ),
+    (
+        "急性扁桃体炎",
+        "咽痛明显，扁桃体肿大有脓点，发热39℃",
+        "会传染吗？",
+        "注意休息和口腔卫生，细菌感染需足疗程用药",
+        "血常规、咽拭子",
+        "阿莫西林",
+    ),
+    (
+        "脂肪肝",
+        "体检超声提示中度脂肪肝，转氨酶轻度升高",
+        "能逆转吗？",
+        "减重5%到10%、戒酒，多数可以好转",
+        "肝功能、血脂",
+        "一般先不用药",
+    ),
+    (
+        "带状疱疹",
+        "右侧胸背部成簇水疱，烧灼样疼痛",
+        "以后还会再发吗？",
+        "尽早抗病毒治疗，保持皮损清洁",
+        "一般临床诊断即可",
+        "伐昔洛韦",
+    ),
+    (
+        "妊娠期贫血",
+        "孕24周，血红蛋白98g/L",
+        "补铁会影响胎儿吗？",
+        "规范补铁对胎儿安全，同时补充维生素C促进吸收",
+        "血常规、铁蛋白",
+        "多糖铁复合物",
+    ),
+    (
+        "小儿发热",
+        "孩子3岁，发热38.9℃，精神尚可",
+        "什么时候要去医院？",
+        "精神差、抽搐、持续高热超过3天应及时就医",
+        "血常规",
+        "布洛芬混悬液",
+    ),
+    (
+        "冠心病",
+        "活动后胸闷，休息5分钟缓解",
+        "平时运动要注意什么？",
+        "循序渐进的有氧运动，出现胸痛立即停止",
+        "心电图、冠脉CTA",
+        "阿司匹林",
+    ),
+    (
+        "骨质疏松",
+        "绝经后腰背痛，骨密度T值-2.8",
+        "补钙就够了吗？",
+        "补钙和维生素D同时要抗骨质疏松治疗，防跌倒",
+        "骨密度、血钙",
+        "阿仑膦酸钠",
+    ),
+    (
+        "慢性胃炎",
+        "饭后饱胀、嗳气半年",
+        "需要长期吃药吗？",
+        "规律饮食，少吃辛辣刺激食物",
+        "胃镜",
+        "莫沙必利",
+    ),
+]
+PATIENTS = ["我", "我妈妈", "我爸爸", "我爱人", "我孩子", "我奶奶", "我同事"]
+AGES = ["25岁", "32岁", "45岁", "58岁", "67岁", "8岁", "73岁"]
+DURATIONS = ["两天", "一周", "半个月", "一个月", "三个月", "半年"]
+CLOSINGS = ["谢谢医生！", "明白了，谢谢。", "好的，我去医院看看。", "还需要复查吗？"]
+
+
+def huatuo_dialogue(rng: random.Random) -> dict:
+    name, complaint, followup, advice, exam, drug = rng.choice(CONDITIONS)
+    who, age, days = rng.choice(PATIENTS), rng.choice(AGES), rng.choice(DURATIONS)
+    first_q = f"{who}{age}，{complaint}，已经{days}了，是不是{name}？该怎么办？\n"
+    first_a = (
+        f"根据您的描述，考虑{name}的可能性较大。建议到医院做{exam}明确诊断。"
+        f"平时{advice}。药物方面可在医生指导下使用{drug}，不要自行加量或停药。"
+    )
+    data = [f"问：{first_q}", f"答：{first_a}"]
+    if rng.random() < 0.55:
+        data += [f"问：{followup}\n", f"答：{followup_answer(name, advice, drug, rng)}"]
+    if rng.random() < 0.25:
+        closing = rng.choice(CLOSINGS)
+        reply = (
+            "一般建议治疗后2到4周复查，有不适随时就诊。"
+            if "复查" in closing
+            else "不客气，祝早日康复。"
+        )
+        data += [f"问：{closing}\n", f"答：{reply}"]
+    return {"data": data}
+
+
+def followup_answer(name: str, advice: str, drug: str, rng: random.Random) -> str:
+    return rng.choice(
+        [
+            f"{name}的处理关键在于坚持，{advice}。{drug}是否需要长期使用，要根据复查结果由医生决定。",
+            f"这个问题很常见。{advice}，如果症状加重或出现新的不适，请及时就医。",
+            f"不必过于担心，{name}是可以控制的。请按医嘱使用{drug}，并定期随访。",
+        ]
+    )
+
+
+def huatuo_awkward() -> list[bytes]:
+    """Lines that exercise every branch of the HuatuoGPT reader."""
+    lines = [
+        {
+            "data": [
+                "问:头晕乏力一周，血压90/60mmHg，要紧吗？",
+                "答:血压偏低，注意补充水分和营养，起身要慢，症状持续请就医。",
+            ]
+        },
+        {
+            "data": [
+                "问：孩子咳嗽三天了\n",
+                "答：建议先观察体温和精神状态，多饮水。",
+                "问：晚上咳得厉害怎么办？\n",
+            ]
+        },
+        {"data": ["答：先回答再提问的记录", "问：这是错误的顺序"]},
+        {"data": ["问：连续两个问题", "问：顺序错了", "答：回答"]},
+        {"data": ["问：   ", "答：空问题"]},
+        {"data": ["问：有人吗？\n"]},
+        {"data": []},
+        {"data": ["问：没有前缀的回答", "没有角色前缀"]},
+        {"data": ["问：数字回合", 42]},
+        {"dialogue": ["问：键名错了", "答：应该是data"]},
+        ["问：顶层是数组", "答：不是对象"],
+        {
+            "data": [
+                "问：请联系我，电话13912345678，邮箱li.si@example.com，身份证11010519491231002X。\n",
+                "答：请不要在网上公开个人信息。您可以拨打医院座机010-65123456预约，或访问https://www.example-hospital.cn/booking。",
+            ]
+        },
+        {
+            "data": [
+                "问：我血压180/110mmHg，HbA1c 8.2%，2023年5月12日开始服用二甲双胍500mg每日两次，正常吗？\n",
+                "答：血压明显偏高，需要尽快就诊调整降压方案；HbA1c 8.2%提示血糖控制欠佳，二甲双胍剂量需由医生评估。",
+            ]
+        },
+        {"data": ["问：长记录" + "症状描述很长。" * 2400, "答：请简要描述主要症状。"]},
+    ]
+    encoded = [json.dumps(line, ensure_ascii=False).encode() for line in lines]
+    encoded.append(
+        b'{"data": ["\xe9\x97\xae\xef\xbc\x9a\xff\xfe broken bytes", "\xe7\xad\x94\xef\xbc\x9aok"]}'
+    )
+    encoded.append(
+        b'{"data": ["\xe9\x97\xae\xef\xbc\x9a\xe7\xbc\xba\xe5\xb0\x91\xe6\x8b\xac\xe5\x8f\xb7", '
+    )
+    encoded.append(b"not json at all")
+    return encoded
+
+
+def write_huatuo(rng: random.Random) -> None:
+    dialogues = [huatuo_dialogue(rng) for _ in range(300)]
+    lines = [json.dumps(d, ensure_ascii=False).encode() for d in dialogues]
+    # An exact duplicate and a near-duplicate (spacing and punctuation only).
+    lines.append(lines[3])
+    near = {"data": [t.replace("，", ", ").replace("。", ".") for t in dialogues[5]["data"]]}
+    lines.append(json.dumps(near, ensure_ascii=False).encode())
+    awkward = huatuo_awkward()
+    for i, line in enumerate(awkward):  # spread through the file, not bunched at its end
+        lines.insert(20 + i * 19, line)
+    lines.insert(40, b"")  # a blank line is not a record
+    (OUT / "huatuo_sample.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+
+
+# medical-o1: vignette, reasoning steps, answer
+CASES_ZH = [
+    (
+        "一名{age}岁男性，突发胸骨后压榨性疼痛{minutes}分钟，伴大汗，心电图示V1-V4导联ST段抬高。最可能的诊断是什么？应如何紧急处理？",
+        [
+            "胸骨后压榨性疼痛持续时间长，伴大汗，是典型的缺血性胸痛表现。",
+            "V1-V4导联ST段抬高提示前壁心肌受累。",
+            "结合症状和心电图，应考虑急性前壁ST段抬高型心肌梗死，时间就是心肌。",
+        ],
+        "最可能的诊断是急性前壁ST段抬高型心肌梗死。应立即嚼服阿司匹林，联系有条件的医院尽快行急诊冠脉介入治疗（PCI），不能及时PCI时考虑溶栓。",
+    ),
+    (
+        "一名{age}岁女性，多饮多尿三个月，体重下降{kg}公斤，空腹血糖13.2mmol/L，尿酮体阳性。首先考虑什么诊断？",
+        [
+            "多饮、多尿、体重下降是高血糖的典型症状。",
+            "空腹血糖明显升高，已达糖尿病诊断标准。",
+            "尿酮体阳性提示存在酮症，需警惕糖尿病酮症，患者相对年轻时也要考虑1型糖尿病。",
+        ],
+        "首先考虑糖尿病合并酮症，需要进一步查血气、血酮和胰岛自身抗体，明确糖尿病分型并及时补液和胰岛素治疗。",
+    ),
+    (
+        "{age}岁儿童，发热{days}天，双眼结膜充血、口唇皲裂、手足硬肿，颈部淋巴结肿大。最可能的诊断及需要警惕的并发症是什么？",
+        [
+            "持续发热超过5天是重要线索。",
+            "结膜充血、口唇改变、肢端硬肿和颈部淋巴结肿大符合皮肤黏膜淋巴结综合征的表现。",
+            "该病最重要的并发症是冠状动脉损害。",
+        ],
+        "最可能的诊断是川崎病，需警惕冠状动脉瘤等冠状动脉病变，应尽早使用静脉丙种球蛋白和阿司匹林，并复查心脏超声。",
+    ),
+    (
+        "一名{age}岁女性，停经{weeks}周，突发下腹剧痛伴晕厥，血压80/50mmHg，尿妊娠试验阳性。最可能的诊断是什么？",
+        [
+            "育龄女性停经后下腹痛，首先要想到妊娠相关急症。",
+            "出现晕厥和低血压，提示腹腔内出血导致失血性休克。",
+            "结合妊娠试验阳性，应高度怀疑异位妊娠破裂。",
+        ],
+        "最可能的诊断是异位妊娠破裂出血伴失血性休克，应立即建立静脉通路、补液备血，并急诊手术止血。",
+    ),
+    (
+        "一名{age}岁男性，长期饮酒，呕血约{ml}毫升，查体可见蜘蛛痣、腹壁静脉曲张和脾大。出血最可能的原因是什么？",
+        [
+            "长期饮酒史提示酒精性肝病可能。",
+            "蜘蛛痣、腹壁静脉曲张和脾大是肝硬化门静脉高压的体征。",
+            "门静脉高压患者大量呕血，最常见原因是食管胃底静脉曲张破裂。",
+        ],
+        "最可能是肝硬化门静脉高压导致的食管胃底静脉曲张破裂出血，需要补液输血、使用生长抑素类药物，并尽早内镜下止血。",
+    ),
+]
+CASES_EN = [
+    (
+        "A {age}-year-old woman presents with fatigue, weight gain, cold intolerance and constipation for {months} months. TSH is elevated and free T4 is low. What is the most likely diagnosis and first-line treatment?",
+        [
+            "Fatigue, weight gain, cold intolerance and constipation point to a hypometabolic state.",
+            "An elevated TSH with a low free T4 means the thyroid gland itself is failing.",
+            "In an iodine-sufficient region the most common cause is autoimmune (Hashimoto) thyroiditis.",
+        ],
+        "The most likely diagnosis is primary hypothyroidism, most often due to Hashimoto thyroiditis. First-line treatment is levothyroxine, titrated to the TSH.",
+    ),
+    (
+        "A {age}-year-old man has had a productive cough, fever of 39.2 °C and right-sided pleuritic chest pain for {days} days. Chest X-ray shows right lower lobe consolidation. What is the most likely pathogen?",
+        [
+            "Acute fever, productive cough and pleuritic pain suggest pneumonia.",
+            "Lobar consolidation in an otherwise healthy adult from the community is typical of a bacterial cause.",
+            "The most common bacterial cause of community-acquired lobar pneumonia is Streptococcus pneumoniae.",
+        ],
+        "The most likely pathogen is Streptococcus pneumoniae, causing community-acquired lobar pneumonia; empirical treatment follows local guidelines, e.g. amoxicillin for a mild case.",
+    ),
+    (
+        "A {age}-year-old woman has episodic headaches, palpitations and sweating; her blood pressure during an episode is 210/120 mmHg. What test should be ordered first?",
+        [
+            "Paroxysms of headache, palpitations and sweating with severe hypertension form a classic triad.",
+            "This triad suggests a catecholamine-secreting tumour.",
+            "The best initial test is biochemical: plasma free metanephrines or 24-hour urine metanephrines.",
+        ],
+        "Pheochromocytoma is suspected; the first test is plasma free metanephrines (or 24-hour urinary fractionated metanephrines), followed by imaging only after biochemical confirmation.",
+    ),
+    (
+        "A {age}-year-old man with atrial fibrillation suddenly develops severe abdominal pain out of proportion to a soft, non-tender abdomen. Lactate is raised. What is the most likely diagnosis?",
+        [
+            "Atrial fibrillation is a source of emboli.",
+            "Pain out of proportion to the examination is the hallmark of early intestinal ischaemia.",
+            "A raised lactate supports ischaemia; the superior mesenteric artery is the usual site of embolic occlusion.",
+        ],
+        "The most likely diagnosis is acute mesenteric ischaemia from a superior mesenteric artery embolus; CT angiography and urgent revascularisation are needed.",
+    ),
+]
+
+
+def medical_o1_records(cases, rng: random.Random, count: int, lead: str) -> list[dict]:
+    records = []
+    for _ in range(count):
+        question, steps, answer = rng.choice(cases)
+        values = {
+            "age": rng.randint(20, 78) if "儿童" not in question else rng.randint(2, 6),
+            "minutes": rng.choice([30, 40, 90, 120]),
+            "kg": rng.randint(3, 9),
+            "days": rng.randint(3, 9),
+            "weeks": rng.randint(6, 9),
+            "ml": rng.choice([300, 500, 800]),
+            "months": rng.randint(2, 8),
+        }
+        q = question.format(**values)
+        order = steps if rng.random() < 0.7 else [steps[0], *reversed(steps[1:])]
+        cot = "\n\n".join([lead] + order + [rng.choice(["Let me double-check.", "再核对一下。"])])
+        records.append({"Question": q, "Complex_CoT": cot, "Response": answer})
+    return records
+
+
+def write_medical_o1(rng: random.Random) -> None:
+    zh = medical_o1_records(CASES_ZH, rng, 140, "好的，我们来梳理一下。")
+    en = medical_o1_records(CASES_EN, rng, 110, "Okay, let's think this through.")
+    records = zh + en
+    records.insert(10, dict(records[3]))  # exact duplicate
+    records.insert(30, {"Question": "缺少思维链和回答的记录"})
+    records.insert(50, {"Question": "  ", "Complex_CoT": "空问题", "Response": "无"})
+    records.insert(70, {"Question": "回答不是字符串", "Complex_CoT": "x", "Response": ["列表"]})
+    records.insert(90, "not an object")
+    records.insert(
+        110,
+        {
+            "Question": "患者手机13698765432，邮箱wang@example.org，头痛怎么办？",
+            "Complex_CoT": "先排除危险信号。",
+            "Response": "无危险信号时可先休息观察，必要时就医。",
+        },
+    )
+    (OUT / "medical_o1_sample.json").write_text(
+        json.dumps(records, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_huatuo(random.Random(20260101))
+    write_medical_o1(random.Random(20260102))
+    print(f"wrote {OUT}/huatuo_sample.jsonl and {OUT}/medical_o1_sample.json")
