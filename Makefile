@@ -9,6 +9,9 @@ VENV := .venv
 VLLM_VENV := .venv-vllm
 CACHE := .cache
 TINY_MODEL := $(CACHE)/tiny-model
+DATA_DIR ?= dataset_info
+SAMPLES := dataset_info/samples
+MF := $(VENV)/bin/medfactory
 PYTEST := $(VENV)/bin/python -m pytest
 
 # vLLM: the CUDA build where an NVIDIA GPU answers, else the CPU build.
@@ -23,7 +26,7 @@ PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
 # package indexes that do not carry that package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install tiny-model demo smoke test test-unit test-integration lint format clean distclean
+.PHONY: help install data bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -50,14 +53,25 @@ $(VLLM_STAMP): pyproject.toml
 		print(name, m.version(name), "-", why)' > $@.tmp
 	mv $@.tmp $@
 
+data: $(VENV)/.installed ## convert the bundled samples and register them in dataset_info/
+	$(MF) data convert huatuo $(SAMPLES)/huatuo_sample.jsonl --format sharegpt \
+		--name huatuo_sample --dataset-dir $(DATA_DIR)
+	$(MF) data convert medical-o1 $(SAMPLES)/medical_o1_sample.json --format alpaca --cot think \
+		--name medical_o1_sample --dataset-dir $(DATA_DIR)
+
+bench: $(VENV)/.installed ## benchmarks, with ratios against their baselines
+	$(VENV)/bin/python benchmarks/convert.py
+
 tiny-model: install ## build the tiny random-weight test model into .cache/tiny-model
-	$(VENV)/bin/medfactory dev tiny-model $(TINY_MODEL)
+	$(MF) dev tiny-model $(TINY_MODEL)
 
 smoke: install ## LoRA-train the tiny model a few steps and chat with it on vLLM
-	$(VENV)/bin/medfactory dev smoke
+	$(MF) dev smoke
 
 demo: install ## set up, then run the whole pipeline on the bundled samples (CPU, tiny model)
-	$(VENV)/bin/medfactory dev smoke
+	$(MAKE) data tiny-model
+	$(MF) data stats huatuo_sample_train --tokenizer $(TINY_MODEL)
+	$(MF) dev smoke
 
 test: install ## all tests: unit + integration (GPU tests skip without CUDA)
 	$(PYTEST) tests

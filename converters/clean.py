@@ -9,7 +9,6 @@ illness) untouched.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 
 PLACEHOLDERS = {
@@ -40,8 +39,9 @@ PII_PATTERN = re.compile(
         ]
     )
 )
-# A cheap pre-check: every pattern above needs a digit, '@' or "www".
-_MAYBE_PII = re.compile(r"\d{7}|@|www\.|\d[- ]\d{4}")
+# Every pattern above needs '@', a URL marker, or seven digits in a row once
+# separators are folded away: a cheap test that rules out most records.
+_SEVEN_DIGITS = re.compile(r"[0-9]{7}")
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -53,10 +53,15 @@ def valid_id_number(number: str) -> bool:
     return _ID_CHECK[total % 11] == number[17].upper()
 
 
+def might_hold_pii(text: str, folded: str) -> bool:
+    """False when `text` (and `folded`, its fold()) cannot hold any identifier we scrub."""
+    if "@" in text or "www." in text or "://" in text:
+        return True
+    return _SEVEN_DIGITS.search(folded) is not None
+
+
 def scrub_pii(text: str, counts: Counter) -> str:
     """Replace personal identifiers in `text`; add what was replaced to `counts`."""
-    if not _MAYBE_PII.search(text):
-        return text
 
     def replace(match: re.Match) -> str:
         kind = match.lastgroup
@@ -68,9 +73,28 @@ def scrub_pii(text: str, counts: Counter) -> str:
     return PII_PATTERN.sub(replace, text)
 
 
-_NOT_WORD = re.compile(r"[\W_]+")
+def _fold_table() -> list[int | None]:
+    """Delete whitespace, punctuation and symbols; map full-width letters and digits to ASCII.
+
+    A list indexed by code point: str.translate leaves characters past its end
+    (CJK ideographs and beyond) unchanged, and a list lookup is twice as fast
+    as a dict's -- the fold runs over every character of every record.
+    """
+    table: list[int | None] = []
+    for code in range(0xFF66):
+        char = chr(code)
+        if 0xFF10 <= code <= 0xFF5E and char.isalnum():
+            table.append(code - 0xFEE0)
+        elif char.isalnum() or 0x3100 <= code < 0xFE10:
+            table.append(code)
+        else:
+            table.append(None)
+    return table
+
+
+_FOLD = _fold_table()
 
 
 def fold(text: str) -> str:
-    """Case-, width-, whitespace- and punctuation-insensitive form of `text`."""
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
+    """Whitespace-, punctuation-, width- and case-insensitive form of `text`."""
+    return text.translate(_FOLD).lower()

@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
-from converters.clean import fold, scrub_pii
+from converters.clean import fold, might_hold_pii, scrub_pii
 from converters.formats import FORMATS, dataset_entry
 from converters.records import Dialogue, RecordError, SourceError
 from converters.registry import check_conflicts, read_registry, register
-from converters.sources import get_source
+from converters.sources import Chunk, get_source
 from converters.split import SPLIT_NAMES, assign_split
 
-CHUNK_RECORDS = 2000
 DEFAULT_MAX_CHARS = 16384
 
 
@@ -56,8 +57,8 @@ class Summary:
     rejected: Counter = field(default_factory=Counter)
     dropped_trailing_questions: int = 0
     pii: Counter = field(default_factory=Counter)
-    turns: list[int] = field(default_factory=list)
-    chars: list[int] = field(default_factory=list)
+    turns: array = field(default_factory=lambda: array("I"))
+    chars: array = field(default_factory=lambda: array("I"))
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -79,7 +80,8 @@ class Summary:
         }
 
 
-def percentiles(values: list[int]) -> dict[str, int]:
+def percentiles(values) -> dict[str, int]:
+    """p50/p90/p99/max of a sequence of counts."""
     if not values:
         return {}
     ordered = sorted(values)
@@ -90,21 +92,28 @@ def percentiles(values: list[int]) -> dict[str, int]:
 # --- worker side: pure, one chunk at a time ----------------------------------
 
 
+def _hash64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
 def _convert_one(dialogue: Dialogue, options: ConvertOptions, pii: Counter) -> tuple:
-    if options.scrub:
-        dialogue = Dialogue(
-            turns=tuple((scrub_pii(q, pii), scrub_pii(a, pii)) for q, a in dialogue.turns),
-            system=dialogue.system,
-            dropped_trailing_question=dialogue.dropped_trailing_question,
-        )
+    texts = "\x00".join(dialogue.texts())
+    folded = fold(texts)
+    if options.scrub and might_hold_pii(texts, folded):
+        turns = tuple((scrub_pii(q, pii), scrub_pii(a, pii)) for q, a in dialogue.turns)
+        dialogue = Dialogue(turns=turns, system=dialogue.system)
+        folded = fold("\x00".join(dialogue.texts()))
     chars = dialogue.chars
     if options.max_chars and chars > options.max_chars:
         raise RecordError("too_long", f"{chars} characters > --max-chars {options.max_chars}")
-    line = orjson.dumps(FORMATS[options.fmt](dialogue)) + b"\n"
-    folded = fold("\x00".join(dialogue.texts())).encode()
-    exact_key = hashlib.blake2b(line, digest_size=16).digest()
-    folded_key = hashlib.blake2b(folded, digest_size=16).digest()
-    split = assign_split(folded_key, options.seed, options.split)
+    try:
+        line = orjson.dumps(FORMATS[options.fmt](dialogue)) + b"\n"
+    except orjson.JSONEncodeError:  # a lone surrogate escaped in the source JSON
+        raise RecordError("invalid_unicode", "text holds an unpaired UTF-16 surrogate") from None
+    exact_key = _hash64(line)
+    folded_bytes = folded.encode()
+    folded_key = _hash64(folded_bytes)
+    split = assign_split(folded_bytes, options.seed, options.split)
     return exact_key, folded_key, split, line, len(dialogue.turns), chars
 
 
@@ -112,53 +121,40 @@ def _raw_for_rejects(payload: object) -> object:
     return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
 
 
-def convert_chunk(source_name: str, options: ConvertOptions, chunk: list) -> tuple[list, Counter]:
-    """[(source index, line, payload)] -> results in order, and PII counts."""
-    parse = get_source(source_name).parse
+def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> tuple[list, Counter]:
+    """Convert one chunk: results in input order, and the PII replacements made."""
+    source = get_source(source_name)
     pii: Counter = Counter()
     results = []
-    for source_index, line_no, payload in chunk:
+    for line_no, payload in source.records(chunk):
         try:
-            dialogue = parse(payload, options.cot, options.system)
+            dialogue = source.parse(payload, options.cot, options.system)
             converted = _convert_one(dialogue, options, pii)
-            results.append((source_index, line_no, dialogue.dropped_trailing_question, converted))
+            results.append((line_no, dialogue.dropped_trailing_question, converted))
         except RecordError as error:
             reject = (error.reason, error.detail, _raw_for_rejects(payload))
-            results.append((source_index, line_no, False, reject))
+            results.append((line_no, False, reject))
     return results, pii
 
 
 # --- converting process -------------------------------------------------------
 
 
-def _chunks(inputs: list[Path], read, progress) -> Iterator[list]:
-    chunk: list = []
-    for source_index, path in enumerate(inputs):
-        done_before = sum(p.stat().st_size for p in inputs[:source_index])
-        for line_no, payload, consumed in read(path):
-            chunk.append((source_index, line_no, payload))
-            if len(chunk) >= CHUNK_RECORDS:
-                yield chunk
-                chunk = []
-                progress(done_before + consumed)
-    if chunk:
-        yield chunk
-
-
-def _run_chunks(source_name: str, options: ConvertOptions, chunks: Iterable[list]):
-    """Yield chunk results in input order, with a bounded number in flight."""
+def _run_chunks(source_name: str, options: ConvertOptions, chunks: Iterable[Chunk]):
+    """Yield (chunk, results, pii) in input order, with a bounded number in flight."""
     if options.workers <= 1:
         for chunk in chunks:
-            yield convert_chunk(source_name, options, chunk)
+            yield chunk, *convert_chunk(source_name, options, chunk)
         return
     with ProcessPoolExecutor(max_workers=options.workers) as pool:
-        pending = []
+        pending: list = []
         for chunk in chunks:
-            pending.append(pool.submit(convert_chunk, source_name, options, chunk))
+            pending.append((chunk, pool.submit(convert_chunk, source_name, options, chunk)))
             if len(pending) >= 2 * options.workers:  # keeps memory flat
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
+                done, future = pending.pop(0)
+                yield done, *future.result()
+        for done, future in pending:
+            yield done, *future.result()
 
 
 def check_inputs(inputs: list[Path]) -> list[Path]:
@@ -208,12 +204,15 @@ def convert(
         with contextlib.ExitStack() as files:
             splits = {split: files.enter_context(open(path, "wb")) for split, path in tmp.items()}
             rejects = files.enter_context(open(tmp_rejects, "wb"))
-            account = _Accounting(summary, options.dedup, splits, rejects, inputs)
-            chunks = _chunks(inputs, source.read, progress)
-            for results, pii in _run_chunks(source_name, options, chunks):
-                summary.pii.update(pii)
-                for result in results:
-                    account.take(*result)
+            account = _Accounting(summary, options.dedup, splits, rejects)
+            done_before = 0
+            for path in inputs:
+                chunks = source.chunks(path)
+                for chunk, results, pii in _run_chunks(source_name, options, chunks):
+                    summary.pii.update(pii)
+                    account.take(chunk.path, results)
+                    progress(done_before + chunk.end)
+                done_before += path.stat().st_size
         progress(total_bytes)
         _publish(options, summary, tmp, tmp_rejects, planned)
     finally:  # after an error or Ctrl-C, nothing half-written stays behind
@@ -222,45 +221,54 @@ def convert(
     return summary
 
 
+def _dump_any(value: dict) -> bytes:
+    """JSON for a rejected record, which may hold what orjson refuses (huge ints, surrogates)."""
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value).encode()
+
+
 class _Accounting:
     """Routes each converted record: split file, rejects file, or duplicate count."""
 
-    def __init__(self, summary: Summary, dedup: bool, splits: dict, rejects, inputs: list[Path]):
+    def __init__(self, summary: Summary, dedup: bool, splits: dict, rejects):
         self.summary, self.dedup, self.splits, self.rejects = summary, dedup, splits, rejects
-        self.inputs = inputs
-        self.seen_exact: set[bytes] = set()
-        self.seen_folded: set[bytes] = set()
+        # 64-bit content hashes as ints: the smallest exact set Python offers.
+        self.seen_exact: set[int] = set()
+        self.seen_folded: set[int] = set()
 
-    def take(self, source_index: int, line_no: int, dropped: bool, outcome: tuple) -> None:
+    def take(self, source: str, results: list) -> None:
         summary = self.summary
-        summary.read += 1
-        if len(outcome) == 3:
-            reason, detail, raw = outcome
-            summary.rejected[reason] += 1
-            reject = {
-                "source": str(self.inputs[source_index]),
-                "line": line_no,
-                "reason": reason,
-                "detail": detail,
-                "record": raw,
-            }
-            self.rejects.write(orjson.dumps(reject) + b"\n")
-            return
-        exact_key, folded_key, split, line, turns, chars = outcome
-        summary.dropped_trailing_questions += dropped
-        if self.dedup:
-            if exact_key in self.seen_exact:
-                summary.duplicates["exact"] += 1
-                return
-            if folded_key in self.seen_folded:
-                summary.duplicates["normalised"] += 1
-                return
-            self.seen_exact.add(exact_key)
-            self.seen_folded.add(folded_key)
-        self.splits[split].write(line)
-        summary.written[split] += 1
-        summary.turns.append(turns)
-        summary.chars.append(chars)
+        for line_no, dropped, outcome in results:
+            summary.read += 1
+            if len(outcome) == 3:
+                reason, detail, raw = outcome
+                summary.rejected[reason] += 1
+                reject = {
+                    "source": source,
+                    "line": line_no,
+                    "reason": reason,
+                    "detail": detail,
+                    "record": raw,
+                }
+                self.rejects.write(_dump_any(reject) + b"\n")
+                continue
+            exact_key, folded_key, split, line, turns, chars = outcome
+            summary.dropped_trailing_questions += dropped
+            if self.dedup:
+                if exact_key in self.seen_exact:
+                    summary.duplicates["exact"] += 1
+                    continue
+                if folded_key in self.seen_folded:
+                    summary.duplicates["normalised"] += 1
+                    continue
+                self.seen_exact.add(exact_key)
+                self.seen_folded.add(folded_key)
+            self.splits[split].write(line)
+            summary.written[split] += 1
+            summary.turns.append(turns)
+            summary.chars.append(chars)
 
 
 def _publish(options, summary: Summary, tmp: dict, tmp_rejects: Path, planned: dict) -> None:

@@ -79,7 +79,8 @@ def download(source: str, subset: str | None, dest: Path, endpoint: str | None =
     try:
         path = dataset_file_download(dataset_id, file_name, local_dir=str(dest), endpoint=endpoint)
     except Exception as error:  # the client's own errors vary by version
+        said = " ".join(str(error).split())  # one line, however the client formats it
         raise DownloadError(
-            f"ModelScope download of {dataset_id}/{file_name} failed: {error}; {instead}"
+            f"ModelScope download of {dataset_id}/{file_name} failed: {said}; {instead}"
         ) from None
     return Path(path)

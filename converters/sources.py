@@ -1,7 +1,10 @@
-"""The registry of sources: how each one is read into payloads and parsed.
+"""The registry of sources: how each one is cut into chunks and parsed.
 
-Reading (I/O, splitting the input into records) happens in the converting
-process; parsing a payload into a `Dialogue` is pure and runs in the workers.
+Cutting happens in the converting process and is cheap: a jsonl file is cut
+into byte ranges at line ends, which the workers read themselves, so no record
+text crosses a process boundary on the way in. A JSON array has to be parsed to
+find its elements, so its chunks carry the elements. Parsing a record into a
+`Dialogue` is pure and runs in the workers.
 """
 
 from __future__ import annotations
@@ -14,43 +17,80 @@ from converters.huatuo import parse_huatuo_line
 from converters.medical_o1 import iter_json_array, parse_medical_o1_record
 from converters.records import Dialogue, SourceError
 
+CHUNK_BYTES = 4 << 20
+CHUNK_RECORDS = 2000
+
+
+@dataclass(frozen=True)
+class Chunk:
+    path: str
+    end: int  # bytes of the file consumed once this chunk is done (for progress)
+    first_line: int = 1
+    start: int = 0  # jsonl: byte range [start, end) of the file
+    records: tuple = ()  # JSON array: (line number, element) pairs
+
 
 @dataclass(frozen=True)
 class Source:
     name: str
-    # path -> (line number, payload, bytes consumed so far); blank lines are not records.
-    read: Callable[[Path], Iterator[tuple[int, object, int]]]
+    chunks: Callable[[Path], Iterator[Chunk]]
+    records: Callable[[Chunk], Iterator[tuple[int, object]]]  # -> (line number, payload)
     parse: Callable[[object, str, str], Dialogue]  # (payload, cot, system)
     description: str
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, bytes, int]]:
-    consumed = 0
-    with open(path, "rb") as lines:
-        for line_no, line in enumerate(lines, 1):
-            consumed += len(line)
-            payload = line.rstrip(b"\r\n")
-            if payload.strip():
-                yield line_no, payload, consumed
-
-
-def _read_json_array(path: Path) -> Iterator[tuple[int, object, int]]:
+def _jsonl_chunks(path: Path) -> Iterator[Chunk]:
+    """Byte ranges of about CHUNK_BYTES that end at a line end."""
     size = path.stat().st_size
-    elements = list(iter_json_array(path))
-    for index, (line_no, element) in enumerate(elements, 1):
-        yield line_no, element, size * index // len(elements)
+    with open(path, "rb") as data:
+        start, line = 0, 1
+        while start < size:
+            data.seek(start)
+            block = data.read(CHUNK_BYTES)
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:  # the last line, or a line longer than a block: take it whole
+                block += data.readline()
+                cut = len(block)
+            yield Chunk(str(path), end=start + cut, first_line=line, start=start)
+            line += block.count(b"\n", 0, cut)
+            start += cut
+
+
+def _jsonl_records(chunk: Chunk) -> Iterator[tuple[int, bytes]]:
+    with open(chunk.path, "rb") as data:
+        data.seek(chunk.start)
+        text = data.read(chunk.end - chunk.start)
+    for offset, line in enumerate(text.split(b"\n")):
+        line = line.rstrip(b"\r")
+        if line.strip():  # a blank line is not a record
+            yield chunk.first_line + offset, line
+
+
+def _json_array_chunks(path: Path) -> Iterator[Chunk]:
+    size = path.stat().st_size
+    elements = list(iter_json_array(path))  # parse errors surface before any work
+    for first in range(0, len(elements), CHUNK_RECORDS):
+        part = tuple(elements[first : first + CHUNK_RECORDS])
+        done = size * (first + len(part)) // len(elements)
+        yield Chunk(str(path), end=done, records=part)
+
+
+def _json_array_records(chunk: Chunk) -> Iterator[tuple[int, object]]:
+    return iter(chunk.records)
 
 
 SOURCES = {
     "huatuo": Source(
         "huatuo",
-        _read_jsonl,
+        _jsonl_chunks,
+        _jsonl_records,
         lambda payload, cot, system: parse_huatuo_line(payload, system),
         "HuatuoGPT-sft-data-v1 jsonl dialogues",
     ),
     "medical-o1": Source(
         "medical-o1",
-        _read_json_array,
+        _json_array_chunks,
+        _json_array_records,
         parse_medical_o1_record,
         "medical-o1-reasoning-SFT JSON arrays (Question, Complex_CoT, Response)",
     ),

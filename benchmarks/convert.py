@@ -1,0 +1,180 @@
+"""Benchmark `data convert huatuo` on a HuatuoGPT-shaped file of the real size.
+
+Prints, in one run, our wall time and peak RSS next to two baselines:
+  floor  -- the same file read with orjson and written back, nothing else;
+  naive  -- the same job (prefixes, PII, near-duplicates, split) written the usual way:
+            stdlib json, the whole file in memory, one regex at a time, json.dump at the end.
+Targets on a 2-core machine: ours <= 2.0x the floor, >= 5x faster than naive,
+peak RSS <= 300 MB and flat as the input grows (1x and 3x the real size).
+
+    python benchmarks/convert.py [--scale 1.0] [--repeat 3] [--no-naive]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / ".cache" / "bench"
+REAL_LINES, REAL_BYTES = 226_042, 333_326_040
+sys.path.insert(0, str(REPO / "tools"))
+
+from make_samples import CONDITIONS, huatuo_dialogue  # noqa: E402
+
+FILLER = [c[1] for c in CONDITIONS] + [c[3] for c in CONDITIONS]
+
+
+def generate(path: Path, lines: int, target_bytes: int) -> None:
+    """A HuatuoGPT-shaped file: real mean line length, unique dialogues, a few PII and bad lines."""
+    if path.exists() and path.stat().st_size >= target_bytes * 0.95:
+        return
+    rng = random.Random(7)
+    mean_extra = target_bytes / lines - 520  # a composed dialogue is ~520 bytes before padding
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as out:
+        for i in range(lines):
+            record = huatuo_dialogue(rng)
+            pad = "".join(
+                rng.choice(FILLER) + "。"
+                for _ in range(int(rng.expovariate(1 / (mean_extra / 45))))
+            )
+            record["data"][1] += f"病例{i}：{pad}"
+            if i % 997 == 0:
+                record["data"][0] += "电话13812345678"
+            line = json.dumps(record, ensure_ascii=False).encode()
+            out.write((b"{bad json" if i % 5003 == 0 else line) + b"\n")
+
+
+FLOOR = """
+import orjson, sys
+with open(sys.argv[1], "rb") as src, open(sys.argv[2], "wb") as dst:
+    for line in src:
+        try:
+            dst.write(orjson.dumps(orjson.loads(line)) + b"\\n")
+        except orjson.JSONDecodeError:
+            pass
+"""
+
+NAIVE = """
+import json, random, re, sys, unicodedata
+# The same job, written the usual way: whole file in memory, one pattern at a time.
+PATTERNS = [
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}"), "[EMAIL]"),
+    (re.compile(r"(?:https?://|www\\.)\\S+"), "[URL]"),
+    (re.compile(r"(?<!\\d)[1-9]\\d{16}[0-9Xx](?!\\d)"), "[ID_NUMBER]"),
+    (re.compile(r"(?<!\\d)1[3-9]\\d{9}(?!\\d)"), "[PHONE]"),
+    (re.compile(r"(?<!\\d)0\\d{2,3}-\\d{7,8}(?!\\d)"), "[PHONE]"),
+]
+with open(sys.argv[1], encoding="utf-8", errors="replace") as src:
+    lines = src.readlines()
+records = []
+for line in lines:
+    try:
+        records.append(json.loads(line))
+    except json.JSONDecodeError:
+        continue
+random.seed(42)
+seen, splits = set(), {"train": [], "val": [], "test": []}
+for record in records:
+    turns = [t[2:].strip() for t in record["data"]]
+    if len(turns) % 2:
+        turns = turns[:-1]
+    for pattern, placeholder in PATTERNS:
+        turns = [pattern.sub(placeholder, t) for t in turns]
+    key = re.sub(r"[\\W_]+", "", unicodedata.normalize("NFKC", "".join(turns)).lower())
+    if key in seen:
+        continue
+    seen.add(key)
+    conversation = [
+        {"from": "human" if i % 2 == 0 else "gpt", "value": text} for i, text in enumerate(turns)
+    ]
+    r = random.random()
+    split = "train" if r < 0.7 else "val" if r < 0.9 else "test"
+    splits[split].append({"conversations": conversation})
+for split, rows in splits.items():
+    with open(f"{sys.argv[2]}_{split}.json", "w", encoding="utf-8") as dst:
+        json.dump(rows, dst, ensure_ascii=False, indent=2)
+"""
+
+OURS = """
+import sys
+from pathlib import Path
+from converters.convert import ConvertOptions, convert
+options = ConvertOptions("sharegpt", "bench", Path(sys.argv[2]))
+summary = convert("huatuo", [Path(sys.argv[1])], options)
+print("read", summary.read, "written", sum(summary.written.values()), file=sys.stderr)
+"""
+
+MEASURE = """
+import resource, runpy, sys, time
+code = sys.argv[1]
+sys.argv = sys.argv[1:]
+start = time.perf_counter()
+exec(compile(code, "<bench>", "exec"), {"__name__": "__main__"})
+wall = time.perf_counter() - start
+me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(f"MEASURE {wall} {me} {kids}")
+"""
+
+
+def run(code: str, src: Path, dst: Path, repeat: int = 1) -> tuple[float, float]:
+    """Best of `repeat` runs: (wall seconds, peak RSS in MB of the process + its largest worker)."""
+    best = (float("inf"), 0.0)
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, code, str(src), str(dst)],
+            cwd=REPO, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        line = next(x for x in out.stdout.splitlines() if x.startswith("MEASURE"))
+        _, wall, me, kids = line.split()
+        best = min(best, (float(wall), (int(me) + int(kids)) / 1024))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="size relative to the real file")
+    parser.add_argument("--no-naive", action="store_true", help="skip the slow naive baseline")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of floor and ours; best counts")
+    args = parser.parse_args()
+
+    sizes = {"1x": args.scale, "3x": 3 * args.scale}
+    results = {}
+    for label, scale in sizes.items():
+        src = WORK / f"huatuo_{label}_{args.scale}.jsonl"
+        print(f"[{label}] generating {src.name} ({REAL_BYTES * scale / 1e6:.0f} MB)...", flush=True)
+        generate(src, int(REAL_LINES * scale), int(REAL_BYTES * scale))
+        size_mb = src.stat().st_size / 1e6
+        results[label] = {"ours": run(OURS, src, WORK / f"ours_{label}", args.repeat)}
+        if label == "1x":
+            results[label]["floor"] = run(FLOOR, src, WORK / "floor.jsonl", args.repeat)
+            if not args.no_naive:
+                results[label]["naive"] = run(NAIVE, src, WORK / "naive.jsonl")
+        for name in ("floor", "naive", "ours"):
+            if name in results[label]:
+                wall, rss = results[label][name]
+                speed = size_mb / wall
+                print(
+                    f"[{label}] {name:5s} {wall:7.1f} s  {speed:6.1f} MB/s  peak RSS {rss:6.0f} MB"
+                )
+
+    ours, floor = results["1x"]["ours"], results["1x"]["floor"]
+    print()
+    print(f"ours / floor (wall)        : {ours[0] / floor[0]:.2f}x   (target <= 2.0)")
+    if "naive" in results["1x"]:
+        naive = results["1x"]["naive"]
+        print(f"naive / ours (wall)        : {naive[0] / ours[0]:.2f}x   (target >= 5)")
+    rss_3x = results["3x"]["ours"][1]
+    print(
+        f"peak RSS 1x -> 3x (ours)   : {ours[1]:.0f} MB -> {rss_3x:.0f} MB   (target <= 300, flat)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from converters import sources
+from converters.convert import ConvertOptions, convert
+from converters.records import SourceError
+from converters.registry import INFO_FILE, RegistryError
+from medfactory.cli import cli
+
+REPO = Path(__file__).resolve().parents[2]
+HUATUO = REPO / "dataset_info" / "samples" / "huatuo_sample.jsonl"
+MEDICAL_O1 = REPO / "dataset_info" / "samples" / "medical_o1_sample.json"
+
+
+def options(tmp_path, **kw) -> ConvertOptions:
+    kw.setdefault("fmt", "sharegpt")
+    kw.setdefault("name", "t")
+    kw.setdefault("workers", 1)
+    return ConvertOptions(dataset_dir=tmp_path, **kw)
+
+
+def lines(path: Path) -> list:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def source_records(path: Path) -> int:
+    if path.suffix == ".jsonl":
+        return sum(1 for line in path.read_bytes().splitlines() if line.strip())
+    return len(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize(("source", "path"), [("huatuo", HUATUO), ("medical-o1", MEDICAL_O1)])
+def test_every_record_is_accounted_for(tmp_path, source, path):
+    summary = convert(source, [path], options(tmp_path))
+    assert summary.read == source_records(path)
+    assert summary.read == summary.accounted
+    written = {split: len(lines(tmp_path / f"t_{split}.jsonl")) for split in summary.written}
+    assert written == summary.written
+    rejects = lines(tmp_path / "t.rejects.jsonl")
+    assert len(rejects) == summary.rejected.total()
+    assert {r["reason"] for r in rejects} == set(summary.rejected)
+
+
+def test_rejects_name_the_source_line(tmp_path):
+    convert("huatuo", [HUATUO], options(tmp_path))
+    source_lines = HUATUO.read_bytes().split(b"\n")
+    for reject in lines(tmp_path / "t.rejects.jsonl"):
+        assert reject["source"] == str(HUATUO)
+        raw = source_lines[reject["line"] - 1].decode("utf-8", errors="replace")
+        assert raw == reject["record"]
+        assert reject["detail"]
+
+
+def test_huatuo_sample_hits_every_reject_reason(tmp_path):
+    summary = convert("huatuo", [HUATUO], options(tmp_path))
+    assert set(summary.rejected) == {
+        "answer_first", "broken_alternation", "empty_turn", "invalid_json", "invalid_utf8",
+        "missing_role_prefix", "no_answered_question", "no_data_list", "not_an_object",
+        "too_long", "turn_not_string",
+    }  # fmt: skip
+    assert summary.duplicates == {"exact": 1, "normalised": 1}
+    assert summary.dropped_trailing_questions == 1
+    assert set(summary.pii) == {"mobile", "landline", "id_number", "email", "url"}
+
+
+def test_duplicates_are_found_across_files_and_can_be_kept(tmp_path):
+    twice = convert("medical-o1", [MEDICAL_O1, MEDICAL_O1], options(tmp_path, name="a"))
+    once = convert("medical-o1", [MEDICAL_O1], options(tmp_path, name="b"))
+    assert sum(twice.written.values()) == sum(once.written.values())
+    kept = convert("medical-o1", [MEDICAL_O1], options(tmp_path, name="c", dedup=False))
+    assert sum(kept.duplicates.values()) == 0
+    assert sum(kept.written.values()) == sum(once.written.values()) + sum(once.duplicates.values())
+
+
+def test_scrubbing_can_be_turned_off(tmp_path):
+    convert("huatuo", [HUATUO], options(tmp_path, name="s", split=(1.0,)))
+    convert("huatuo", [HUATUO], options(tmp_path, name="r", split=(1.0,), scrub=False))
+    scrubbed = (tmp_path / "s_train.jsonl").read_text()
+    raw = (tmp_path / "r_train.jsonl").read_text()
+    assert "13912345678" in raw and "13912345678" not in scrubbed
+    assert "[PHONE]" in scrubbed and "[ID_NUMBER]" in scrubbed
+    assert "血压180/110mmHg" in scrubbed and "HbA1c 8.2%" in scrubbed
+
+
+def test_adding_records_never_moves_existing_ones(tmp_path):
+    head = tmp_path / "head.jsonl"
+    head.write_bytes(b"\n".join(HUATUO.read_bytes().splitlines()[:150]) + b"\n")
+    convert("huatuo", [head], options(tmp_path, name="small"))
+    convert("huatuo", [HUATUO], options(tmp_path, name="large"))
+    for split in ("train", "val", "test"):
+        small = {json.dumps(r) for r in lines(tmp_path / f"small_{split}.jsonl")}
+        large = {json.dumps(r) for r in lines(tmp_path / f"large_{split}.jsonl")}
+        assert small <= large, split
+
+
+def test_output_does_not_depend_on_the_worker_count(tmp_path):
+    convert("huatuo", [HUATUO], options(tmp_path, name="one", workers=1))
+    convert("huatuo", [HUATUO], options(tmp_path, name="two", workers=2))
+    for suffix in ("_train.jsonl", "_val.jsonl", "_test.jsonl", ".rejects.jsonl"):
+        assert (tmp_path / f"one{suffix}").read_bytes() == (tmp_path / f"two{suffix}").read_bytes()
+
+
+def test_train_only_split_registers_one_entry(tmp_path):
+    summary = convert("huatuo", [HUATUO], options(tmp_path, split=(1.0,)))
+    assert list(json.loads((tmp_path / INFO_FILE).read_text())) == ["t_train"]
+    assert summary.written["train"] == sum(summary.written.values())
+
+
+def test_medical_o1_with_a_system_prompt_and_alpaca(tmp_path, fixtures_dir):
+    real = fixtures_dir / "medical_o1" / "medical_o1_sft_en_first2.json"
+    opts = options(tmp_path, fmt="alpaca", split=(1.0,), system="You are a doctor.", cot="huatuo")
+    convert("medical-o1", [real], opts)
+    records = lines(tmp_path / "t_train.jsonl")
+    upstream = json.loads(real.read_text())
+    assert [r["instruction"] for r in records] == [u["Question"].strip() for u in upstream]
+    assert all(r["system"] == "You are a doctor." for r in records)
+    assert all(r["output"].startswith("## Thinking\n\n") for r in records)
+    entry = json.loads((tmp_path / INFO_FILE).read_text())["t_train"]
+    assert entry["columns"]["system"] == "system"
+
+
+def test_interrupted_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "CHUNK_BYTES", 4096)  # interrupt mid-file
+    convert("huatuo", [HUATUO], options(tmp_path))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def interrupt(done, records):
+        if records >= 100:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert("huatuo", [HUATUO, HUATUO], options(tmp_path, seed=7), on_progress=interrupt)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_conflicting_name_fails_before_any_work(tmp_path):
+    convert("huatuo", [HUATUO], options(tmp_path))
+    with pytest.raises(RegistryError, match="--force"):
+        convert("huatuo", [HUATUO], options(tmp_path, fmt="alpaca"))
+    convert("huatuo", [HUATUO], options(tmp_path, fmt="alpaca", force=True))
+    assert lines(tmp_path / "t_train.jsonl")[0].keys() >= {"instruction", "output", "history"}
+
+
+def test_missing_input_is_named(tmp_path):
+    with pytest.raises(SourceError, match="nope.jsonl: no such file"):
+        convert("huatuo", [tmp_path / "nope.jsonl"], options(tmp_path))
+
+
+def test_cli_convert_prints_a_summary_and_json(tmp_path):
+    args = ["data", "convert", "huatuo", str(HUATUO), "--name", "c", "--dataset-dir", str(tmp_path)]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["read"] == source_records(HUATUO)
+    assert summary["rejected"]["invalid_utf8"] == 1
+    table = CliRunner().invoke(cli, [*args, "--workers", "1"])
+    assert "rejected: invalid_utf8" in table.output and "written train" in table.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--split", "0.5,0.4"], "add up to 1"),
+        (["--name", "x", "missing.jsonl"], "missing.jsonl: no such file"),
+    ],
+)
+def test_cli_user_errors_are_one_line(tmp_path, extra, message):
+    args = ["data", "convert", "huatuo", str(HUATUO), "--name", "c", "--dataset-dir", str(tmp_path)]
+    result = CliRunner().invoke(cli, [*args, *extra])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_source_lists_the_known_ones(tmp_path):
+    result = CliRunner().invoke(cli, ["data", "convert", "hautuo", "x", "--name", "n"])
+    assert result.exit_code == 2
+    assert "'huatuo'" in result.output and "'medical-o1'" in result.output
+
+
+def test_unpaired_surrogate_is_rejected_not_fatal(tmp_path):
+    source = tmp_path / "o1.json"
+    source.write_text('[{"Question": "bad \\ud800", "Complex_CoT": "c", "Response": "r"}]')
+    summary = convert("medical-o1", [source], options(tmp_path, split=(1.0,)))
+    assert dict(summary.rejected) == {"invalid_unicode": 1}
+    assert json.loads((tmp_path / "t.rejects.jsonl").read_text())["line"] == 1
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 1000, 4096])
+def test_chunking_changes_nothing(tmp_path, monkeypatch, chunk_bytes):
+    source = tmp_path / "in.jsonl"
+    long_line = json.dumps({"data": ["问：" + "长" * 3000, "答：好"]}, ensure_ascii=False)
+    source.write_bytes(HUATUO.read_bytes() + long_line.encode() + b"\n\n" + b"{no newline at end")
+    convert("huatuo", [source], options(tmp_path, name="whole", max_chars=None))
+    monkeypatch.setattr(sources, "CHUNK_BYTES", chunk_bytes)
+    convert("huatuo", [source], options(tmp_path, name="cut", workers=2, max_chars=None))
+    for suffix in ("_train.jsonl", "_val.jsonl", "_test.jsonl", ".rejects.jsonl"):
+        assert (tmp_path / f"whole{suffix}").read_bytes() == (
+            tmp_path / f"cut{suffix}"
+        ).read_bytes()
+    last = lines(tmp_path / "cut.rejects.jsonl")[-1]
+    assert last["line"] == len(source.read_bytes().split(b"\n"))
+    assert last["record"] == "{no newline at end"
