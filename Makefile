@@ -12,6 +12,9 @@ TINY_MODEL := $(CACHE)/tiny-model
 DATA_DIR ?= dataset_info
 SAMPLES := dataset_info/samples
 MF := $(VENV)/bin/medfactory
+TINY := llamafactory_configs/tiny
+DEMO_DATA := --dataset huatuo_sample --dataset medical_o1_sample
+R1_7B := --model deepseek-r1-distill-qwen-7b
 PYTEST := $(VENV)/bin/python -m pytest
 
 # vLLM: the CUDA build where an NVIDIA GPU answers, else the CPU build.
@@ -26,12 +29,14 @@ PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
 # package indexes that do not carry that package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install data bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
+.PHONY: help install data recipes train predict export bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed $(VLLM_STAMP) ## create .venv (LLaMA-Factory) and .venv-vllm (vLLM); idempotent
+install: ## create .venv (LLaMA-Factory) and .venv-vllm (vLLM); idempotent
+	@# the two environments are independent: build them side by side
+	@$(MAKE) -j2 $(VENV)/.installed $(VLLM_STAMP)
 	@echo "medfactory: .venv     -> $$($(VENV)/bin/python -c 'import importlib.metadata as m; print("llamafactory", m.version("llamafactory"), "+ torch", m.version("torch"))')"
 	@echo "medfactory: .venv-vllm -> $$(cat $(VLLM_STAMP))"
 
@@ -59,10 +64,33 @@ data: $(VENV)/.installed ## convert the bundled samples and register them in dat
 	$(MF) data convert medical-o1 $(SAMPLES)/medical_o1_sample.json --format alpaca --cot think \
 		--name medical_o1_sample --dataset-dir $(DATA_DIR)
 
+recipes: $(VENV)/.installed ## render the checked-in recipes in llamafactory_configs/ again
+	$(MF) recipe render --model tiny --method lora --stage train $(DEMO_DATA)
+	$(MF) recipe render --model tiny --method lora --stage predict $(DEMO_DATA)
+	$(MF) recipe render --model tiny --method lora --stage export
+	$(MF) recipe render --model tiny --method lora --stage infer
+	$(MF) recipe render $(R1_7B) --method lora --stage train --dataset medical_o1_sample
+	$(MF) recipe render $(R1_7B) --method qlora --stage train --dataset medical_o1_sample
+	$(MF) recipe render $(R1_7B) --method full --stage train --dataset medical_o1_sample
+	$(MF) recipe render $(R1_7B) --method lora --stage predict --dataset medical_o1_sample
+	$(MF) recipe render $(R1_7B) --method lora --stage export
+	$(MF) recipe render $(R1_7B) --method lora --stage infer
+
+train: $(TINY_MODEL)/config.json ## LoRA-train the tiny model on the bundled samples (CPU)
+	$(MF) train $(TINY)/train_lora.yaml
+
+predict: $(TINY_MODEL)/config.json ## generate on the test splits and score BLEU-4/ROUGE
+	$(MF) predict $(TINY)/predict_lora.yaml
+
+export: $(TINY_MODEL)/config.json ## merge the tiny model's LoRA adapter into saves/tiny/lora/merged
+	$(MF) export $(TINY)/export_lora.yaml
+
 bench: $(VENV)/.installed ## benchmarks, with ratios against their baselines
 	$(VENV)/bin/python benchmarks/convert.py
 
-tiny-model: install ## build the tiny random-weight test model into .cache/tiny-model
+tiny-model: $(TINY_MODEL)/config.json ## build the tiny random-weight test model into .cache/tiny-model
+
+$(TINY_MODEL)/config.json: | install
 	$(MF) dev tiny-model $(TINY_MODEL)
 
 smoke: install ## LoRA-train the tiny model a few steps and chat with it on vLLM
@@ -71,6 +99,8 @@ smoke: install ## LoRA-train the tiny model a few steps and chat with it on vLLM
 demo: install ## set up, then run the whole pipeline on the bundled samples (CPU, tiny model)
 	$(MAKE) data tiny-model
 	$(MF) data stats huatuo_sample_train --tokenizer $(TINY_MODEL)
+	$(MF) recipe check
+	$(MAKE) train predict export
 	$(MF) dev smoke
 
 test: install ## all tests: unit + integration (GPU tests skip without CUDA)

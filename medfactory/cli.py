@@ -16,6 +16,9 @@ from deploy.vllm_server import ServerStartError
 from medfactory.commands import ExampleGroup, with_example
 from medfactory.commands.data import data
 from medfactory.commands.dev import dev
+from medfactory.commands.recipe import recipe
+from medfactory.commands.run import export, predict, train
+from medfactory.recipes import RecipeError
 from medfactory.runner import CommandFailed
 
 # Mistakes a user can fix: shown as one message, without a traceback.
@@ -23,6 +26,7 @@ USER_ERRORS = (
     CommandFailed,
     DownloadError,
     FileNotFoundError,
+    RecipeError,
     RegistryError,
     ServerStartError,
     SourceError,
@@ -48,6 +52,11 @@ def cli() -> None:
 
 
 cli.add_command(with_example("medfactory data convert huatuo FILE.jsonl --name huatuo")(data))
+cli.add_command(
+    with_example("medfactory recipe render --model tiny --dataset huatuo_sample")(recipe)
+)
+for command in (train, predict, export):
+    cli.add_command(command)
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
 
 

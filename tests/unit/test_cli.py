@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -21,12 +22,16 @@ def test_help_lists_each_group_with_an_example():
 
 
 def test_every_command_shows_an_example_in_its_own_help():
-    for group in cli.commands.values():
-        for name in group.commands:
-            result = CliRunner().invoke(cli, [group.name, name, "--help"])
-            assert result.exit_code == 0, result.output
-            assert "Example:" in result.output
-            assert f"medfactory {group.name} {name}" in result.output
+    paths = []
+    for name, command in cli.commands.items():
+        subcommands = getattr(command, "commands", None)
+        paths += [[name, sub] for sub in subcommands] if subcommands else [[name]]
+    for path in paths:
+        result = CliRunner().invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "Example:" in result.output
+        example = re.search(rf"^\s+medfactory {' '.join(path)}(\s|$)", result.output, re.M)
+        assert example, result.output
 
 
 def test_help_imports_no_heavy_library():

@@ -1,0 +1,146 @@
+"""Run a recipe with `llamafactory-cli` from `.venv`: argument list, streamed log, clear failure.
+
+Training goes through LLaMA-Factory's own torchrun path for several GPUs or
+nodes (`FORCE_TORCHRUN`, `NNODES`, `NODE_RANK`, `NPROC_PER_NODE`, `MASTER_ADDR`,
+`MASTER_PORT`), and reuses the tokenized dataset of an earlier run with the same
+data, tokenizer and template (`tokenized_path`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from deploy.vllm_server import log_tail
+from medfactory import paths
+from medfactory.runner import CommandFailed
+
+# Recipe keys that change what tokenisation produces.
+TOKENIZATION_KEYS = (
+    "model_name_or_path", "template", "cutoff_len", "max_samples", "dataset", "eval_dataset",
+    "dataset_dir", "enable_thinking", "train_on_prompt", "mask_history", "packing", "val_size",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Distributed:
+    nproc: int | None = None
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None
+
+    def env(self) -> dict[str, str]:
+        """The variables LLaMA-Factory's launcher reads to start torchrun."""
+        if self.nproc is None and self.nnodes == 1:
+            return {}
+        env = {
+            "FORCE_TORCHRUN": "1",
+            "NNODES": str(self.nnodes),
+            "NODE_RANK": str(self.node_rank),
+            "MASTER_ADDR": self.master_addr,
+        }
+        if self.nproc is not None:
+            env["NPROC_PER_NODE"] = str(self.nproc)
+        if self.master_port is not None:
+            env["MASTER_PORT"] = str(self.master_port)
+        return env
+
+
+def read_recipe(recipe: Path) -> dict:
+    if not Path(recipe).is_file():
+        raise FileNotFoundError(
+            f"{recipe}: no such recipe; render one with `medfactory recipe render`"
+        )
+    try:
+        data = yaml.safe_load(Path(recipe).read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise CommandFailed(f"{recipe}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise CommandFailed(f"{recipe}: expected a mapping of LLaMA-Factory arguments")
+    return data
+
+
+def tokenized_cache(recipe: dict, overrides: dict, root: Path) -> Path:
+    """A cache folder keyed by everything tokenisation depends on, data contents included."""
+    merged = {**recipe, **overrides}
+    digest = hashlib.sha256(json.dumps({k: merged.get(k) for k in TOKENIZATION_KEYS}).encode())
+    dataset_dir = root / str(merged.get("dataset_dir", "data"))
+    registry_path = dataset_dir / "dataset_info.json"
+    registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {}
+    names = f"{merged.get('dataset') or ''},{merged.get('eval_dataset') or ''}".split(",")
+    for name in filter(None, (n.strip() for n in names)):
+        file_name = registry.get(name, {}).get("file_name", "")
+        data_file = dataset_dir / file_name
+        digest.update(name.encode())
+        if file_name and data_file.is_file():
+            digest.update(hashlib.sha256(data_file.read_bytes()).digest())
+    return paths.cache_dir() / "tokenized" / digest.hexdigest()[:16]
+
+
+def llamafactory_command(command: str, recipe: Path, overrides: dict[str, object]) -> list[str]:
+    argv = [str(paths.llamafactory_cli()), command, str(recipe)]
+    return argv + [f"{key}={value}" for key, value in overrides.items()]
+
+
+def run_recipe(
+    command: str,
+    recipe: Path,
+    overrides: dict[str, object] | None = None,
+    distributed: Distributed | None = None,
+    log_path: Path | None = None,
+    echo: bool = True,
+) -> Path:
+    """Run `llamafactory-cli COMMAND RECIPE`, streaming its output; returns the log path."""
+    recipe = Path(recipe).resolve()
+    data = read_recipe(recipe)
+    overrides = dict(overrides or {})
+    if command == "train" and data.get("do_train") and "tokenized_path" not in data:
+        overrides.setdefault("tokenized_path", tokenized_cache(data, overrides, paths.PROJECT_ROOT))
+    env = {**os.environ, **(distributed or Distributed()).env()}
+    # torchrun, which LLaMA-Factory starts by name for distributed runs, lives in .venv/bin.
+    env["PATH"] = f"{paths.train_venv() / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    if _hub_model_id(data):  # the presets' models come from ModelScope unless told otherwise
+        env.setdefault("USE_MODELSCOPE_HUB", "1")
+    log_path = Path(log_path or paths.cache_dir() / "logs" / f"{command}-{recipe.stem}.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = llamafactory_command(command, recipe, overrides)
+    if not Path(argv[0]).is_file():
+        raise CommandFailed(f"{argv[0]} does not exist; run `make install` first")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv,
+            cwd=paths.PROJECT_ROOT,  # recipes name paths relative to the repository
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            while chunk := os.read(process.stdout.fileno(), 65536):
+                log.write(chunk)
+                if echo:
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.buffer.flush()
+        finally:
+            code = process.wait()
+    if code != 0:
+        raise CommandFailed(
+            f"llamafactory-cli {command} failed (exit {code}) for recipe {recipe}; "
+            f"last lines of {log_path}:\n{log_tail(log_path)}"
+        )
+    return log_path
+
+
+def _hub_model_id(data: dict) -> bool:
+    """True for an `owner/name` model id, False for a local folder."""
+    model = str(data.get("model_name_or_path", ""))
+    local = model.startswith((".", "/")) or (paths.PROJECT_ROOT / model).exists()
+    return model.count("/") == 1 and not local
