@@ -1,0 +1,95 @@
+"""The tiny model through train -> predict -> export, from rendered recipes, on CPU."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+from medfactory.launch import run_recipe
+from medfactory.recipes import render
+from medfactory.runner import CommandFailed
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+DATA = ["huatuo_sample", "medical_o1_sample"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    subprocess.run(["make", "-s", "data", f"DATA_DIR={folder}"], cwd=REPO, check=True)
+    return folder
+
+
+def recipe(tmp_path, stage, data_dir, tiny_model, **overrides) -> Path:
+    registry = json.loads((data_dir / "dataset_info.json").read_text())
+    base = {"model_name_or_path": str(tiny_model)}
+    if stage in ("train", "predict"):
+        base["dataset_dir"] = str(data_dir)
+    text = render("tiny", "lora", stage, DATA, {**base, **overrides}, registry=registry)
+    path = tmp_path / f"{stage}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_train_predict_export(tiny_model, data_dir, tmp_path):
+    sft, predict, merged = tmp_path / "sft", tmp_path / "predict", tmp_path / "merged"
+    train_args = {
+        "output_dir": str(sft),
+        "max_samples": 8,
+        "eval_strategy": "no",
+        "save_steps": 1000,
+    }
+    log = run_recipe(
+        "train", recipe(tmp_path, "train", data_dir, tiny_model, **train_args), echo=False
+    )
+    assert "Tokenized dataset is saved at" in log.read_text()
+    losses = [json.loads(x)["loss"] for x in (sft / "trainer_log.jsonl").open() if '"loss"' in x]
+    assert len(losses) >= 2 and all(0 < loss < 20 for loss in losses)
+    with safe_open(sft / "adapter_model.safetensors", "pt") as adapter:
+        assert any(adapter.get_tensor(k).abs().sum() > 0 for k in adapter.keys() if "lora_B" in k)  # noqa: SIM118
+
+    # The same data again: the tokenized dataset is reused, not rebuilt.
+    log = run_recipe(
+        "train", recipe(tmp_path, "train", data_dir, tiny_model, **train_args), echo=False
+    )
+    assert "Loaded tokenized dataset from" in log.read_text()
+
+    predict_args = {"adapter_name_or_path": str(sft), "output_dir": str(predict), "max_samples": 6}
+    run_recipe(
+        "train", recipe(tmp_path, "predict", data_dir, tiny_model, **predict_args), echo=False
+    )
+    rows = [json.loads(x) for x in (predict / "generated_predictions.jsonl").open()]
+    assert len(rows) == 12  # 6 from each test split
+    assert all(set(r) >= {"prompt", "predict", "label"} and r["label"] for r in rows)
+    scores = json.loads((predict / "predict_results.json").read_text())
+    for metric in ("predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l"):
+        assert 0 <= scores[metric] <= 100
+
+    export_args = {"adapter_name_or_path": str(sft), "export_dir": str(merged)}
+    run_recipe(
+        "export", recipe(tmp_path, "export", data_dir, tiny_model, **export_args), echo=False
+    )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "头痛怎么办？"}], add_generation_prompt=True, return_dict=True,
+        return_tensors="pt",
+    )  # fmt: skip
+    out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] == prompt["input_ids"].shape[1] + 5
+
+
+def test_a_failing_run_shows_the_log_tail_and_the_recipe(tiny_model, data_dir, tmp_path):
+    path = recipe(tmp_path, "train", data_dir, tiny_model, output_dir=str(tmp_path / "o"))
+    path.write_text(path.read_text().replace("lora_rank:", "lora_rnak:"))
+    with pytest.raises(CommandFailed) as error:
+        run_recipe("train", path, echo=False)
+    message = str(error.value)
+    assert str(path) in message and "exit 1" in message
+    assert "lora_rnak" in message  # LLaMA-Factory's own complaint, from the log's last lines

@@ -1,0 +1,146 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medfactory.launch import Distributed, llamafactory_command, tokenized_cache
+from medfactory.recipe_check import check_recipes, render_arguments
+from medfactory.recipes import RecipeError, load_presets, parse_overrides, render
+
+REPO = Path(__file__).resolve().parents[2]
+REGISTRY = json.loads((REPO / "dataset_info" / "dataset_info.json").read_text())
+DATA = ["huatuo_sample", "medical_o1_sample"]
+
+
+def test_presets_name_template_reasoning_and_source():
+    presets = load_presets()
+    assert {"tiny", "deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b",
+            "qwen2.5-1.5b-instruct", "qwen2.5-7b-instruct", "qwen3-8b",
+            "llama3.1-8b-instruct"} <= set(presets)  # fmt: skip
+    assert presets["deepseek-r1-distill-qwen-7b"].template == "deepseekr1"
+    assert presets["qwen3-8b"].reasoning and presets["qwen3-8b"].template == "qwen3"
+    assert not presets["llama3.1-8b-instruct"].reasoning
+    assert presets["qwen2.5-7b-instruct"].model == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_render_uses_the_splits_and_the_preset():
+    recipe = yaml.safe_load(render("deepseek-r1-distill-qwen-7b", "lora", "train", DATA))
+    assert recipe["dataset"] == "huatuo_sample_train,medical_o1_sample_train"
+    assert recipe["eval_dataset"] == "huatuo_sample_val,medical_o1_sample_val"
+    assert recipe["template"] == "deepseekr1" and recipe["enable_thinking"] is True
+    assert recipe["finetuning_type"] == "lora" and recipe["bf16"] is True
+    predict = yaml.safe_load(render("deepseek-r1-distill-qwen-7b", "lora", "predict", DATA))
+    assert predict["eval_dataset"] == "huatuo_sample_test,medical_o1_sample_test"
+    assert predict["adapter_name_or_path"] == recipe["output_dir"]
+    assert predict["do_predict"] and predict["predict_with_generate"]
+
+
+def test_methods():
+    qlora = yaml.safe_load(render("qwen2.5-7b-instruct", "qlora", "train", DATA))
+    assert qlora["quantization_bit"] == 4 and qlora["finetuning_type"] == "lora"
+    full = yaml.safe_load(render("qwen2.5-7b-instruct", "full", "train", DATA))
+    assert full["finetuning_type"] == "full"
+    assert (REPO / full["deepspeed"]).is_file()
+    assert json.loads((REPO / full["deepspeed"]).read_text())["zero_optimization"]["stage"] == 3
+    export = yaml.safe_load(render("qwen2.5-7b-instruct", "qlora", "export", []))
+    assert "quantization_bit" not in export  # merging needs the unquantised base
+
+
+def test_only_the_overrides_given_change_values():
+    plain = render("tiny", "lora", "train", DATA).splitlines()
+    changed = render("tiny", "lora", "train", DATA, {"learning_rate": 5e-5, "bf16": False})
+    changed = changed.splitlines()
+    different = [(a, b) for a, b in zip(plain[1:], changed[1:], strict=True) if a != b]
+    assert different == [("learning_rate: 0.001", "learning_rate: 5.0e-05")]
+    # bf16 was already false for the tiny preset: passing the same value is not a change.
+    added = render("tiny", "lora", "train", DATA, {"seed": 7}).splitlines()
+    assert added[-2:] == ["### overrides", "seed: 7"]
+
+
+def test_preset_defaults_touch_only_keys_the_template_has():
+    recipe = yaml.safe_load(render("tiny", "lora", "export", []))
+    assert "max_new_tokens" not in recipe and "bf16" not in recipe
+
+
+def test_header_command_renders_the_same_text():
+    text = render("tiny", "lora", "predict", DATA, {"max_new_tokens": 8})
+    preset, method, stage, names, overrides = render_arguments(text.splitlines()[0])
+    assert render(preset, method, stage, names, overrides) == text
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: render("qwen9", "lora", "train", DATA), "unknown model preset 'qwen9'; known: t"),
+        (lambda: render("tiny", "dora", "train", DATA), "unknown method 'dora'; known: lora, q"),
+        (lambda: parse_overrides(["learning_rate"]), "expected key=value"),
+    ],
+)  # fmt: skip
+def test_mistakes_name_what_is_known(call, message):
+    with pytest.raises(RecipeError, match=message):
+        call()
+
+
+def test_checked_in_recipes_pass_the_check():
+    assert check_recipes() == []
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "llamafactory_configs" / "tiny" / "train_lora.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_check_names_a_misspelled_key(tmp_path):
+    text = render("tiny", "lora", "train", DATA).replace("learning_rate:", "learnig_rate:")
+    problems = check_recipes([write(tmp_path, text)])
+    assert any("unknown key 'learnig_rate' (did you mean 'learning_rate'?)" in p for p in problems)
+
+
+def test_check_names_a_missing_dataset(tmp_path):
+    text = render("tiny", "lora", "train", ["nonexistent"], registry=REGISTRY)
+    problems = check_recipes([write(tmp_path, text)])
+    assert any(
+        "dataset 'nonexistent' is not in dataset_info/dataset_info.json" in p for p in problems
+    )
+
+
+def test_check_shows_a_stale_recipe_with_a_diff(tmp_path):
+    text = render("tiny", "lora", "train", DATA).replace("lora_rank: 8", "lora_rank: 16")
+    problems = check_recipes([write(tmp_path, text)])
+    (problem,) = [p for p in problems if "differs from what its command renders" in p]
+    assert "-lora_rank: 16" in problem and "+lora_rank: 8" in problem
+    assert "medfactory recipe render --model tiny" in problem
+
+
+def test_distributed_launch_environment():
+    assert Distributed().env() == {}
+    assert Distributed(
+        nproc=8, nnodes=2, node_rank=1, master_addr="10.0.0.2", master_port=29500
+    ).env() == {
+        "FORCE_TORCHRUN": "1",
+        "NNODES": "2",
+        "NODE_RANK": "1",
+        "NPROC_PER_NODE": "8",
+        "MASTER_ADDR": "10.0.0.2",
+        "MASTER_PORT": "29500",
+    }
+
+
+def test_llamafactory_gets_an_argument_list(tmp_path):
+    argv = llamafactory_command("train", tmp_path / "r.yaml", {"learning_rate": 1e-4})
+    assert argv[0].endswith(".venv/bin/llamafactory-cli")
+    assert argv[1:] == ["train", str(tmp_path / "r.yaml"), "learning_rate=0.0001"]
+
+
+def test_tokenized_cache_follows_the_data(tmp_path):
+    (tmp_path / "d.jsonl").write_text("{}\n")
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"d": {"file_name": "d.jsonl"}}))
+    recipe = {"dataset": "d", "dataset_dir": str(tmp_path), "template": "qwen", "cutoff_len": 512}
+    first = tokenized_cache(recipe, {}, tmp_path)
+    assert tokenized_cache(recipe, {}, tmp_path) == first
+    assert tokenized_cache(recipe, {"cutoff_len": 1024}, tmp_path) != first
+    (tmp_path / "d.jsonl").write_text('{"changed": 1}\n')
+    assert tokenized_cache(recipe, {}, tmp_path) != first
