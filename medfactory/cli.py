@@ -18,6 +18,7 @@ from medfactory.commands.data import data
 from medfactory.commands.dev import dev
 from medfactory.commands.recipe import recipe
 from medfactory.commands.run import export, predict, train
+from medfactory.commands.vram import vram
 from medfactory.recipes import RecipeError
 from medfactory.runner import CommandFailed
 
@@ -55,7 +56,7 @@ cli.add_command(with_example("medfactory data convert huatuo FILE.jsonl --name h
 cli.add_command(
     with_example("medfactory recipe render --model tiny --dataset huatuo_sample")(recipe)
 )
-for command in (train, predict, export):
+for command in (train, predict, export, vram):
     cli.add_command(command)
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
 

@@ -33,6 +33,23 @@ class RecipeError(ValueError):
     """A recipe cannot be rendered or checked; the message names what and where."""
 
 
+class Architecture(BaseModel):
+    """The config.json fields the memory estimate needs (transformers' names)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model_type: str = ""
+    attention_bias: bool | None = None  # absent from qwen2 configs, which have q/k/v biases
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
+    intermediate_size: int
+    vocab_size: int
+    tie_word_embeddings: bool = False
+
+
 class Preset(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -41,6 +58,7 @@ class Preset(BaseModel):
     source: Literal["local", "modelscope", "huggingface"]
     template: str
     reasoning: bool
+    architecture: Architecture
     defaults: dict[str, object] = {}
 
 

@@ -1,0 +1,98 @@
+"""Estimate the GPU memory of a fine-tuning run before it starts.
+
+The estimate, in bytes, for P parameters, trainable parameters T, micro-batch
+b, sequence length s, hidden size h, layers L, MLP width m, vocabulary V and N
+GPUs (ZeRO-3 shards the model states over N; plain data parallelism does not):
+
+  weights      full: 2P (bf16 copy) + 4P (fp32 master, AMP)
+               lora: 2P + 2T (bf16 base and adapters)   qlora: 0.55P (4-bit + scales) + 2T
+  gradients    full: 2P        lora/qlora: 4T (fp32)
+  optimizer    AdamW m and v in fp32: 8P (full) or 8T (lora/qlora)
+  activations  gradient checkpointing (LLaMA-Factory's default) keeps each layer's
+               input, 2bsh per layer, recomputes one layer at a time,
+               2bs(10h + 3m), and computes fp32 logits for the loss, 4bsV (twice,
+               with their gradient)
+  overhead     CUDA context, allocator caching and fragmentation: 1.5 GiB
+
+LoRA on all linear layers with rank r trains T = r * sum(in + out) per layer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from medfactory.recipes import Architecture, get_preset
+
+GIB = 1024**3
+CARDS = (24, 48, 80)
+OVERHEAD = 1.5 * GIB
+
+
+@dataclass(frozen=True)
+class Estimate:
+    parameters: int
+    trainable: int
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    overhead: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.overhead
+
+    def verdicts(self, usable: float = 0.9) -> dict[int, bool]:
+        """Whether it fits each common card, keeping 10 % of the card free."""
+        return {card: self.total <= card * GIB * usable for card in CARDS}
+
+
+def load_architecture(model: str) -> Architecture:
+    """A preset name, or the path of a model's config.json (or its folder)."""
+    path = Path(model)
+    if path.is_dir():
+        path = path / "config.json"
+    if path.is_file():
+        return Architecture(**json.loads(path.read_text()))
+    return get_preset(model).architecture
+
+
+def count_parameters(arch: Architecture) -> tuple[int, int]:
+    """(all parameters, parameters of the linear layers LoRA targets per layer) of a decoder."""
+    h, m = arch.hidden_size, arch.intermediate_size
+    head_dim = arch.head_dim or h // arch.num_attention_heads
+    q = arch.num_attention_heads * head_dim
+    kv = (arch.num_key_value_heads or arch.num_attention_heads) * head_dim
+    bias = arch.attention_bias if arch.attention_bias is not None else arch.model_type == "qwen2"
+    linear = h * q + 2 * h * kv + q * h + 3 * h * m + (q + 2 * kv if bias else 0)
+    lora_dims = (h + q) + 2 * (h + kv) + (q + h) + 2 * (h + m) + (m + h)
+    embeddings = arch.vocab_size * h * (1 if arch.tie_word_embeddings else 2)
+    total = arch.num_hidden_layers * (linear + 2 * h) + embeddings + h
+    return total, arch.num_hidden_layers * lora_dims
+
+
+def estimate(
+    arch: Architecture,
+    method: str,
+    batch: int = 1,
+    seq: int = 1024,
+    gpus: int = 1,
+    zero: int = 0,
+    lora_rank: int = 8,
+) -> Estimate:
+    parameters, lora_dims = count_parameters(arch)
+    trainable = parameters if method == "full" else lora_rank * lora_dims
+    if method == "full":
+        weights, gradients, optimizer = 6.0 * parameters, 2.0 * parameters, 8.0 * parameters
+    else:
+        base = 0.55 if method == "qlora" else 2.0
+        weights = base * parameters + 2.0 * trainable
+        gradients, optimizer = 4.0 * trainable, 8.0 * trainable
+    if zero == 3 and gpus > 1:  # model states sharded over the GPUs
+        weights, gradients, optimizer = weights / gpus, gradients / gpus, optimizer / gpus
+    h, m, L = arch.hidden_size, arch.intermediate_size, arch.num_hidden_layers
+    tokens = batch * seq
+    activations = tokens * (2 * h * L + 2 * (10 * h + 3 * m) + 8 * arch.vocab_size)
+    return Estimate(parameters, trainable, weights, gradients, optimizer, activations, OVERHEAD)
