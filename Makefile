@@ -85,8 +85,10 @@ predict: $(TINY_MODEL)/config.json ## generate on the test splits and score BLEU
 export: $(TINY_MODEL)/config.json ## merge the tiny model's LoRA adapter into saves/tiny/lora/merged
 	$(MF) export $(TINY)/export_lora.yaml
 
-bench: $(VENV)/.installed ## benchmarks, with ratios against their baselines
+bench: $(TINY_MODEL)/config.json ## benchmarks, with ratios against their baselines
+	$(MAKE) data
 	$(VENV)/bin/python benchmarks/convert.py
+	$(VENV)/bin/python benchmarks/overhead.py
 
 tiny-model: $(TINY_MODEL)/config.json ## build the tiny random-weight test model into .cache/tiny-model
 

@@ -20,6 +20,7 @@ import yaml
 
 from deploy.vllm_server import log_tail
 from medfactory import paths
+from medfactory.recipes import yaml_value
 from medfactory.runner import CommandFailed
 
 # Recipe keys that change what tokenisation produces.
@@ -87,7 +88,7 @@ def tokenized_cache(recipe: dict, overrides: dict, root: Path) -> Path:
 
 def llamafactory_command(command: str, recipe: Path, overrides: dict[str, object]) -> list[str]:
     argv = [str(paths.llamafactory_cli()), command, str(recipe)]
-    return argv + [f"{key}={value}" for key, value in overrides.items()]
+    return argv + [f"{key}={yaml_value(value)}" for key, value in overrides.items()]
 
 
 def run_recipe(
@@ -103,7 +104,8 @@ def run_recipe(
     data = read_recipe(recipe)
     overrides = dict(overrides or {})
     if command == "train" and data.get("do_train") and "tokenized_path" not in data:
-        overrides.setdefault("tokenized_path", tokenized_cache(data, overrides, paths.PROJECT_ROOT))
+        cache = tokenized_cache(data, overrides, paths.PROJECT_ROOT)
+        overrides.setdefault("tokenized_path", str(cache))
     env = {**os.environ, **(distributed or Distributed()).env()}
     # torchrun, which LLaMA-Factory starts by name for distributed runs, lives in .venv/bin.
     env["PATH"] = f"{paths.train_venv() / 'bin'}{os.pathsep}{env.get('PATH', '')}"

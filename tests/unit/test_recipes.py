@@ -144,3 +144,15 @@ def test_tokenized_cache_follows_the_data(tmp_path):
     assert tokenized_cache(recipe, {"cutoff_len": 1024}, tmp_path) != first
     (tmp_path / "d.jsonl").write_text('{"changed": 1}\n')
     assert tokenized_cache(recipe, {}, tmp_path) != first
+
+
+def test_overrides_keep_yaml_1_1_words_as_strings():
+    assert parse_overrides(["eval_strategy=no", "bf16=false", "lr=1e-4", "x=on", "n=3"]) == {
+        "eval_strategy": "no",
+        "bf16": False,
+        "lr": 1e-4,
+        "x": "on",
+        "n": 3,
+    }
+    argv = llamafactory_command("train", Path("r.yaml"), parse_overrides(["eval_strategy=no"]))
+    assert argv[-1] == "eval_strategy='no'"
