@@ -111,7 +111,9 @@ def run_recipe(
     env["PATH"] = f"{paths.train_venv() / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     if _hub_model_id(data):  # the presets' models come from ModelScope unless told otherwise
         env.setdefault("USE_MODELSCOPE_HUB", "1")
-    log_path = Path(log_path or paths.cache_dir() / "logs" / f"{command}-{recipe.stem}.log")
+    distributed = distributed or Distributed()
+    node = f"-node{distributed.node_rank}" if distributed.nnodes > 1 else ""
+    log_path = Path(log_path or paths.cache_dir() / "logs" / f"{command}-{recipe.stem}{node}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = llamafactory_command(command, recipe, overrides)
     if not Path(argv[0]).is_file():

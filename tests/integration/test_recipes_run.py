@@ -93,3 +93,38 @@ def test_a_failing_run_shows_the_log_tail_and_the_recipe(tiny_model, data_dir, t
     message = str(error.value)
     assert str(path) in message and "exit 1" in message
     assert "lora_rnak" in message  # LLaMA-Factory's own complaint, from the log's last lines
+
+
+def test_two_nodes_train_through_llamafactorys_torchrun_path(tiny_model, data_dir, tmp_path):
+    """Two 'nodes' on loopback, one process each: NNODES, NODE_RANK, MASTER_* for real."""
+    import threading
+
+    from deploy.vllm_server import free_port
+    from medfactory.launch import Distributed
+
+    args = {"output_dir": str(tmp_path / "ddp"), "max_samples": 8, "eval_strategy": "no"}
+    path = recipe(tmp_path, "train", data_dir, tiny_model, save_steps=1000, **args)
+    port = free_port()
+    logs, errors = {}, []
+
+    def node(rank: int) -> None:
+        try:
+            dist = Distributed(nproc=1, nnodes=2, node_rank=rank, master_port=port)
+            logs[rank] = run_recipe(
+                "train", path, distributed=dist, log_path=tmp_path / f"n{rank}.log", echo=False
+            )
+        except Exception as error:  # reported below, from the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=node, args=(rank,)) for rank in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    for rank in (0, 1):
+        text = logs[rank].read_text()
+        assert f"Multi-node training enabled: num nodes: 2, node rank: {rank}" in text
+        assert f"Process rank: {rank}, world size: 2" in text
+        assert "distributed training: True" in text
+    assert (tmp_path / "ddp" / "adapter_model.safetensors").is_file()
