@@ -7,7 +7,7 @@ import click
 from medfactory.commands import with_example
 
 
-@with_example("medfactory vram --model deepseek-r1-distill-qwen-7b --method qlora --seq 2048")
+@with_example("medfactory vram --model qwen2.5-7b-instruct --method qlora")
 @click.command()
 @click.option("--model", required=True, help="A preset name, or a model's config.json (or folder).")
 @click.option("--method", type=click.Choice(["lora", "qlora", "full"]), default="lora",
