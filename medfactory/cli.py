@@ -19,8 +19,8 @@ from medfactory.commands.dev import dev
 from medfactory.commands.recipe import recipe
 from medfactory.commands.run import export, predict, train
 from medfactory.commands.vram import vram
+from medfactory.launch import CommandFailed
 from medfactory.recipes import RecipeError
-from medfactory.runner import CommandFailed
 
 # Mistakes a user can fix: shown as one message, without a traceback.
 USER_ERRORS = (

@@ -21,13 +21,16 @@ import yaml
 from deploy.vllm_server import log_tail
 from medfactory import paths
 from medfactory.recipes import yaml_value
-from medfactory.runner import CommandFailed
 
 # Recipe keys that change what tokenisation produces.
 TOKENIZATION_KEYS = (
     "model_name_or_path", "template", "cutoff_len", "max_samples", "dataset", "eval_dataset",
     "dataset_dir", "enable_thinking", "train_on_prompt", "mask_history", "packing", "val_size",
 )  # fmt: skip
+
+
+class CommandFailed(RuntimeError):
+    """llamafactory-cli exited non-zero; the message carries the log's last lines."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from deploy.vllm_server import ServerSpec, VllmServer, free_port
 from medfactory import paths
-from medfactory.runner import run_logged
+from medfactory.launch import run_recipe
 
 SMOKE_DATASET = "medfactory_smoke"
 
@@ -106,11 +106,7 @@ def run_smoke(
     recipe_path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     say(f"training: llamafactory-cli train {recipe_path} ({steps} LoRA steps on CPU)")
     started = time.monotonic()
-    run_logged(
-        [str(paths.llamafactory_cli()), "train", str(recipe_path)],
-        work_dir / "train.log",
-        what="llamafactory-cli train",
-    )
+    run_recipe("train", recipe_path, log_path=work_dir / "train.log", echo=False)
     train_seconds = time.monotonic() - started
     losses = read_losses(output_dir)
     if not losses or not all(math.isfinite(x) for x in losses):

@@ -5,8 +5,7 @@ import json
 import pytest
 import yaml
 
-from medfactory import paths
-from medfactory.runner import run_logged
+from medfactory.launch import run_recipe
 from medfactory.smoke import lora_smoke_recipe, read_losses, write_smoke_dataset
 
 pytestmark = [pytest.mark.gpu, pytest.mark.integration]
@@ -19,10 +18,7 @@ def test_lora_trains_on_the_gpu_in_bf16(tiny_model, fixtures_dir, tmp_path):
     recipe = lora_smoke_recipe(tiny_model, tmp_path / "data", tmp_path / "lora", steps=5)
     recipe["bf16"] = True
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(recipe))
-    run_logged(
-        [str(paths.llamafactory_cli()), "train", str(tmp_path / "train.yaml")],
-        tmp_path / "train.log",
-    )
+    run_recipe("train", tmp_path / "train.yaml", log_path=tmp_path / "train.log", echo=False)
     log = (tmp_path / "train.log").read_text()
     assert "device: cuda" in log and "compute dtype: torch.bfloat16" in log
     assert len(read_losses(tmp_path / "lora")) == 5

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from medfactory.launch import run_recipe
+from medfactory.launch import CommandFailed, run_recipe
 from medfactory.recipes import render
-from medfactory.runner import CommandFailed
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
