@@ -109,12 +109,12 @@ def run_recipe(
     if command == "train" and data.get("do_train") and "tokenized_path" not in data:
         cache = tokenized_cache(data, overrides, paths.PROJECT_ROOT)
         overrides.setdefault("tokenized_path", str(cache))
-    env = {**os.environ, **(distributed or Distributed()).env()}
+    distributed = distributed or Distributed()
+    env = {**os.environ, **distributed.env()}
     # torchrun, which LLaMA-Factory starts by name for distributed runs, lives in .venv/bin.
     env["PATH"] = f"{paths.train_venv() / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    if _hub_model_id(data):  # the presets' models come from ModelScope unless told otherwise
+    if _hub_model_id({**data, **overrides}):  # presets' models come from ModelScope by default
         env.setdefault("USE_MODELSCOPE_HUB", "1")
-    distributed = distributed or Distributed()
     node = f"-node{distributed.node_rank}" if distributed.nnodes > 1 else ""
     log_path = Path(log_path or paths.cache_dir() / "logs" / f"{command}-{recipe.stem}{node}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
