@@ -205,3 +205,20 @@ def test_chunking_changes_nothing(tmp_path, monkeypatch, chunk_bytes):
     last = lines(tmp_path / "cut.rejects.jsonl")[-1]
     assert last["line"] == len(source.read_bytes().split(b"\n"))
     assert last["record"] == "{no newline at end"
+
+
+def test_seen_hashes_follow_input_order_within_and_across_chunks():
+    import numpy as np
+
+    from converters.convert import SeenHashes
+
+    seen = SeenHashes()
+    first = np.array([5, 3, 5, 2**64 - 1], dtype=np.uint64)
+    answer = seen.seen(first)
+    assert answer.tolist() == [False, False, True, False]
+    seen.add(first, answer)
+    second = np.array([3, 7, 7, 0], dtype=np.uint64)
+    answer = seen.seen(second)
+    assert answer.tolist() == [True, False, True, False]
+    seen.add(second, answer)
+    assert seen.sorted.tolist() == [0, 3, 5, 7, 2**64 - 1]
