@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from converters.registry import read_registry
 from deploy.vllm_server import log_tail
 from medfactory import paths
 from medfactory.recipes import yaml_value
@@ -77,8 +78,7 @@ def tokenized_cache(recipe: dict, overrides: dict, root: Path) -> Path:
     merged = {**recipe, **overrides}
     digest = hashlib.sha256(json.dumps({k: merged.get(k) for k in TOKENIZATION_KEYS}).encode())
     dataset_dir = root / str(merged.get("dataset_dir", "data"))
-    registry_path = dataset_dir / "dataset_info.json"
-    registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {}
+    registry = read_registry(dataset_dir)
     names = f"{merged.get('dataset') or ''},{merged.get('eval_dataset') or ''}".split(",")
     for name in filter(None, (n.strip() for n in names)):
         file_name = registry.get(name, {}).get("file_name", "")

@@ -9,13 +9,13 @@ the machine that checks it.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import shlex
 from pathlib import Path
 
 import yaml
 
+from converters.registry import read_registry
 from medfactory.recipes import (
     DATASET_DIR,
     HEADER,
@@ -126,7 +126,7 @@ def _dataset_problems(path: Path, recipe: dict, registry: dict) -> list[str]:
 def check_recipes(paths: list[Path] | None = None, dataset_dir: Path | None = None) -> list[str]:
     """All problems of the given (default: every checked-in) recipe, each naming its file."""
     dataset_dir = dataset_dir or RECIPES.parent / DATASET_DIR
-    registry = json.loads((dataset_dir / "dataset_info.json").read_text(encoding="utf-8"))
+    registry = read_registry(dataset_dir)
     paths = paths if paths is not None else sorted(RECIPES.glob("*/*.yaml"))
     problems: list[str] = []
     for path in paths:

@@ -9,7 +9,6 @@ preset's `defaults` (for keys the template has), the command line's
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from pathlib import Path
@@ -19,6 +18,7 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from converters.registry import read_registry
 from medfactory.paths import PROJECT_ROOT
 
 TEMPLATES = PROJECT_ROOT / "templates"
@@ -168,7 +168,7 @@ def render(
     preset = get_preset(preset_name)
     overrides = overrides or {}
     if registry is None:
-        registry = json.loads((PROJECT_ROOT / DATASET_DIR / "dataset_info.json").read_text())
+        registry = read_registry(PROJECT_ROOT / DATASET_DIR)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES / "recipes"),
         undefined=jinja2.StrictUndefined,

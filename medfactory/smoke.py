@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
+from converters.registry import register
 from deploy.vllm_server import ServerSpec, VllmServer, free_port
 from medfactory import paths
 from medfactory.launch import run_recipe
@@ -51,7 +52,7 @@ def write_smoke_dataset(dataset_dir: Path, source: Path) -> int:
             "columns": {"prompt": "instruction", "query": "input", "response": "output"},
         }
     }
-    (dataset_dir / "dataset_info.json").write_text(json.dumps(info, indent=2))
+    register(dataset_dir, info, force=True)
     return len(rows)
 
 
