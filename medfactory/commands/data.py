@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from converters.sources import SOURCES
 from medfactory import paths
 from medfactory.commands import ExampleGroup, with_example
 
@@ -26,7 +27,7 @@ def data() -> None:
 
 @with_example("medfactory data download medical-o1 --subset zh --dest downloads/")
 @data.command()
-@click.argument("source", type=click.Choice(["huatuo", "medical-o1"]))
+@click.argument("source", type=click.Choice(list(SOURCES)))
 @click.option("--subset", help="medical-o1: en, zh, mix or mix_zh [default: en].")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=Path("downloads"))
 @click.option(
@@ -45,7 +46,7 @@ def download(source: str, subset: str | None, dest: Path, endpoint: str | None) 
     "medfactory data convert huatuo HuatuoGPT_sft_data_v1.jsonl --format sharegpt --name huatuo"
 )
 @data.command()
-@click.argument("source", type=click.Choice(["huatuo", "medical-o1"]))
+@click.argument("source", type=click.Choice(list(SOURCES)))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--format",
