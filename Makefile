@@ -13,6 +13,7 @@ DATA_DIR ?= dataset_info
 SAMPLES := dataset_info/samples
 MF := $(VENV)/bin/medfactory
 TINY := llamafactory_configs/tiny
+PREDICTIONS := saves/tiny/lora/predict/generated_predictions.jsonl
 DEMO_DATA := --dataset huatuo_sample --dataset medical_o1_sample
 R1_7B := --model deepseek-r1-distill-qwen-7b
 PYTEST := $(VENV)/bin/python -m pytest
@@ -29,7 +30,7 @@ PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
 # package indexes that do not carry that package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install data recipes train predict export bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
+.PHONY: help install data recipes train predict eval export bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -85,10 +86,15 @@ predict: $(TINY_MODEL)/config.json ## generate on the test splits and score BLEU
 export: $(TINY_MODEL)/config.json ## merge the tiny model's LoRA adapter into saves/tiny/lora/merged
 	$(MF) export $(TINY)/export_lora.yaml
 
+eval: $(TINY_MODEL)/config.json ## score the tiny model's predictions (BLEU-4/ROUGE, as LLaMA-Factory)
+	@test -f $(PREDICTIONS) || $(MAKE) predict
+	$(MF) eval predictions $(PREDICTIONS)
+
 bench: $(TINY_MODEL)/config.json ## benchmarks, with ratios against their baselines
 	$(MAKE) data
 	$(VENV)/bin/python benchmarks/convert.py
 	$(VENV)/bin/python benchmarks/overhead.py
+	$(VENV)/bin/python benchmarks/metrics.py
 
 tiny-model: $(TINY_MODEL)/config.json ## build the tiny random-weight test model into .cache/tiny-model
 
@@ -102,7 +108,7 @@ demo: install ## set up, then run the whole pipeline on the bundled samples (CPU
 	$(MAKE) data tiny-model
 	$(MF) data stats huatuo_sample_train --tokenizer $(TINY_MODEL)
 	$(MF) recipe check
-	$(MAKE) train predict export
+	$(MAKE) train predict eval export
 	$(MF) dev smoke
 
 test: install ## all tests: unit + integration (GPU tests skip without CUDA)

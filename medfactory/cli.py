@@ -16,17 +16,22 @@ from deploy.vllm_server import ServerStartError
 from medfactory.commands import ExampleGroup, with_example
 from medfactory.commands.data import data
 from medfactory.commands.dev import dev
+from medfactory.commands.eval import eval_group
 from medfactory.commands.recipe import recipe
 from medfactory.commands.run import export, predict, train
 from medfactory.commands.vram import vram
+from medfactory.endpoint import EndpointError
 from medfactory.launch import CommandFailed
 from medfactory.recipes import RecipeError
+from medfactory.scoring import PredictionsError
 
 # Mistakes a user can fix: shown as one message, without a traceback.
 USER_ERRORS = (
     CommandFailed,
     DownloadError,
+    EndpointError,
     FileNotFoundError,
+    PredictionsError,
     RecipeError,
     RegistryError,
     ServerStartError,
@@ -58,6 +63,10 @@ cli.add_command(
 )
 for command in (train, predict, export, vram):
     cli.add_command(command)
+cli.add_command(
+    with_example("medfactory eval predictions generated_predictions.jsonl")(eval_group),
+    name="eval",
+)
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     TextColumn,
@@ -53,3 +54,19 @@ def record_progress(
 
     with progress:
         yield update
+
+
+@contextlib.contextmanager
+def count_progress(description: str, total: int, enabled: bool = True) -> Iterator[Callable]:
+    """Yield `advance(n)` driving a bar over `total` items, with the rate."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+    task = progress.add_task(description, total=total)
+    with progress:
+        yield lambda n=1: progress.advance(task, n)

@@ -1,0 +1,156 @@
+"""Compare scored runs side by side: the base model vs a fine-tune, or two checkpoints.
+
+Every run after the first is compared with the first on the same test
+samples. The uncertainty of each mean difference comes from a paired
+bootstrap: resample the samples (the same ones for both runs), recompute the
+mean of the per-sample differences, take the 2.5th and 97.5th percentiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medfactory.metrics import METRICS
+from medfactory.scoring import PredictionsError, read_scores
+
+RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Delta:
+    metric: str
+    baseline: float
+    candidate: float
+    delta: float
+    low: float
+    high: float
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    names: list[str]
+    means: dict[str, dict[str, float]]  # run -> metric -> mean
+    deltas: dict[str, list[Delta]]  # run (after the first) -> its deltas to the first
+    samples: int
+
+
+def paired_bootstrap(
+    baseline: np.ndarray, candidate: np.ndarray, resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """95 % confidence interval of mean(candidate - baseline) over paired samples."""
+    differences = candidate - baseline
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(differences), size=(resamples, len(differences)))
+    means = differences[picks].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def run_names(paths: list[Path]) -> list[str]:
+    """Each run named by its folder, with more of the path where folders share a name."""
+    for depth in range(1, 6):
+        names = ["/".join(Path(p).resolve().parent.parts[-depth:]) for p in paths]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
+
+
+def compare_runs(paths: list[Path], names: list[str] | None = None) -> Comparison:
+    if len(paths) < 2:
+        raise PredictionsError("compare needs at least two scores.json files")
+    runs = [read_scores(p) for p in paths]
+    names = names or run_names(paths)
+    if len(names) != len(paths):
+        raise PredictionsError(f"--names gives {len(names)} names for {len(paths)} files")
+    first = runs[0]
+    for path, run in zip(paths[1:], runs[1:], strict=True):
+        if run.get("labels_sha256") != first.get("labels_sha256"):
+            raise PredictionsError(
+                f"{path} and {paths[0]} were not scored on the same test samples "
+                f"({run.get('samples')} vs {first.get('samples')} samples, different labels); "
+                "generate both on the same dataset split and --max-samples"
+            )
+        if run.get("think") != first.get("think"):
+            raise PredictionsError(
+                f"{path} was scored with think={run.get('think')} but {paths[0]} with "
+                f"think={first.get('think')}; score both the same way"
+            )
+    per_run = [
+        {m: np.array([s[m] for s in run["per_sample"]], dtype=float) for m in METRICS}
+        for run in runs
+    ]
+    means = {
+        name: {m: float(values[m].mean()) for m in METRICS}
+        for name, values in zip(names, per_run, strict=True)
+    }
+    deltas = {}
+    for name, values in zip(names[1:], per_run[1:], strict=True):
+        deltas[name] = []
+        for metric in METRICS:
+            low, high = paired_bootstrap(per_run[0][metric], values[metric])
+            base, cand = means[names[0]][metric], means[name][metric]
+            deltas[name].append(Delta(metric, base, cand, cand - base, low, high))
+    return Comparison(names, means, deltas, len(first["per_sample"]))
+
+
+def markdown_report(comparison: Comparison, chart: Path | None = None) -> str:
+    names = comparison.names
+    lines = [
+        "# Evaluation comparison",
+        "",
+        f"{comparison.samples} paired test samples; baseline: **{names[0]}**. "
+        "Scores are LLaMA-Factory's BLEU-4 and ROUGE-1/2/L (x100). "
+        f"CI: 95 % paired bootstrap ({RESAMPLES} resamples) of the mean difference.",
+        "",
+        "| metric | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    for metric in METRICS:
+        row = [f"{comparison.means[n][metric]:.2f}" for n in names]
+        lines.append(f"| {metric} | " + " | ".join(row) + " |")
+    for name, deltas in comparison.deltas.items():
+        lines += ["", f"## {name} vs {names[0]}", "", "| metric | delta | 95 % CI | |"]
+        lines.append("|---|---|---|---|")
+        for d in deltas:
+            verdict = ("better" if d.delta > 0 else "worse") if d.significant else "no clear change"
+            lines.append(
+                f"| {d.metric} | {d.delta:+.2f} | [{d.low:+.2f}, {d.high:+.2f}] | {verdict} |"
+            )
+    if chart:
+        lines += ["", f"![scores]({chart.name})"]
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(comparison: Comparison, path: Path) -> Path:
+    """Grouped bars: one group per metric, one bar per run, CI whiskers on the candidates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, width = comparison.names, 0.8 / len(comparison.names)
+    x = np.arange(len(METRICS))
+    figure, axes = plt.subplots(figsize=(2 + 1.6 * len(METRICS), 4))
+    for i, name in enumerate(names):
+        heights = [comparison.means[name][m] for m in METRICS]
+        errors = None
+        if name in comparison.deltas:
+            d = comparison.deltas[name]
+            errors = [[x.delta - x.low for x in d], [x.high - x.delta for x in d]]
+        bars = axes.bar(x + i * width, heights, width, label=name, yerr=errors, capsize=3)
+        axes.bar_label(bars, fmt="%.1f", fontsize=8)
+    axes.set_xticks(x + width * (len(names) - 1) / 2, METRICS)
+    axes.set_ylabel("score (x100)")
+    axes.set_title(f"{comparison.samples} test samples; whiskers: 95 % CI of the difference")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

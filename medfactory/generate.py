@@ -1,0 +1,60 @@
+"""Answer a test split through a served model, into `generated_predictions.jsonl`.
+
+The file has LLaMA-Factory's shape (`prompt`/`predict`/`label`, input order),
+so the same scoring reads both. When the server's reasoning parser splits the
+thought into `reasoning_content`, it is put back as `<think>...</think>` so
+the prediction holds everything the model wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from medfactory.datasets import Conversation
+from medfactory.endpoint import Endpoint
+
+
+def answer_text(message: dict) -> str:
+    content = message.get("content") or ""
+    thought = message.get("reasoning_content") or message.get("reasoning")
+    return f"<think>\n{thought}\n</think>\n\n{content}" if thought else content
+
+
+def generate_predictions(
+    endpoint: Endpoint,
+    conversations: list[Conversation],
+    out_path: Path,
+    concurrency: int = 4,
+    temperature: float = 0.0,
+    max_tokens: int = 512,
+    on_progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Query every conversation (`concurrency` at a time); write the predictions file."""
+
+    def ask(conversation: Conversation) -> dict:
+        reply = endpoint.chat(conversation.messages, temperature=temperature, max_tokens=max_tokens)
+        choice, usage = reply["choices"][0], reply.get("usage") or {}
+        if on_progress:
+            on_progress(1)
+        return {
+            "prompt": conversation.messages[-1]["content"],
+            "predict": answer_text(choice["message"]),
+            "label": conversation.reference,
+            "finish_reason": choice.get("finish_reason"),
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+        }
+
+    with ThreadPoolExecutor(max(1, concurrency)) as pool:
+        rows = list(pool.map(ask, conversations))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(out_path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    partial.replace(out_path)
+    return out_path
