@@ -14,6 +14,8 @@ SAMPLES := dataset_info/samples
 MF := $(VENV)/bin/medfactory
 TINY := llamafactory_configs/tiny
 PREDICTIONS := saves/tiny/lora/predict/generated_predictions.jsonl
+MERGED := saves/tiny/lora/merged
+PORT ?= 8000
 DEMO_DATA := --dataset huatuo_sample --dataset medical_o1_sample
 R1_7B := --model deepseek-r1-distill-qwen-7b
 PYTEST := $(VENV)/bin/python -m pytest
@@ -30,7 +32,7 @@ PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
 # package indexes that do not carry that package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install data recipes train predict eval export bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
+.PHONY: help install data recipes train predict eval export serve verify stop bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -90,6 +92,16 @@ eval: $(TINY_MODEL)/config.json ## score the tiny model's predictions (BLEU-4/RO
 	@test -f $(PREDICTIONS) || $(MAKE) predict
 	$(MF) eval predictions $(PREDICTIONS)
 
+serve: $(TINY_MODEL)/config.json ## serve the merged tiny model with vLLM on 127.0.0.1:$(PORT), verified
+	@test -f $(MERGED)/config.json || $(MAKE) export
+	$(MF) serve --model $(MERGED) --template qwen --port $(PORT) --served-model-name tiny-lora
+
+verify: $(VENV)/.installed ## check the server on $(PORT) builds the prompts the model was trained on
+	$(MF) verify --endpoint http://127.0.0.1:$(PORT) --model $(MERGED) --template qwen
+
+stop: $(VENV)/.installed ## stop the server on $(PORT)
+	$(MF) serve stop --port $(PORT)
+
 bench: $(TINY_MODEL)/config.json ## benchmarks, with ratios against their baselines
 	$(MAKE) data
 	$(VENV)/bin/python benchmarks/convert.py
@@ -109,7 +121,7 @@ demo: install ## set up, then run the whole pipeline on the bundled samples (CPU
 	$(MF) data stats huatuo_sample_train --tokenizer $(TINY_MODEL)
 	$(MF) recipe check
 	$(MAKE) train predict eval export
-	$(MF) dev smoke
+	$(MAKE) serve && { $(MAKE) verify; status=$$?; $(MAKE) stop; exit $$status; }
 
 test: install ## all tests: unit + integration (GPU tests skip without CUDA)
 	$(PYTEST) tests

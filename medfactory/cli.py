@@ -12,15 +12,17 @@ import click
 from converters.download import DownloadError
 from converters.records import SourceError
 from converters.registry import RegistryError
-from deploy.vllm_server import ServerStartError
+from deploy.chat_templates import TemplateError
+from deploy.client import EndpointError
+from deploy.server import ServerStartError
 from medfactory.commands import ExampleGroup, with_example
 from medfactory.commands.data import data
 from medfactory.commands.dev import dev
 from medfactory.commands.eval import eval_group
 from medfactory.commands.recipe import recipe
 from medfactory.commands.run import export, predict, train
+from medfactory.commands.serve import serve, verify_command
 from medfactory.commands.vram import vram
-from medfactory.endpoint import EndpointError
 from medfactory.launch import CommandFailed
 from medfactory.recipes import RecipeError
 from medfactory.scoring import PredictionsError
@@ -36,6 +38,7 @@ USER_ERRORS = (
     RegistryError,
     ServerStartError,
     SourceError,
+    TemplateError,
 )
 
 
@@ -67,6 +70,10 @@ cli.add_command(
     with_example("medfactory eval predictions generated_predictions.jsonl")(eval_group),
     name="eval",
 )
+cli.add_command(
+    with_example("medfactory serve --model saves/tiny/lora/merged --template qwen")(serve)
+)
+cli.add_command(verify_command, name="verify")
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
 
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from deploy.client import Endpoint
 from medfactory.datasets import Conversation
-from medfactory.endpoint import Endpoint
 
 
 def answer_text(message: dict) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from converters.registry import read_registry
-from deploy.vllm_server import log_tail
+from deploy.server import log_tail
 from medfactory import paths
 from medfactory.recipes import yaml_value
 

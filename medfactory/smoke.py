@@ -17,7 +17,7 @@ import yaml
 from rich.console import Console
 
 from converters.registry import register
-from deploy.vllm_server import ServerSpec, VllmServer, free_port
+from deploy.server import Server, ServerSpec, free_port
 from medfactory import paths
 from medfactory.launch import run_recipe
 
@@ -123,7 +123,7 @@ def run_smoke(
     )
     say(f"serving: vLLM on {spec.base_url} from {paths.vllm_venv()}")
     started = time.monotonic()
-    with VllmServer(spec, work_dir / "vllm.log") as server, Console().status("") as status:
+    with Server(spec, work_dir / "vllm.log") as server, Console().status("") as status:
         server.start(
             timeout=600,
             on_wait=lambda waited: status.update(

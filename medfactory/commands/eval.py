@@ -98,8 +98,8 @@ def endpoint(
     OUT/generated_predictions.jsonl and OUT/scores.json. Reasoning models are
     scored on their final answer (--think strip, the default here).
     """
+    from deploy.client import Endpoint
     from medfactory.datasets import load_conversations
-    from medfactory.endpoint import Endpoint
     from medfactory.generate import generate_predictions
     from medfactory.progress import count_progress
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.vllm_server import ServerSpec, VllmServer, free_port
+from deploy.server import Server, ServerSpec, free_port
 from medfactory import paths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,5 +28,5 @@ def tiny_server(tiny_model, tmp_path_factory):
         python=paths.vllm_python(), model=tiny_model, port=free_port(),
         served_model_name="tiny", max_model_len=2048,
     )  # fmt: skip
-    with VllmServer(spec, tmp_path_factory.mktemp("vllm") / "vllm.log").start() as server:
+    with Server(spec, tmp_path_factory.mktemp("vllm") / "vllm.log").start() as server:
         yield server

@@ -28,7 +28,7 @@ def test_training_environment_has_the_pinned_versions():
     assert paths.llamafactory_cli().is_file()
 
 
-def test_vllm_environment_imports_vllm_and_lacks_the_broken_cuda_builds():
+def test_server_environment_imports_vllm_and_lacks_the_broken_cuda_builds():
     flavour = "gpu" if "gpu" in next(paths.vllm_venv().glob(".installed-*")).name else "cpu"
     name, version = next(iter(pinned(f"serve-{flavour}").items()))
     probe = (

@@ -93,7 +93,7 @@ def test_two_nodes_train_through_llamafactorys_torchrun_path(tiny_model, data_di
     """Two 'nodes' on loopback, one process each: NNODES, NODE_RANK, MASTER_* for real."""
     import threading
 
-    from deploy.vllm_server import free_port
+    from deploy.server import free_port
     from medfactory.launch import Distributed
 
     args = {"output_dir": str(tmp_path / "ddp"), "max_samples": 8, "eval_strategy": "no"}

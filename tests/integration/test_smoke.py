@@ -6,7 +6,7 @@ import time
 import pytest
 from safetensors import safe_open
 
-from deploy.vllm_server import ServerSpec, VllmServer, free_port, port_in_use
+from deploy.server import Server, ServerSpec, free_port, port_in_use
 from medfactory import paths
 from medfactory.smoke import SMOKE_DATASET, run_smoke
 
@@ -49,7 +49,7 @@ def test_lora_training_then_vllm_answers_and_nothing_is_left_running(tiny_model,
 
 def test_interrupting_start_up_leaves_no_process(tiny_model, tmp_path):
     spec = ServerSpec(python=paths.vllm_python(), model=tiny_model, port=free_port())
-    server = VllmServer(spec, tmp_path / "vllm.log")
+    server = Server(spec, tmp_path / "vllm.log")
     seen = {}
 
     def interrupt(waited: float) -> None:

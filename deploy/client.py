@@ -37,7 +37,9 @@ class Endpoint:
         if self.model is None:
             if not served:
                 raise EndpointError(f"{self.url} serves no model (GET /v1/models is empty)")
-            self.model = served[0]
+            # vLLM lists the base model first and LoRA adapters after it: default to
+            # the last, the fine-tune.
+            self.model = served[-1]
         elif served and self.model not in served:
             raise EndpointError(
                 f"{self.url} does not serve {self.model!r} (it serves: {', '.join(served)}); "

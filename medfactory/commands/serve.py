@@ -1,0 +1,210 @@
+"""`medfactory serve|verify`: serve with the training chat template, and prove it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from medfactory.commands import ExampleGroup, with_example
+
+THINKING = click.option(
+    "--thinking/--no-thinking",
+    default=None,
+    help="Reasoning templates: the recipe's enable_thinking [default: on].",
+)
+API_KEY = click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="Require this API key.")
+
+
+def _state_dir() -> Path:
+    from medfactory import paths
+
+    return paths.cache_dir() / "serve"
+
+
+@click.group(cls=ExampleGroup, invoke_without_command=True)
+@click.option("--model", type=click.Path(path_type=Path), help="Model folder (merged or base).")
+@click.option("--adapter", type=click.Path(path_type=Path), help="Serve this LoRA adapter too.")
+@click.option("--template", help="The recipe's LLaMA-Factory template, e.g. qwen, deepseekr1.")
+@click.option("--port", default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@API_KEY
+@click.option("--served-model-name", help="[default: the model folder's name]")
+@click.option("--max-model-len", type=int)
+@click.option("--gpu-memory-utilization", type=float)
+@click.option("--tensor-parallel-size", type=int)
+@click.option("--backend", type=click.Choice(["vllm", "llamafactory"]), default="vllm")
+@click.option(
+    "--chat-template",
+    type=click.Path(path_type=Path),
+    help="Serve this jinja file instead of templates/chat/TEMPLATE.jinja (verify checks it).",
+)
+@THINKING
+@click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C stops the server.")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check after start-up.")
+@click.option("--timeout", default=900, show_default=True, help="Seconds to wait for health.")
+@click.pass_context
+def serve(ctx, **options) -> None:
+    """Serve a model with vLLM and the chat template it was trained with.
+
+    Starts the server in the background, waits for it, checks with `verify`
+    that it builds the prompts the model was trained on, and returns. Stop it
+    with `medfactory serve stop`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    missing = [name for name in ("model", "template") if not options[name]]
+    if missing:
+        raise click.UsageError(
+            f"missing --{' and --'.join(missing)}; e.g. medfactory serve "
+            "--model saves/tiny/lora/merged --template qwen"
+        )
+    _serve(**options)
+
+
+def _serve(
+    model, adapter, template, port, host, api_key, served_model_name, max_model_len,
+    gpu_memory_utilization, tensor_parallel_size, backend, chat_template, thinking,
+    foreground, no_verify, timeout,
+) -> None:  # fmt: skip
+    from deploy import instances
+    from deploy.chat_templates import chat_template_path, reasoning_parser
+    from deploy.client import Endpoint
+    from deploy.server import Server, ServerSpec
+    from deploy.verify import verify
+    from medfactory import paths
+
+    if backend == "vllm":
+        chat_template = chat_template or chat_template_path(template)
+        python = paths.vllm_python()
+    else:
+        python = paths.llamafactory_cli()
+    if adapter and not (Path(adapter) / "adapter_config.json").is_file():
+        raise click.ClickException(
+            f"{adapter}: not a LoRA adapter (adapter_config.json missing); pass the "
+            "output_dir of a LoRA training run, or serve a merged model with --model alone"
+        )
+    spec = ServerSpec(
+        python=python, model=Path(model), port=port, host=host, backend=backend,
+        served_model_name=served_model_name, max_model_len=max_model_len,
+        chat_template=chat_template, template=template,
+        reasoning_parser=reasoning_parser(template) if backend == "vllm" else None,
+        enable_thinking=thinking, adapter=adapter, api_key=api_key,
+        gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+    )  # fmt: skip
+    log = _state_dir() / f"{backend}-{port}.log"
+    server = Server(spec, log)
+    with _waiting(f"starting {backend} on {spec.base_url} (log: {log})") as on_wait:
+        server.start(timeout=timeout, on_wait=on_wait)
+    pid = server.process.pid
+    click.echo(f"serving {spec.model_name} at {spec.base_url}/v1 (pid {pid}, log {log})")
+    try:
+        if not no_verify:
+            endpoint = Endpoint(spec.base_url, api_key=api_key)
+            report = verify(endpoint, Path(model), template, enable_thinking=thinking is not False)
+            if not report.passed:
+                raise click.ClickException(
+                    "the server does not build the prompts the model was trained on; "
+                    f"stopped it. Serve with --template {template} and without --chat-template, "
+                    "or fix the template the failures point at"
+                )
+    except BaseException:
+        server.stop()
+        raise
+    if foreground:
+        click.echo("Ctrl-C stops the server")
+        try:
+            server.process.wait()
+        finally:
+            server.stop()
+        return
+    instances.record(_state_dir(), spec, pid, log)
+    server.process = None  # detach: the server outlives this command
+    click.echo(f"stop it with: medfactory serve stop --port {port}")
+
+
+class _waiting:
+    """A spinner with the seconds waited, while the server loads."""
+
+    def __init__(self, text: str):
+        from rich.console import Console
+
+        self.status = Console(stderr=True).status(text)
+        self.text = text
+
+    def __enter__(self):
+        self.status.__enter__()
+        return lambda waited: self.status.update(f"{self.text}  {waited:.0f} s")
+
+    def __exit__(self, *exc):
+        return self.status.__exit__(*exc)
+
+
+@with_example("medfactory serve stop --port 8000")
+@serve.command()
+@click.option("--port", type=int, help="The server's port [default: the only one running].")
+@click.option("--all", "stop_all", is_flag=True, help="Stop every server started by serve.")
+def stop(port, stop_all) -> None:
+    """Stop a server started by `medfactory serve` (its whole process tree)."""
+    from deploy import instances
+
+    running = instances.running(_state_dir())
+    if port is not None:
+        chosen = [i for i in running if i.port == port]
+        if not chosen:
+            ports = ", ".join(str(i.port) for i in running) or "none"
+            raise click.ClickException(f"no server of ours on port {port} (running: {ports})")
+    elif stop_all or len(running) <= 1:
+        chosen = running
+    else:
+        ports = ", ".join(str(i.port) for i in running)
+        raise click.ClickException(f"several servers run (ports {ports}); pass --port or --all")
+    if not chosen:
+        click.echo("no server is running")
+    for instance in chosen:
+        instances.stop(_state_dir(), instance)
+        click.echo(f"stopped {instance.backend} on {instance.url} (pid {instance.pid})")
+
+
+@with_example("medfactory serve status")
+@serve.command()
+def status() -> None:
+    """List the servers started by `medfactory serve`."""
+    from deploy import instances
+
+    running = instances.running(_state_dir())
+    if not running:
+        click.echo("no server is running")
+    for i in running:
+        health = "ok" if instances.is_healthy(i) else "not answering"
+        up = (time.time() - i.started) / 60
+        click.echo(
+            f"{i.url}  {i.backend}  model={i.served_model_name}  template={i.template}  "
+            f"health={health}  up={up:.0f} min  pid={i.pid}  log={i.log}"
+        )
+
+
+@with_example("medfactory verify --endpoint URL --model DIR --template qwen")
+@click.command()
+@click.option("--endpoint", required=True, help="Base URL of the server.")
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="Its model folder.")
+@click.option("--template", required=True, help="The recipe's LLaMA-Factory template.")
+@API_KEY
+@click.option("--model-name", help="Served model name [default: the server's last listed].")
+@THINKING
+@click.option("--max-tokens", default=64, show_default=True, help="For the chat checks.")
+def verify_command(endpoint, model, template, api_key, model_name, thinking, max_tokens) -> None:
+    """Check token for token that a server builds the prompts the model was trained on.
+
+    Compares the server's /tokenize ids with LLaMA-Factory's training encoding
+    over single-turn, multi-turn, system-prompt, Chinese/English and reasoning
+    conversations; then checks that two chats complete and stop.
+    """
+    from deploy.client import Endpoint
+    from deploy.verify import verify
+
+    server = Endpoint(endpoint, api_key=api_key, model=model_name)
+    report = verify(server, model, template, thinking is not False, max_tokens)
+    if not report.passed:
+        raise SystemExit(1)
