@@ -32,7 +32,7 @@ PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
 # package indexes that do not carry that package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install data recipes train predict eval export serve verify stop bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
+.PHONY: help install data recipes train predict eval export serve verify stop loadtest bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -102,11 +102,16 @@ verify: $(VENV)/.installed ## check the server on $(PORT) builds the prompts the
 stop: $(VENV)/.installed ## stop the server on $(PORT)
 	$(MF) serve stop --port $(PORT)
 
+loadtest: $(VENV)/.installed ## short locust sweep against the server on $(PORT): TTFT, TPOT, throughput
+	$(MF) loadtest --endpoint http://127.0.0.1:$(PORT) --dataset huatuo_sample_test \
+		--sweep 1,2,4 --duration 10s --max-tokens 64 --out saves/loadtest
+
 bench: $(TINY_MODEL)/config.json ## benchmarks, with ratios against their baselines
 	$(MAKE) data
 	$(VENV)/bin/python benchmarks/convert.py
 	$(VENV)/bin/python benchmarks/overhead.py
 	$(VENV)/bin/python benchmarks/metrics.py
+	$(VENV)/bin/python benchmarks/loadtest_crosscheck.py
 
 tiny-model: $(TINY_MODEL)/config.json ## build the tiny random-weight test model into .cache/tiny-model
 
@@ -121,7 +126,7 @@ demo: install ## set up, then run the whole pipeline on the bundled samples (CPU
 	$(MF) data stats huatuo_sample_train --tokenizer $(TINY_MODEL)
 	$(MF) recipe check
 	$(MAKE) train predict eval export
-	$(MAKE) serve && { $(MAKE) verify; status=$$?; $(MAKE) stop; exit $$status; }
+	$(MAKE) serve && { $(MAKE) loadtest; status=$$?; $(MAKE) stop; exit $$status; }
 
 test: install ## all tests: unit + integration (GPU tests skip without CUDA)
 	$(PYTEST) tests

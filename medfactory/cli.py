@@ -19,6 +19,7 @@ from medfactory.commands import ExampleGroup, with_example
 from medfactory.commands.data import data
 from medfactory.commands.dev import dev
 from medfactory.commands.eval import eval_group
+from medfactory.commands.loadtest import loadtest
 from medfactory.commands.recipe import recipe
 from medfactory.commands.run import export, predict, train
 from medfactory.commands.serve import serve, verify_command
@@ -74,6 +75,7 @@ cli.add_command(
     with_example("medfactory serve --model saves/tiny/lora/merged --template qwen")(serve)
 )
 cli.add_command(verify_command, name="verify")
+cli.add_command(loadtest)
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
 
 

@@ -23,10 +23,13 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_server(tiny_model, tmp_path_factory):
-    """A vLLM server (`.venv-vllm`) with the tiny model on a free loopback port."""
+    """A vLLM server (`.venv-vllm`) with the tiny model on a free loopback port.
+
+    It requires API key `test-key` (in `server.spec.api_key`).
+    """
     spec = ServerSpec(
         python=paths.vllm_python(), model=tiny_model, port=free_port(),
-        served_model_name="tiny", max_model_len=2048,
+        served_model_name="tiny", max_model_len=2048, api_key="test-key",
     )  # fmt: skip
     with Server(spec, tmp_path_factory.mktemp("vllm") / "vllm.log").start() as server:
         yield server

@@ -22,7 +22,7 @@ def test_endpoint_answers_the_test_split_with_its_history_and_scores_it(
         "eval", "endpoint", "--endpoint", tiny_server.spec.base_url,
         "--dataset", "huatuo_sample_test", "--dataset-dir", str(data_dir),
         "--max-samples", "8", "--max-tokens", "12", "--concurrency", "3",
-        "--out", str(out), "--workers", "1",
+        "--out", str(out), "--workers", "1", "--api-key", "test-key",
     ]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
@@ -56,7 +56,8 @@ def test_wrong_api_key_or_address_is_one_message_before_any_request(tiny_server,
     assert result.exit_code == 1
     assert "no server answers at http://127.0.0.1:9" in result.output
     result = CliRunner().invoke(
-        cli, [*base, "--endpoint", tiny_server.spec.base_url, "--model-name", "other"]
-    )
+        cli, [*base, "--endpoint", tiny_server.spec.base_url, "--api-key", "test-key",
+              "--model-name", "other"]
+    )  # fmt: skip
     assert result.exit_code == 1
     assert "does not serve 'other' (it serves: tiny)" in result.output
