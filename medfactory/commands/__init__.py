@@ -9,18 +9,25 @@ class ExampleGroup(click.Group):
     """A group whose help lists each command with a one-line example."""
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = []
-        for name in self.list_commands(ctx):
-            command = self.get_command(ctx, name)
-            if command is None or command.hidden:
-                continue
-            rows.append((name, command.get_short_help_str(limit=70)))
-            example = getattr(command, "example", None)
-            if example:
-                rows.append(("", f"e.g. {example}"))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+        commands = [
+            (name, command)
+            for name in self.list_commands(ctx)
+            if (command := self.get_command(ctx, name)) is not None and not command.hidden
+        ]
+        if not commands:
+            return
+        column = max(len(name) for name, _ in commands) + 2
+        # One line per summary, cut to the width; examples are never wrapped so
+        # they stay copy-pasteable.
+        limit = max(formatter.width - formatter.current_indent - 2 - column, 30)
+        with formatter.section("Commands"):
+            for name, command in commands:
+                indent = " " * formatter.current_indent
+                summary = command.get_short_help_str(limit=limit)
+                formatter.write(f"{indent}{name:<{column}}{summary}\n")
+                example = getattr(command, "example", None)
+                if example:
+                    formatter.write(f"{indent}{'':<{column}}e.g. {example}\n")
 
 
 def with_example(example: str):

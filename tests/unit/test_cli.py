@@ -3,6 +3,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from medfactory.cli import cli
@@ -10,13 +11,17 @@ from medfactory.cli import cli
 HEAVY = ("torch", "transformers", "llamafactory", "vllm")
 
 
-def test_help_lists_each_group_with_an_example():
-    result = CliRunner().invoke(cli, ["--help"])
+@pytest.mark.parametrize("width", [80, 200])
+def test_help_lists_each_group_with_an_example(width):
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=width)
     assert result.exit_code == 0
     lines = result.output.splitlines()
     for name, group in cli.commands.items():
         row = next(i for i, line in enumerate(lines) if line.strip().startswith(name + " "))
-        assert group.get_short_help_str(70) in lines[row]
+        summary = lines[row].split(None, 1)[1].removesuffix("...")
+        assert group.get_short_help_str(200).startswith(summary)
+        assert len(lines[row]) <= width
+        # The example is whole on the next line, however narrow the terminal.
         assert lines[row + 1].strip() == f"e.g. {group.example}"
         assert group.example.startswith(f"medfactory {name} ")
 
