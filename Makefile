@@ -32,16 +32,24 @@ PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
 # package indexes that do not carry that package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install data recipes train predict eval export serve verify stop loadtest bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
+.PHONY: help install browser data recipes train predict eval export serve verify stop loadtest webui bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 install: ## create .venv (LLaMA-Factory) and .venv-vllm (vLLM); idempotent
 	@# the two environments are independent: build them side by side
-	@$(MAKE) -j2 $(VENV)/.installed $(VLLM_STAMP)
+	@$(MAKE) -j3 $(VENV)/.installed $(VLLM_STAMP) browser
 	@echo "medfactory: .venv     -> $$($(VENV)/bin/python -c 'import importlib.metadata as m; print("llamafactory", m.version("llamafactory"), "+ torch", m.version("torch"))')"
 	@echo "medfactory: .venv-vllm -> $$(cat $(VLLM_STAMP))"
+
+browser: ## Debian's chromium + chromium-driver (and CJK/emoji fonts) for the WebUI browser test
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+		&& fc-list 2>/dev/null | grep -qi zenhei && fc-list 2>/dev/null | grep -qi 'color emoji'; then :; else \
+		echo "medfactory: installing chromium, chromium-driver, CJK and emoji fonts (apt)"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$$SUDO apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei fonts-noto-color-emoji >/dev/null; fi
 
 $(VENV)/.installed: pyproject.toml
 	@echo "medfactory: building $(VENV) (LLaMA-Factory, torch, metrics, locust, modelscope)"
@@ -106,6 +114,9 @@ loadtest: $(VENV)/.installed ## short locust sweep against the server on $(PORT)
 	$(MF) loadtest --endpoint http://127.0.0.1:$(PORT) --dataset huatuo_sample_test \
 		--sweep 1,2,4 --duration 10s --max-tokens 64 --out saves/loadtest
 
+webui: $(TINY_MODEL)/config.json ## LLaMA-Factory's WebUI on 127.0.0.1:7860 with our datasets and the tiny model
+	$(MF) webui --model tiny --port 7860
+
 bench: $(TINY_MODEL)/config.json ## benchmarks, with ratios against their baselines
 	$(MAKE) data
 	$(VENV)/bin/python benchmarks/convert.py
@@ -122,11 +133,7 @@ smoke: install ## LoRA-train the tiny model a few steps and chat with it on vLLM
 	$(MF) dev smoke
 
 demo: install ## set up, then run the whole pipeline on the bundled samples (CPU, tiny model)
-	$(MAKE) data tiny-model
-	$(MF) data stats huatuo_sample_train --tokenizer $(TINY_MODEL)
-	$(MF) recipe check
-	$(MAKE) train predict eval export
-	$(MAKE) serve && { $(MAKE) loadtest; status=$$?; $(MAKE) stop; exit $$status; }
+	$(MF) demo
 
 test: install ## all tests: unit + integration (GPU tests skip without CUDA)
 	$(PYTEST) tests

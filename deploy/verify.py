@@ -28,11 +28,22 @@ class VerifyReport:
     template: str
     lines: list[str] = field(default_factory=list)
     failures: int = 0
-    compared: int = 0
+    compared: int = 0  # prompts whose token ids were compared
+    identical: int = 0  # ... and were equal
 
     @property
     def passed(self) -> bool:
         return self.failures == 0
+
+    def as_dict(self) -> dict:
+        return {
+            "template": self.template,
+            "passed": self.passed,
+            "prompts_compared": self.compared,
+            "prompts_identical": self.identical,
+            "failures": self.failures,
+            "checks": self.lines,
+        }
 
     def add(self, status: str, text: str) -> None:
         self.lines.append(f"{status:<5} {text}")
@@ -70,6 +81,7 @@ def verify(
         report.compared += 1
         mismatch = first_mismatch(tokenizer, served, trained)
         if mismatch is None:
+            report.identical += 1
             add("PASS", f"{name}: {len(served)} tokens identical")
         else:
             add("FAIL", f"{name}: {mismatch.describe()}")
@@ -91,7 +103,7 @@ def verify(
     verdict = "PASS" if report.passed else "FAIL"
     if report.compared:
         say(
-            f"verify: {verdict} -- {report.compared - report.failures}/{report.compared} served "
+            f"verify: {verdict} -- {report.identical}/{report.compared} served "
             f"prompts identical to LLaMA-Factory's `{template}` training encoding "
             f"(enable_thinking={str(enable_thinking).lower()})"
         )

@@ -17,6 +17,7 @@ from deploy.client import EndpointError
 from deploy.server import ServerStartError
 from medfactory.commands import ExampleGroup, with_example
 from medfactory.commands.data import data
+from medfactory.commands.demo import demo
 from medfactory.commands.dev import dev
 from medfactory.commands.eval import eval_group
 from medfactory.commands.loadtest import loadtest
@@ -24,13 +25,17 @@ from medfactory.commands.recipe import recipe
 from medfactory.commands.run import export, predict, train
 from medfactory.commands.serve import serve, verify_command
 from medfactory.commands.vram import vram
+from medfactory.commands.webui import webui
+from medfactory.demo import DemoFailed
 from medfactory.launch import CommandFailed
 from medfactory.recipes import RecipeError
 from medfactory.scoring import PredictionsError
+from medfactory.webui import WebUIError
 
 # Mistakes a user can fix: shown as one message, without a traceback.
 USER_ERRORS = (
     CommandFailed,
+    DemoFailed,
     DownloadError,
     EndpointError,
     FileNotFoundError,
@@ -40,6 +45,7 @@ USER_ERRORS = (
     ServerStartError,
     SourceError,
     TemplateError,
+    WebUIError,
 )
 
 
@@ -75,7 +81,9 @@ cli.add_command(
     with_example("medfactory serve --model saves/tiny/lora/merged --template qwen")(serve)
 )
 cli.add_command(verify_command, name="verify")
+cli.add_command(demo)
 cli.add_command(loadtest)
+cli.add_command(webui)
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
 
 

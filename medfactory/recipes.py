@@ -61,6 +61,7 @@ class Preset(BaseModel):
     source: Literal["local", "modelscope", "huggingface"]
     template: str
     reasoning: bool
+    webui_name: str  # LLaMA-Factory WebUI's name for the model family (picks its template)
     architecture: Architecture
     defaults: dict[str, object] = {}
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -75,6 +78,9 @@ def _serve(
     from deploy.verify import verify
     from medfactory import paths
 
+    # A SIGTERM (a pipeline stopping this command, a service manager) unwinds
+    # like Ctrl-C, so the server it is starting or serving is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if backend == "vllm":
         chat_template = chat_template or chat_template_path(template)
         python = paths.vllm_python()
@@ -194,7 +200,12 @@ def status() -> None:
 @click.option("--model-name", help="Served model name [default: the server's last listed].")
 @THINKING
 @click.option("--max-tokens", default=64, show_default=True, help="For the chat checks.")
-def verify_command(endpoint, model, template, api_key, model_name, thinking, max_tokens) -> None:
+@click.option(
+    "--report", type=click.Path(dir_okay=False, path_type=Path), help="Also write it as JSON."
+)
+def verify_command(
+    endpoint, model, template, api_key, model_name, thinking, max_tokens, report
+) -> None:
     """Check token for token that a server builds the prompts the model was trained on.
 
     Compares the server's /tokenize ids with LLaMA-Factory's training encoding
@@ -205,6 +216,9 @@ def verify_command(endpoint, model, template, api_key, model_name, thinking, max
     from deploy.verify import verify
 
     server = Endpoint(endpoint, api_key=api_key, model=model_name)
-    report = verify(server, model, template, thinking is not False, max_tokens)
-    if not report.passed:
+    result = verify(server, model, template, thinking is not False, max_tokens)
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result.as_dict(), indent=1, ensure_ascii=False) + "\n")
+    if not result.passed:
         raise SystemExit(1)

@@ -1,0 +1,44 @@
+"""`medfactory webui`: LLaMA-Factory's WebUI on our datasets, a preset's model preselected."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from medfactory.commands import with_example
+
+
+@with_example("medfactory webui --model tiny --port 7860")
+@click.command()
+@click.option("--port", default=7860, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--model", "preset", default="tiny", show_default=True, help="A model preset.")
+@click.option(
+    "--dataset-dir", default="dataset_info", show_default=True, type=click.Path(path_type=Path)
+)
+def webui(port, host, preset, dataset_dir) -> None:
+    """Point-and-click tuning in LLaMA-Factory's WebUI, on our registered datasets.
+
+    Its dataset picker lists every dataset in DATASET_DIR/dataset_info.json
+    (with a working preview), the model path is the preset's, and runs are
+    written to saves/. Ctrl-C stops it.
+    """
+    from deploy.server import stop_group
+    from medfactory import paths
+    from medfactory.webui import prepare_workspace, start_webui
+
+    # A SIGTERM (a service manager, `timeout`) also stops the WebUI it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    workspace = prepare_workspace(paths.cache_dir() / "webui", preset, dataset_dir)
+    log = workspace / "webui.log"
+    process = start_webui(workspace, host, port, log)
+    click.echo(f"LLaMA-Factory WebUI: http://{host}:{port}  (log {log}; Ctrl-C stops it)")
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_group(process.pid, grace=5)

@@ -1,0 +1,229 @@
+"""`medfactory demo`: the whole pipeline on the bundled samples and the tiny model.
+
+Each stage is the `medfactory` command a user would type, run as its own
+process group with its output in `.cache/demo/logs/`, so a failure shows that
+stage's log and an interrupt (Ctrl-C, SIGTERM) stops exactly what is running
+-- the server included -- before the demo exits. The summary is read back
+from the files the stages wrote, never from their console output.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from converters.registry import read_registry
+from deploy.server import free_port, log_tail, port_in_use, stop_group
+from medfactory import paths
+from medfactory.launch import read_recipe
+
+SAMPLES = "dataset_info/samples"
+DATA_DIR = "dataset_info"
+TINY_MODEL = ".cache/tiny-model"
+RECIPES = "llamafactory_configs/tiny"
+DATASETS = ("huatuo_sample", "medical_o1_sample")
+LOADTEST_DATASET = "huatuo_sample_test"
+LOADTEST_OUT = "saves/loadtest"
+DEMO_OUT = "saves/demo"
+SPLITS = ("train", "val", "test")
+
+
+class DemoFailed(RuntimeError):
+    """A stage failed; the message names it and carries its log's last lines."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    title: str
+    args: tuple[str, ...]  # after `medfactory`
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where the stages write, read from the checked-in recipes."""
+
+    adapter: Path
+    predictions: Path
+    merged: Path
+    template: str
+
+    @classmethod
+    def from_recipes(cls, root: Path) -> Outputs:
+        train = read_recipe(root / RECIPES / "train_lora.yaml")
+        predict = read_recipe(root / RECIPES / "predict_lora.yaml")
+        export = read_recipe(root / RECIPES / "export_lora.yaml")
+        return cls(
+            adapter=Path(train["output_dir"]),
+            predictions=Path(predict["output_dir"]) / "generated_predictions.jsonl",
+            merged=Path(export["export_dir"]),
+            template=str(train["template"]),
+        )
+
+
+def plan(port: int, sweep: str, duration: str, out: Outputs) -> list[Stage]:
+    endpoint = f"http://127.0.0.1:{port}"
+    return [
+        Stage("convert-huatuo", "convert + register HuatuoGPT samples (ShareGPT)", (
+            "data", "convert", "huatuo", f"{SAMPLES}/huatuo_sample.jsonl", "--format", "sharegpt",
+            "--name", "huatuo_sample", "--dataset-dir", DATA_DIR,
+        )),
+        Stage("convert-medical-o1", "convert + register medical-o1 samples (Alpaca, <think>)", (
+            "data", "convert", "medical-o1", f"{SAMPLES}/medical_o1_sample.json",
+            "--format", "alpaca", "--cot", "think", "--name", "medical_o1_sample",
+            "--dataset-dir", DATA_DIR,
+        )),
+        Stage("tiny-model", "build the tiny model", ("dev", "tiny-model", TINY_MODEL)),
+        Stage("recipes", "render and check the recipes", ("recipe", "check")),
+        Stage("train", "LoRA training", ("train", f"{RECIPES}/train_lora.yaml")),
+        Stage("predict", "predict on the test splits", ("predict", f"{RECIPES}/predict_lora.yaml")),
+        Stage("eval", "score BLEU-4 / ROUGE", ("eval", "predictions", str(out.predictions))),
+        Stage("export", "merge the LoRA adapter", ("export", f"{RECIPES}/export_lora.yaml")),
+        Stage("serve", f"serve with vLLM on {endpoint}", (
+            "serve", "--model", str(out.merged), "--template", out.template, "--port", str(port),
+            "--served-model-name", "tiny-lora", "--no-verify",
+        )),
+        Stage("verify", "verify token parity with training", (
+            "verify", "--endpoint", endpoint, "--model", str(out.merged),
+            "--template", out.template, "--report", f"{DEMO_OUT}/verify.json",
+        )),
+        Stage("loadtest", f"load test ({sweep} users, {duration} each)", (
+            "loadtest", "--endpoint", endpoint, "--dataset", LOADTEST_DATASET, "--sweep", sweep,
+            "--duration", duration, "--max-tokens", "64", "--out", LOADTEST_OUT,
+        )),
+    ]  # fmt: skip
+
+
+def run_demo(
+    root: Path = paths.PROJECT_ROOT,
+    port: int | None = None,
+    sweep: str = "1,2,4",
+    duration: str = "10s",
+    start_at: str | None = None,
+    on_stage: Callable[[Stage, int, int], None] = lambda *_: None,
+    on_done: Callable[[Stage, float], None] = lambda *_: None,
+) -> dict:
+    """Run the stages in order, stop the server whatever happens; return the summary."""
+    port = port or free_port()
+    if port_in_use("127.0.0.1", port):
+        raise DemoFailed(f"port {port} is already in use; pass another --port")
+    out = Outputs.from_recipes(root)
+    stages = plan(port, sweep, duration, out)
+    names = [stage.name for stage in stages]
+    if start_at is not None:
+        if start_at not in names:
+            raise DemoFailed(f"unknown stage {start_at!r}; the stages: {', '.join(names)}")
+        stages = stages[names.index(start_at) :]
+    logs = root / ".cache" / "demo" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    serving = False
+    try:
+        for number, stage in enumerate(stages, 1):
+            on_stage(stage, number, len(stages))
+            serving = serving or stage.name == "serve"
+            log = logs / f"{names.index(stage.name) + 1:02d}-{stage.name}.log"
+            timings[stage.name] = _run_stage(stage, root, log)
+            on_done(stage, timings[stage.name])
+    finally:
+        if serving:
+            _run_stage(Stage("stop", "stop the server", ("serve", "stop", "--port", str(port))),
+                       root, logs / "stop.log", check=False)  # fmt: skip
+    summary = collect(root, out)
+    summary["endpoint"] = f"http://127.0.0.1:{port}"
+    summary["stage_seconds"] = timings
+    summary["total_seconds"] = round(time.monotonic() - started, 1)
+    summary["logs"] = str(logs.relative_to(root))
+    path = root / DEMO_OUT / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    return summary
+
+
+def _run_stage(stage: Stage, root: Path, log: Path, check: bool = True) -> float:
+    """One `medfactory` command in its own process group; on interrupt, stop that group."""
+    begun = time.monotonic()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "medfactory", *stage.args], cwd=root, stdout=sink,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    try:
+        code = process.wait()
+    except BaseException:
+        # SIGTERM lets the command unwind (stop a server it is starting) before SIGKILL.
+        stop_group(process.pid, grace=30, reap=process.poll)
+        raise
+    if code != 0 and check:
+        command = "medfactory " + " ".join(stage.args)
+        raise DemoFailed(
+            f"stage {stage.name!r} failed (exit {code}): {command}\n"
+            f"last lines of {log}:\n{log_tail(log)}\n"
+            f"Fix it, then resume with: medfactory demo --from {stage.name}"
+        )
+    return round(time.monotonic() - begun, 1)
+
+
+def collect(root: Path, out: Outputs) -> dict:
+    """The headline numbers, each read from the artefact that holds it."""
+    registry = read_registry(root / DATA_DIR)
+    data = {}
+    for name in DATASETS:
+        counts = {}
+        for split in SPLITS:
+            entry = registry[f"{name}_{split}"]
+            counts[split] = _count_records(root / DATA_DIR / entry["file_name"])
+        rejects = root / DATA_DIR / f"{name}.rejects.jsonl"
+        counts["rejected"] = _count_records(rejects) if rejects.exists() else 0
+        data[name] = counts
+    train = json.loads((root / out.adapter / "all_results.json").read_text())
+    scores = json.loads((root / out.predictions).with_name("scores.json").read_text())
+    verify = json.loads((root / DEMO_OUT / "verify.json").read_text())
+    report = json.loads((root / LOADTEST_OUT / "report.json").read_text())
+    levels = [
+        {
+            "users": level["users"],
+            "completed": level["completed"],
+            "failed": level["failed"],
+            "request_throughput": level["request_throughput"],
+            "output_throughput": level["output_throughput"],
+            "ttft_ms_mean": (level.get("ttft_ms") or {}).get("mean"),
+            "ttft_ms_p90": (level.get("ttft_ms") or {}).get("p90"),
+            "tpot_ms_mean": (level.get("tpot_ms") or {}).get("mean"),
+        }
+        for level in report["levels"]
+    ]
+    return {
+        "data": data,
+        "train": {k: train.get(k) for k in ("train_loss", "eval_loss", "epoch", "train_runtime")},
+        "eval": {m: scores[m] for m in ("bleu-4", "rouge-1", "rouge-2", "rouge-l")}
+        | {"samples": len(scores["per_sample"])},
+        "verify": {k: verify[k] for k in ("passed", "prompts_identical", "prompts_compared")},
+        "loadtest": levels,
+        "artefacts": {
+            "registry": f"{DATA_DIR}/dataset_info.json",
+            "LoRA adapter": str(out.adapter),
+            "predictions": str(out.predictions),
+            "scores": str(out.predictions.with_name("scores.json")),
+            "merged model": str(out.merged),
+            "verify report": f"{DEMO_OUT}/verify.json",
+            "load-test report": f"{LOADTEST_OUT}/report.md",
+            "load-test plot": f"{LOADTEST_OUT}/loadtest.png",
+            "summary": f"{DEMO_OUT}/summary.json",
+        },
+    }
+
+
+def _count_records(path: Path) -> int:
+    """Records in a JSON-lines file, or in a JSON array."""
+    with path.open("rb") as handle:
+        if handle.read(1) == b"[":
+            return len(json.loads(path.read_bytes()))
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())

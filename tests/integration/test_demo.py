@@ -1,0 +1,120 @@
+"""`medfactory demo` end to end: every number of its summary comes from the artefacts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from deploy import instances
+from deploy.server import free_port, port_in_use
+from medfactory import paths
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+DEMO = [sys.executable, "-m", "medfactory", "demo", "--sweep", "1,2", "--duration", "5s"]
+
+
+def count_lines(path: Path) -> int:
+    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The demo as `make demo` runs it (a shorter load test), in the repository."""
+    env = {**os.environ, "COLUMNS": "200"}
+    run = subprocess.run(DEMO, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads((REPO / "saves/demo/summary.json").read_text())
+    return summary, run.stdout
+
+
+def test_demo_summary_matches_the_artefacts(demo):
+    summary, table = demo
+
+    registry = json.loads((REPO / "dataset_info/dataset_info.json").read_text())
+    for name, counts in summary["data"].items():
+        for split in ("train", "val", "test"):
+            written = count_lines(REPO / "dataset_info" / registry[f"{name}_{split}"]["file_name"])
+            assert counts[split] == written > 0
+        assert counts["rejected"] == count_lines(REPO / f"dataset_info/{name}.rejects.jsonl")
+        assert f"train {counts['train']}  val {counts['val']}  test {counts['test']}" in table
+
+    train = json.loads((REPO / "saves/tiny/lora/sft/all_results.json").read_text())
+    assert summary["train"]["train_loss"] == train["train_loss"] > 0
+    assert summary["train"]["eval_loss"] == train["eval_loss"]
+    assert f"{train['train_loss']:.4f}" in table
+
+    # Our scores, and LLaMA-Factory's own for the same predictions, agree.
+    predict = REPO / "saves/tiny/lora/predict"
+    ours = json.loads((predict / "scores.json").read_text())
+    theirs = json.loads((predict / "predict_results.json").read_text())
+    rows = count_lines(predict / "generated_predictions.jsonl")
+    assert summary["eval"]["samples"] == rows == len(ours["per_sample"])
+    for metric in ("bleu-4", "rouge-1", "rouge-2", "rouge-l"):
+        assert summary["eval"][metric] == ours[metric]
+        assert round(ours[metric], 4) == pytest.approx(theirs[f"predict_{metric}"], abs=1e-4)
+    data_rows = sum(counts["test"] for counts in summary["data"].values())
+    assert rows == data_rows  # every test record was predicted
+
+    verify = json.loads((REPO / "saves/demo/verify.json").read_text())
+    assert summary["verify"]["passed"] is verify["passed"] is True
+    assert verify["prompts_identical"] == verify["prompts_compared"] == 5
+    assert "PASS: 5/5 served prompts identical" in table
+
+    report = json.loads((REPO / "saves/loadtest/report.json").read_text())
+    assert [level["users"] for level in summary["loadtest"]] == [1, 2]
+    for mine, level in zip(summary["loadtest"], report["levels"], strict=True):
+        assert mine["completed"] == level["completed"] > 0 and mine["failed"] == 0
+        assert mine["ttft_ms_mean"] == level["ttft_ms"]["mean"]
+        assert mine["tpot_ms_mean"] == level["tpot_ms"]["mean"]
+        assert mine["output_throughput"] == level["output_throughput"]
+        assert f"{mine['output_throughput']:.0f} tok/s" in table
+
+    merged = REPO / summary["artefacts"]["merged model"]
+    assert json.loads((merged / "config.json").read_text())["model_type"] == "qwen2"
+    assert (REPO / summary["artefacts"]["load-test plot"]).read_bytes()[:4] == b"\x89PNG"
+    for path in summary["artefacts"].values():
+        assert path in table
+
+
+def test_demo_leaves_no_server_running(demo):
+    summary, _ = demo
+    port = int(summary["endpoint"].rsplit(":", 1)[1])
+    assert not port_in_use("127.0.0.1", port)
+    assert all(i.port != port for i in instances.running(paths.cache_dir() / "serve"))
+
+
+def test_ctrl_c_while_serving_stops_everything(demo):
+    port = free_port()
+    process = subprocess.Popen(
+        [*DEMO, "--from", "serve", "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    demo_process = psutil.Process(process.pid)
+    deadline = time.monotonic() + 120
+    while not any("vllm" in " ".join(p.cmdline()) for p in _tree(demo_process)):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.5)
+    time.sleep(3)  # the server is loading: the hardest moment to stop it
+    started = _tree(demo_process)
+
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=90)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    gone, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
+    assert not port_in_use("127.0.0.1", port)
+
+
+def _tree(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
