@@ -31,6 +31,10 @@ LOADTEST_DATASET = "huatuo_sample_test"
 LOADTEST_OUT = "saves/loadtest"
 DEMO_OUT = "saves/demo"
 SPLITS = ("train", "val", "test")
+STAGE_NAMES = (
+    "convert-huatuo", "convert-medical-o1", "tiny-model", "recipes", "train", "predict", "eval",
+    "export", "serve", "verify", "loadtest",
+)  # fmt: skip
 
 
 class DemoFailed(RuntimeError):

@@ -8,6 +8,7 @@ import sys
 import click
 
 from medfactory.commands import with_example
+from medfactory.demo import STAGE_NAMES
 
 
 @with_example("medfactory demo --sweep 1,2,4 --duration 10s")
@@ -15,7 +16,7 @@ from medfactory.commands import with_example
 @click.option("--port", type=int, help="The demo server's port [default: a free one].")
 @click.option("--sweep", default="1,2,4", show_default=True, help="Load-test concurrency levels.")
 @click.option("--duration", default="10s", show_default=True, help="Load-test time per level.")
-@click.option("--from", "start_at", metavar="STAGE", help="Resume at this stage.")
+@click.option("--from", "start_at", type=click.Choice(STAGE_NAMES), help="Resume at this stage.")
 def demo(port, sweep, duration, start_at) -> None:
     """The whole pipeline on the bundled samples and the tiny model (CPU).
 

@@ -2,6 +2,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -63,3 +64,13 @@ def test_user_error_is_one_message_without_traceback(tmp_path):
     assert result.output.startswith("Error: ")
     assert str(missing) in result.output and "--tokenizer-dir" in result.output
     assert "Traceback" not in result.output
+
+
+def test_demo_resumes_only_at_a_stage_it_has():
+    from medfactory.demo import STAGE_NAMES, Outputs, plan
+
+    outputs = Outputs(Path("a"), Path("p/generated_predictions.jsonl"), Path("m"), "qwen")
+    assert tuple(stage.name for stage in plan(8000, "1", "5s", outputs)) == STAGE_NAMES
+    result = CliRunner().invoke(cli, ["demo", "--from", "trian"])
+    assert result.exit_code == 2
+    assert "'trian' is not one of 'convert-huatuo'" in result.output
