@@ -93,7 +93,7 @@ def start_webui(workspace: Path, host: str, port: int, log: Path) -> subprocess.
                 raise WebUIError(f"the WebUI did not answer within 180 s; see {log}")
             time.sleep(0.5)
     except BaseException:
-        stop_group(process.pid, grace=5)
+        stop_group(process.pid, grace=5, reap=process.poll)
         raise
     return process
 

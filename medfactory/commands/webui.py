@@ -41,4 +41,4 @@ def webui(port, host, preset, dataset_dir) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        stop_group(process.pid, grace=5)
+        stop_group(process.pid, grace=5, reap=process.poll)

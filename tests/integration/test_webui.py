@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.server import free_port, stop_group
+from deploy.server import free_port, group_alive, stop_group
 from medfactory import paths
 from medfactory.webui import prepare_workspace, start_webui
 
@@ -49,7 +49,8 @@ def webui(tiny_model, data_dir, saves, tmp_path_factory):
     port = free_port()
     process = start_webui(workspace, "127.0.0.1", port, root / "webui.log")
     yield f"http://127.0.0.1:{port}/"
-    stop_group(process.pid, grace=5)
+    stop_group(process.pid, grace=5, reap=process.poll)
+    assert not group_alive(process.pid)  # the WebUI and its workers are all gone
 
 
 # A Gradio component found by its label, and the text field inside it.
