@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import click
 
 
@@ -40,3 +43,14 @@ def with_example(example: str):
         return command
 
     return decorate
+
+
+def unwind_on_termination() -> None:
+    """SIGTERM and SIGHUP (a closed terminal) unwind like Ctrl-C.
+
+    Commands that start servers or stages in their own process groups stop
+    them in `finally`/`except` blocks; the default action of these signals
+    would kill the command and leave them running.
+    """
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _: sys.exit(128 + signum))

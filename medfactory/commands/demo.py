@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import signal
-import sys
-
 import click
 
-from medfactory.commands import with_example
+from medfactory.commands import unwind_on_termination, with_example
 from medfactory.demo import STAGE_NAMES
 
 
@@ -31,12 +28,10 @@ def demo(port, sweep, duration, start_at) -> None:
 
     console = Console(stderr=True)
     status = console.status("")
-    # SIGTERM unwinds like Ctrl-C: the running stage and the server are stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    unwind_on_termination()  # the running stage and the server are stopped, not orphaned
 
     def on_stage(stage, number, total):
-        command = " ".join(stage.args[:3])
-        status.update(f"[{number}/{total}] {stage.title}  (medfactory {command} ...)")
+        status.update(f"[{number}/{total}] {stage.title}")
 
     def on_done(stage, seconds):
         console.print(f"  [green]done[/] {stage.title}  [dim]{seconds:.0f} s[/]")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import signal
-import sys
 import time
 from pathlib import Path
 
 import click
 
-from medfactory.commands import ExampleGroup, with_example
+from medfactory.commands import ExampleGroup, unwind_on_termination, with_example
 
 THINKING = click.option(
     "--thinking/--no-thinking",
@@ -78,9 +76,7 @@ def _serve(
     from deploy.verify import verify
     from medfactory import paths
 
-    # A SIGTERM (a pipeline stopping this command, a service manager) unwinds
-    # like Ctrl-C, so the server it is starting or serving is stopped too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    unwind_on_termination()  # the server it starts is stopped, not orphaned
     if backend == "vllm":
         chat_template = chat_template or chat_template_path(template)
         python = paths.vllm_python()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import sys
 from pathlib import Path
 
 import click
 
-from medfactory.commands import with_example
+from medfactory.commands import unwind_on_termination, with_example
 
 
 @with_example("medfactory webui --model tiny --port 7860")
@@ -30,8 +28,7 @@ def webui(port, host, preset, dataset_dir) -> None:
     from medfactory import paths
     from medfactory.webui import prepare_workspace, start_webui
 
-    # A SIGTERM (a service manager, `timeout`) also stops the WebUI it started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    unwind_on_termination()  # the WebUI it starts is stopped, not orphaned
     workspace = prepare_workspace(paths.cache_dir() / "webui", preset, dataset_dir)
     log = workspace / "webui.log"
     process = start_webui(workspace, host, port, log)

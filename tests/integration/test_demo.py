@@ -90,7 +90,8 @@ def test_demo_leaves_no_server_running(demo):
     assert all(i.port != port for i in instances.running(paths.cache_dir() / "serve"))
 
 
-def test_ctrl_c_while_serving_stops_everything(demo):
+@pytest.mark.parametrize("hangup", [False, True], ids=["ctrl-c", "terminal-closed"])
+def test_an_interrupt_while_serving_stops_everything(demo, hangup):
     port = free_port()
     process = subprocess.Popen(
         [*DEMO, "--from", "serve", "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE,
@@ -98,18 +99,18 @@ def test_ctrl_c_while_serving_stops_everything(demo):
     )  # fmt: skip
     demo_process = psutil.Process(process.pid)
     deadline = time.monotonic() + 120
-    while not any("vllm" in " ".join(p.cmdline()) for p in _tree(demo_process)):
+    while not any("vllm.entrypoints" in _cmdline(p) for p in _tree(demo_process)):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.5)
     time.sleep(3)  # the server is loading: the hardest moment to stop it
     started = _tree(demo_process)
 
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGHUP if hangup else signal.SIGINT)
     _, err = process.communicate(timeout=90)
-    assert process.returncode == 130, err
-    assert "interrupted" in err
+    assert process.returncode == (129 if hangup else 130), err
+    assert hangup or "interrupted: stopped the running stage and the server" in err
     gone, alive = psutil.wait_procs(started, timeout=30)
-    assert not alive, [p.cmdline() for p in alive]
+    assert not alive, [_cmdline(p) for p in alive]
     assert not port_in_use("127.0.0.1", port)
 
 
@@ -118,3 +119,10 @@ def _tree(process: psutil.Process) -> list[psutil.Process]:
         return process.children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+
+
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # gone, or a zombie, meanwhile
+        return ""
