@@ -50,3 +50,17 @@ def test_unknown_preset_names_the_known_ones(tmp_path):
 def test_a_dataset_dir_without_a_registry_says_how_to_make_one(tmp_path):
     with pytest.raises(WebUIError, match=r"no dataset_info.json; register data first"):
         prepare_workspace(tmp_path / "ws", "tiny", tmp_path / "missing", tmp_path)
+
+
+def test_a_busy_port_is_named_before_anything_starts(tmp_path):
+    import socket
+
+    from medfactory.webui import start_webui
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(WebUIError, match=f"port {port} on 127.0.0.1 is already in use"):
+            start_webui(tmp_path, "127.0.0.1", port, tmp_path / "webui.log")
+    assert not (tmp_path / "webui.log").exists()  # nothing was launched
