@@ -119,10 +119,7 @@ def run_demo(
     out = Outputs.from_recipes(root)
     stages = plan(port, sweep, duration, out)
     names = [stage.name for stage in stages]
-    if start_at is not None:
-        if start_at not in names:
-            raise DemoFailed(f"unknown stage {start_at!r}; the stages: {', '.join(names)}")
-        stages = stages[names.index(start_at) :]
+    stages = select_stages(stages, start_at)
     logs = root / ".cache" / "demo" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -148,6 +145,19 @@ def run_demo(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     return summary
+
+
+def select_stages(stages: list[Stage], start_at: str | None) -> list[Stage]:
+    """The stages from `start_at` on; the server first when they need one."""
+    if start_at is None:
+        return stages
+    names = [stage.name for stage in stages]
+    if start_at not in names:
+        raise DemoFailed(f"unknown stage {start_at!r}; the stages: {', '.join(names)}")
+    serve = names.index("serve")
+    start = names.index(start_at)
+    # verify and loadtest talk to the server this run starts.
+    return ([stages[serve]] if start > serve else []) + stages[start:]
 
 
 def _run_stage(stage: Stage, root: Path, log: Path, check: bool = True) -> float:

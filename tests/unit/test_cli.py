@@ -74,3 +74,15 @@ def test_demo_resumes_only_at_a_stage_it_has():
     result = CliRunner().invoke(cli, ["demo", "--from", "trian"])
     assert result.exit_code == 2
     assert "'trian' is not one of 'convert-huatuo'" in result.output
+
+
+def test_resuming_after_serve_starts_a_server_first():
+    from medfactory.demo import Outputs, plan, select_stages
+
+    outputs = Outputs(Path("a"), Path("p/generated_predictions.jsonl"), Path("m"), "qwen")
+    stages = plan(8000, "1", "5s", outputs)
+    names = lambda start: [stage.name for stage in select_stages(stages, start)]  # noqa: E731
+    assert names("loadtest") == ["serve", "loadtest"]
+    assert names("verify") == ["serve", "verify", "loadtest"]
+    assert names("export") == ["export", "serve", "verify", "loadtest"]
+    assert len(names(None)) == len(stages)
