@@ -190,31 +190,15 @@ class Server:
                 env=server_env(spec),
                 start_new_session=True,
             )
-        started = time.monotonic()
         try:
-            while not self._healthy():
-                code = self.process.poll()
-                if code is not None:
-                    raise ServerStartError(
-                        f"{spec.backend} exited with code {code} during start-up; "
-                        f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
-                    )
-                waited = time.monotonic() - started
-                if waited > timeout:
-                    raise ServerStartError(
-                        f"{spec.backend} did not become healthy within {timeout:.0f} s; "
-                        f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
-                    )
-                if on_wait:
-                    on_wait(waited)
-                time.sleep(1.0)
+            wait_until_up(
+                self.process, lambda: healthy(spec.base_url), self.log_path, spec.backend,
+                timeout, on_wait,
+            )  # fmt: skip
         except BaseException:
             self.stop()
             raise
         return self
-
-    def _healthy(self) -> bool:
-        return healthy(self.spec.base_url)
 
     def stop(self, grace: float = 20.0) -> None:
         """End the server's whole process group: SIGTERM, then SIGKILL after `grace` s."""
@@ -251,9 +235,12 @@ def auth_header(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def healthy(base_url: str) -> bool:
-    """The server answers HTTP (vLLM's /health; LLaMA-Factory's api has only /v1/models)."""
-    for path in ("/health", "/v1/models"):
+def healthy(base_url: str, paths: tuple[str, ...] = ("/health", "/v1/models")) -> bool:
+    """The server answers HTTP 200 (or 401: up, behind an API key) on one of `paths`.
+
+    vLLM has /health; LLaMA-Factory's api has only /v1/models; a Gradio app answers "/".
+    """
+    for path in paths:
         try:
             with urllib.request.urlopen(base_url + path, timeout=2) as reply:
                 if reply.status == 200:
@@ -264,6 +251,35 @@ def healthy(base_url: str) -> bool:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
     return False
+
+
+def wait_until_up(
+    process: subprocess.Popen,
+    is_up: Callable[[], bool],
+    log_path: Path,
+    name: str,
+    timeout: float,
+    on_wait: Callable[[float], None] | None = None,
+    poll: float = 1.0,
+) -> None:
+    """Block until `is_up()`; ServerStartError with the log's tail if it exits or times out."""
+    started = time.monotonic()
+    while not is_up():
+        code = process.poll()
+        if code is not None:
+            raise ServerStartError(
+                f"{name} exited with code {code} during start-up; "
+                f"last lines of {log_path}:\n{log_tail(log_path)}"
+            )
+        waited = time.monotonic() - started
+        if waited > timeout:
+            raise ServerStartError(
+                f"{name} did not become healthy within {timeout:.0f} s; "
+                f"last lines of {log_path}:\n{log_tail(log_path)}"
+            )
+        if on_wait:
+            on_wait(waited)
+        time.sleep(poll)
 
 
 def stop_group(pgid: int, grace: float = 20.0, reap: Callable[[], object] = lambda: None) -> None:

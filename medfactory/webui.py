@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import yaml
@@ -66,7 +63,7 @@ def prepare_workspace(
 
 def start_webui(workspace: Path, host: str, port: int, log: Path) -> subprocess.Popen:
     """`llamafactory-cli webui` in the workspace; returns once it answers HTTP."""
-    from deploy.server import port_in_use, stop_group
+    from deploy.server import healthy, port_in_use, stop_group, wait_until_up
 
     if port_in_use(host, port):
         raise WebUIError(f"port {port} on {host} is already in use; pass another --port")
@@ -83,24 +80,12 @@ def start_webui(workspace: Path, host: str, port: int, log: Path) -> subprocess.
             [str(paths.llamafactory_cli()), "webui"], cwd=workspace, env=env, stdout=out,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-    deadline = time.monotonic() + 180
     try:
-        while not _answers(f"http://{host}:{port}/"):
-            if process.poll() is not None:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-                raise WebUIError(f"the WebUI exited during start-up; last lines of {log}:\n{tail}")
-            if time.monotonic() > deadline:
-                raise WebUIError(f"the WebUI did not answer within 180 s; see {log}")
-            time.sleep(0.5)
+        wait_until_up(
+            process, lambda: healthy(f"http://{host}:{port}", paths=("/",)), log, "the WebUI",
+            timeout=180, poll=0.5,
+        )  # fmt: skip
     except BaseException:
         stop_group(process.pid, grace=5, reap=process.poll)
         raise
     return process
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return reply.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
