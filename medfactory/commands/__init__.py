@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -43,6 +45,34 @@ def with_example(example: str):
         return command
 
     return decorate
+
+
+# Options shared by several commands; each is applied last-first so --help lists
+# them in the order written here, reversed.
+
+
+def server_client(function: Callable) -> Callable:
+    """--endpoint, --api-key, --model-name: how a command reaches a running server."""
+    for option in (
+        click.option("--model-name", help="Served model name [default: the server's last listed]."),
+        click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="The server's API key."),
+        click.option("--endpoint", required=True, help="Base URL of an OpenAI-compatible server."),
+    ):
+        function = option(function)
+    return function
+
+
+def registered_split(function: Callable) -> Callable:
+    """--dataset, --dataset-dir: a split registered in DATASET_DIR/dataset_info.json."""
+    dataset_dir = click.option(
+        "--dataset-dir", default="dataset_info", show_default=True, type=click.Path(path_type=Path)
+    )
+    dataset = click.option(
+        "--dataset", required=True, help="A registered split, e.g. huatuo_sample_test."
+    )
+    for option in (dataset_dir, dataset):
+        function = option(function)
+    return function
 
 
 def unwind_on_termination() -> None:

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from medfactory.commands import ExampleGroup, with_example
+from medfactory.commands import ExampleGroup, registered_split, server_client, with_example
 from medfactory.metrics import METRICS
 
 THINK = click.option(
@@ -70,13 +70,8 @@ def predictions(file: Path, think: str | None, workers: int | None) -> None:
     "medfactory eval endpoint --endpoint http://127.0.0.1:8000 --dataset huatuo_sample_test"
 )
 @eval_group.command()
-@click.option("--endpoint", required=True, help="Base URL of an OpenAI-compatible server.")
-@click.option("--dataset", required=True, help="A registered split, e.g. huatuo_sample_test.")
-@click.option(
-    "--dataset-dir", default="dataset_info", show_default=True, type=click.Path(path_type=Path)
-)
-@click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="The server's API key.")
-@click.option("--model-name", help="Served model name [default: the server's first].")
+@server_client
+@registered_split
 @click.option("--max-samples", type=int, help="Only the first N conversations.")
 @click.option("--concurrency", default=4, show_default=True, help="Requests in flight.")
 @click.option("--temperature", default=0.0, show_default=True)

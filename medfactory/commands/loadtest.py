@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 import click
 
-from medfactory.commands import with_example
+from medfactory.commands import registered_split, server_client, with_example
 
 
 def parse_duration(text: str) -> float:
@@ -36,13 +36,8 @@ def parse_sweep(text: str | None) -> list[int] | None:
     "--sweep 1,2,4"
 )
 @click.command()
-@click.option("--endpoint", required=True, help="Base URL of an OpenAI-compatible server.")
-@click.option("--dataset", required=True, help="A registered split whose questions are sent.")
-@click.option(
-    "--dataset-dir", default="dataset_info", show_default=True, type=click.Path(path_type=Path)
-)
-@click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="The server's API key.")
-@click.option("--model-name", help="Served model name [default: the server's last listed].")
+@server_client
+@registered_split
 @click.option("--users", default=4, show_default=True, help="Concurrent users (one level).")
 @click.option("--spawn-rate", default=100.0, show_default=True, help="Users started per second.")
 @click.option("--duration", default="60s", show_default=True, help="Per level: 60s, 2m, ...")

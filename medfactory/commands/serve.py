@@ -8,7 +8,12 @@ from pathlib import Path
 
 import click
 
-from medfactory.commands import ExampleGroup, unwind_on_termination, with_example
+from medfactory.commands import (
+    ExampleGroup,
+    server_client,
+    unwind_on_termination,
+    with_example,
+)
 
 THINKING = click.option(
     "--thinking/--no-thinking",
@@ -189,11 +194,9 @@ def status() -> None:
 
 @with_example("medfactory verify --endpoint URL --model DIR --template qwen")
 @click.command()
-@click.option("--endpoint", required=True, help="Base URL of the server.")
+@server_client
 @click.option("--model", required=True, type=click.Path(path_type=Path), help="Its model folder.")
 @click.option("--template", required=True, help="The recipe's LLaMA-Factory template.")
-@API_KEY
-@click.option("--model-name", help="Served model name [default: the server's last listed].")
 @THINKING
 @click.option("--max-tokens", default=64, show_default=True, help="For the chat checks.")
 @click.option(
