@@ -192,9 +192,9 @@ def collect(root: Path, out: Outputs) -> dict:
         counts = {}
         for split in SPLITS:
             entry = registry[f"{name}_{split}"]
-            counts[split] = _count_records(root / DATA_DIR / entry["file_name"])
+            counts[split] = _count_lines(root / DATA_DIR / entry["file_name"])
         rejects = root / DATA_DIR / f"{name}.rejects.jsonl"
-        counts["rejected"] = _count_records(rejects) if rejects.exists() else 0
+        counts["rejected"] = _count_lines(rejects) if rejects.exists() else 0
         data[name] = counts
     train = json.loads((root / out.adapter / "all_results.json").read_text())
     scores = json.loads((root / out.predictions).with_name("scores.json").read_text())
@@ -234,10 +234,7 @@ def collect(root: Path, out: Outputs) -> dict:
     }
 
 
-def _count_records(path: Path) -> int:
-    """Records in a JSON-lines file, or in a JSON array."""
-    with path.open("rb") as handle:
-        if handle.read(1) == b"[":
-            return len(json.loads(path.read_bytes()))
+def _count_lines(path: Path) -> int:
+    """Records in a JSON-lines file (split files and rejects are written one per line)."""
     with path.open("rb") as handle:
         return sum(1 for line in handle if line.strip())
