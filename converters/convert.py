@@ -10,25 +10,29 @@ the same whatever the number of workers.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
+import functools
+import itertools
 import json
 import os
+import sys
+import zlib
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from converters.clean import fold, might_hold_pii, scrub_pii
+from converters.clean import fold_batch, fold_table, scrub_pii
 from converters.formats import FORMATS, dataset_entry
 from converters.records import Dialogue, RecordError, SourceError
 from converters.registry import check_conflicts, read_registry, register
 from converters.sources import Chunk, get_source
-from converters.split import SPLIT_NAMES, assign_split
+from converters.split import SPLIT_NAMES, content_keys, split_indices
 
 DEFAULT_MAX_CHARS = 16384
 
@@ -93,69 +97,153 @@ def percentiles(values) -> dict[str, int]:
 # --- worker side: pure, one chunk at a time ----------------------------------
 
 
-def _hash64(data: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+@dataclass
+class ChunkResult:
+    """One chunk converted: its records grouped by split, in input order within a split.
 
+    Grouping lets the converting process write each split as a few large slices
+    of `lines`; a duplicate always shares its split with the record it repeats,
+    since the split follows the folded text.
+    """
 
-def _convert_one(dialogue: Dialogue, options: ConvertOptions, pii: Counter) -> tuple:
-    texts = "\x00".join(dialogue.texts())
-    folded = fold(texts)
-    if options.scrub and might_hold_pii(texts, folded):
-        turns = tuple((scrub_pii(q, pii), scrub_pii(a, pii)) for q, a in dialogue.turns)
-        dialogue = Dialogue(turns=turns, system=dialogue.system)
-        folded = fold("\x00".join(dialogue.texts()))
-    chars = dialogue.chars
-    if options.max_chars and chars > options.max_chars:
-        raise RecordError("too_long", f"{chars} characters > --max-chars {options.max_chars}")
-    try:
-        line = orjson.dumps(FORMATS[options.fmt](dialogue)) + b"\n"
-    except orjson.JSONEncodeError:  # a lone surrogate escaped in the source JSON
-        raise RecordError("invalid_unicode", "text holds an unpaired UTF-16 surrogate") from None
-    exact_key = _hash64(line)
-    folded_bytes = folded.encode()
-    folded_key = _hash64(folded_bytes)
-    split = assign_split(folded_bytes, options.seed, options.split)
-    return exact_key, folded_key, split, line, len(dialogue.turns), chars
+    lines: bytes  # the output lines, concatenated
+    ends: np.ndarray  # end offset of each line in `lines`
+    split: np.ndarray  # index into SPLIT_NAMES, non-decreasing
+    exact: np.ndarray  # key of the output line
+    folded: np.ndarray  # keyed hash of the folded text (it also chose the split)
+    turns: np.ndarray
+    chars: np.ndarray
+    dropped_trailing_questions: int
+    rejects: list  # (line number in the chunk, reason, detail, raw record), in input order
+    line_count: int  # lines the chunk spans
+    pii: Counter
+
+    @property
+    def read(self) -> int:
+        return len(self.ends) + len(self.rejects)
 
 
 def _raw_for_rejects(payload: object) -> object:
     return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
 
 
-def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> tuple[list, Counter]:
-    """Convert one chunk: results in input order, and the PII replacements made."""
+def _text(dialogue: Dialogue) -> str:
+    """Every text of a dialogue, concatenated: what the fold and --max-chars read."""
+    return dialogue.system + "".join(itertools.chain.from_iterable(dialogue.turns))
+
+
+def _scrubbed(dialogue: Dialogue, pii: Counter) -> Dialogue:
+    turns = tuple((scrub_pii(q, pii), scrub_pii(a, pii)) for q, a in dialogue.turns)
+    return dataclasses.replace(dialogue, turns=turns)
+
+
+def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> ChunkResult:
+    """Parse, scrub, check, format and key one chunk of records."""
     source = get_source(source_name)
-    pii: Counter = Counter()
-    results = []
-    for line_no, payload in source.records(chunk):
+    records, line_count = source.records(chunk)
+    rejects: list = []
+    parsed: list = []  # (line number, payload, dialogue)
+    for line_no, payload in records:
         try:
-            dialogue = source.parse(payload, options.cot, options.system)
-            converted = _convert_one(dialogue, options, pii)
-            results.append((line_no, dialogue.dropped_trailing_question, converted))
+            parsed.append((line_no, payload, source.parse(payload, options.cot, options.system)))
         except RecordError as error:
-            reject = (error.reason, error.detail, _raw_for_rejects(payload))
-            results.append((line_no, False, reject))
-    return results, pii
+            rejects.append((line_no, error.reason, error.detail, _raw_for_rejects(payload)))
+
+    dialogues = [dialogue for _, _, dialogue in parsed]
+    texts = list(map(_text, dialogues))
+    folded, suspect = fold_batch(texts)
+    pii: Counter = Counter()
+    if options.scrub:  # only the few records that might hold an identifier
+        suspects = np.flatnonzero(suspect).tolist()
+        for i in suspects:
+            dialogues[i] = _scrubbed(dialogues[i], pii)
+            texts[i] = _text(dialogues[i])
+        refolded, _ = fold_batch([texts[i] for i in suspects])
+        for i, key in zip(suspects, refolded, strict=True):
+            folded[i] = key
+    sizes = list(map(len, texts))
+
+    def reject(i: int, reason: str, detail: str) -> None:
+        line_no, payload, _ = parsed[i]
+        rejects.append((line_no, reason, detail, _raw_for_rejects(payload)))
+
+    to_record, limit = FORMATS[options.fmt], options.max_chars or sys.maxsize
+    lines, kept = [], []
+    for i, dialogue in enumerate(dialogues):
+        if sizes[i] > limit:
+            reject(i, "too_long", f"{sizes[i]} characters > --max-chars {limit}")
+            continue
+        try:
+            lines.append(orjson.dumps(to_record(dialogue), option=orjson.OPT_APPEND_NEWLINE))
+        except orjson.JSONEncodeError:  # a lone surrogate escaped in the source JSON
+            reject(i, "invalid_unicode", "text holds an unpaired UTF-16 surrogate")
+            continue
+        kept.append(i)
+    rejects.sort(key=lambda reject: reject[0])
+
+    folded_keys = content_keys([folded[i] for i in kept], options.seed)
+    # Identical lines have identical folded text, so the folded key with the
+    # line's CRC mixed in tells them apart from near-duplicates; a CRC clash
+    # (2**-32) would only count a near-duplicate as exact -- it is dropped either way.
+    crcs = np.fromiter(map(zlib.crc32, lines), dtype=np.uint64, count=len(lines))
+    split = split_indices(folded_keys, options.split)
+    order = np.argsort(split, kind="stable")
+    lines = [lines[i] for i in order.tolist()]
+    return ChunkResult(
+        lines=b"".join(lines),
+        ends=np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))),
+        split=split[order],
+        exact=(folded_keys ^ crcs)[order],
+        folded=folded_keys[order],
+        turns=np.array([len(dialogues[i].turns) for i in kept], dtype=np.uint32)[order],
+        chars=np.array(sizes, dtype=np.uint32)[kept][order],
+        dropped_trailing_questions=sum(dialogues[i].dropped_trailing_question for i in kept),
+        rejects=rejects,
+        line_count=line_count,
+        pii=pii,
+    )
 
 
 # --- converting process -------------------------------------------------------
 
 
 def _run_chunks(source_name: str, options: ConvertOptions, chunks: Iterable[Chunk]):
-    """Yield (chunk, results, pii) in input order, with a bounded number in flight."""
+    """Yield (chunk, result) in input order, with a bounded number in flight.
+
+    With N workers, N - 1 run in a pool and this process is the Nth: besides
+    writing the results in order, it converts a chunk itself whenever the pool
+    is full. Every core converts, none is shared by two busy processes, and a
+    chunk converted here never crosses a pipe.
+    """
+    here = functools.partial(convert_chunk, source_name, options)
+    fold_table()  # built before the pool forks, so the workers share it
     if options.workers <= 1:
         for chunk in chunks:
-            yield chunk, *convert_chunk(source_name, options, chunk)
+            yield chunk, here(chunk)
         return
-    with ProcessPoolExecutor(max_workers=options.workers) as pool:
-        pending: list = []
+    helpers = options.workers - 1
+    with ProcessPoolExecutor(max_workers=helpers) as pool:
+        pending: deque = deque()  # (chunk, Future or ChunkResult), in input order
         for chunk in chunks:
-            pending.append((chunk, pool.submit(convert_chunk, source_name, options, chunk)))
-            if len(pending) >= 2 * options.workers:  # keeps memory flat
-                done, future = pending.pop(0)
-                yield done, *future.result()
-        for done, future in pending:
-            yield done, *future.result()
+            in_pool = sum(isinstance(outcome, Future) for _, outcome in pending)
+            if in_pool < 2 * helpers:
+                pending.append((chunk, pool.submit(convert_chunk, source_name, options, chunk)))
+            else:
+                pending.append((chunk, here(chunk)))
+            # Hand over what is ready at the front; wait for it once too much is held.
+            while pending and (_ready(pending[0][1]) or len(pending) > 4 * options.workers):
+                done, outcome = pending.popleft()
+                yield done, _result(outcome)
+        for done, outcome in pending:
+            yield done, _result(outcome)
+
+
+def _ready(outcome: Future | ChunkResult) -> bool:
+    return not isinstance(outcome, Future) or outcome.done()
+
+
+def _result(outcome: Future | ChunkResult) -> ChunkResult:
+    return outcome.result() if isinstance(outcome, Future) else outcome
 
 
 def check_inputs(inputs: list[Path]) -> list[Path]:
@@ -208,10 +296,11 @@ def convert(
             account = _Accounting(summary, options.dedup, splits, rejects)
             done_before = 0
             for path in inputs:
-                chunks = source.chunks(path)
-                for chunk, results, pii in _run_chunks(source_name, options, chunks):
-                    summary.pii.update(pii)
-                    account.take(chunk.path, results)
+                chunks, next_line = source.chunks(path), 0
+                for chunk, result in _run_chunks(source_name, options, chunks):
+                    line_base = next_line if chunk.line_base is None else chunk.line_base
+                    account.take(chunk.path, result, line_base)
+                    next_line = line_base + result.line_count
                     progress(done_before + chunk.end)
                 done_before += path.stat().st_size
         progress(total_bytes)
@@ -231,28 +320,52 @@ def _dump_any(value: dict) -> bytes:
 
 
 class SeenHashes:
-    """A growing set of 64-bit hashes kept as one sorted array: 8 bytes per record.
+    """A growing set of 64-bit hashes kept as a few sorted arrays: 8 bytes per record.
 
     Membership is tested a chunk at a time, so the index of a 226k-line file
     costs under 2 MB and a Python set's per-entry overhead never builds up.
+    Each chunk's keys become a new sorted run, and runs of similar size are
+    merged (as in a binary counter), so adding N keys costs O(N log N) in all.
+    A 2 MB bitmap of the keys' top 24 bits answers "never seen" for almost
+    every new key without searching the runs.
     """
 
+    _BITS = 24
+
     def __init__(self) -> None:
-        self.sorted = np.empty(0, dtype=np.uint64)
+        self.runs: list[np.ndarray] = []  # sorted, unique, sizes decreasing
+        self.bitmap = np.zeros(1 << (self._BITS - 3), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return sum(map(len, self.runs))
+
+    def _bits(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        top = (keys >> np.uint64(64 - self._BITS)).astype(np.int64)
+        return top >> 3, (1 << (top & 7)).astype(np.uint8)
 
     def seen(self, keys: np.ndarray) -> np.ndarray:
         """For each key: was it added before, or does it occur earlier in `keys`?"""
         earlier = np.ones(len(keys), dtype=bool)
         earlier[np.unique(keys, return_index=True)[1]] = False
-        if len(self.sorted):
-            at = np.minimum(np.searchsorted(self.sorted, keys), len(self.sorted) - 1)
-            earlier |= self.sorted[at] == keys
+        byte, bit = self._bits(keys)
+        maybe = np.flatnonzero(self.bitmap[byte] & bit)
+        for run in self.runs:
+            at = np.minimum(np.searchsorted(run, keys[maybe]), len(run) - 1)
+            earlier[maybe] |= run[at] == keys[maybe]
         return earlier
 
     def add(self, keys: np.ndarray, seen: np.ndarray) -> None:
-        """Add `keys`, given what `seen(keys)` answered for them (one merge, no re-sort)."""
+        """Add `keys`, given what `seen(keys)` answered for them."""
         new = np.unique(keys[~seen])
-        self.sorted = np.insert(self.sorted, np.searchsorted(self.sorted, new), new)
+        if not len(new):
+            return
+        byte, bit = self._bits(new)
+        np.bitwise_or.at(self.bitmap, byte, bit)
+        self.runs.append(new)
+        while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
+            # Two sorted runs: the stable sort (timsort) merges them in one pass.
+            merged = np.sort(np.concatenate(self.runs[-2:]), kind="stable")
+            self.runs[-2:] = [merged]
 
 
 class _Accounting:
@@ -266,42 +379,42 @@ class _Accounting:
         self.summary, self.dedup, self.splits, self.rejects = summary, dedup, splits, rejects
         self.seen_exact, self.seen_folded = SeenHashes(), SeenHashes()
 
-    def take(self, source: str, results: list) -> None:
+    def take(self, source: str, result: ChunkResult, line_base: int) -> None:
         summary = self.summary
-        converted = [outcome for _, _, outcome in results if len(outcome) != 3]
-        if self.dedup and converted:
-            exact = np.fromiter((c[0] for c in converted), dtype=np.uint64, count=len(converted))
-            folded = np.fromiter((c[1] for c in converted), dtype=np.uint64, count=len(converted))
-            exact_seen, folded_seen = self.seen_exact.seen(exact), self.seen_folded.seen(folded)
-            self.seen_exact.add(exact, exact_seen)
-            self.seen_folded.add(folded, folded_seen)
-            duplicate = iter(np.where(exact_seen, 1, np.where(folded_seen, 2, 0)).tolist())
-        else:
-            duplicate = iter([0] * len(converted))
-        for line_no, dropped, outcome in results:
-            summary.read += 1
-            if len(outcome) == 3:
-                reason, detail, raw = outcome
-                summary.rejected[reason] += 1
-                reject = {
-                    "source": source,
-                    "line": line_no,
-                    "reason": reason,
-                    "detail": detail,
-                    "record": raw,
-                }
-                self.rejects.write(_dump_any(reject) + b"\n")
+        summary.read += result.read
+        summary.pii.update(result.pii)
+        for line_no, reason, detail, raw in result.rejects:
+            summary.rejected[reason] += 1
+            line = line_base + line_no
+            reject = {"source": source, "line": line, "reason": reason, "detail": detail}
+            self.rejects.write(_dump_any({**reject, "record": raw}) + b"\n")
+        summary.dropped_trailing_questions += result.dropped_trailing_questions
+
+        keep = np.ones(len(result.ends), dtype=bool)
+        if self.dedup and len(keep):
+            exact_seen = self.seen_exact.seen(result.exact)
+            folded_seen = self.seen_folded.seen(result.folded)
+            self.seen_exact.add(result.exact, exact_seen)
+            self.seen_folded.add(result.folded, folded_seen)
+            summary.duplicates["exact"] += int(exact_seen.sum())
+            summary.duplicates["normalised"] += int((folded_seen & ~exact_seen).sum())
+            keep = ~(exact_seen | folded_seen)
+        summary.turns.frombytes(result.turns[keep].tobytes())
+        summary.chars.frombytes(result.chars[keep].tobytes())
+
+        lines, ends = memoryview(result.lines), result.ends.tolist()
+        bounds = np.searchsorted(result.split, np.arange(len(SPLIT_NAMES) + 1)).tolist()
+        for index, split in enumerate(SPLIT_NAMES):
+            first, last = bounds[index], bounds[index + 1]
+            if first == last:
                 continue
-            _, _, split, line, turns, chars = outcome
-            summary.dropped_trailing_questions += dropped
-            kind = next(duplicate)
-            if kind:
-                summary.duplicates["exact" if kind == 1 else "normalised"] += 1
-                continue
-            self.splits[split].write(line)
-            summary.written[split] += 1
-            summary.turns.append(turns)
-            summary.chars.append(chars)
+            summary.written[split] += int(keep[first:last].sum())
+            # Write the kept lines as the runs between duplicates, not one by one.
+            start = ends[first - 1] if first else 0
+            for i in (np.flatnonzero(~keep[first:last]) + first).tolist():
+                self.splits[split].write(lines[start : (ends[i - 1] if i else 0)])
+                start = ends[i]
+            self.splits[split].write(lines[start : ends[last - 1]])
 
 
 def _publish(options, summary: Summary, tmp: dict, tmp_rejects: Path, planned: dict) -> None:

@@ -27,6 +27,9 @@ def _strip_role(index: int, text: object) -> tuple[str, str]:
     return role, text[2:].strip()
 
 
+_PREFIXES = (("问：", "问:"), ("答：", "答:"))  # even turns ask, odd turns answer
+
+
 def parse_huatuo_line(raw: bytes, system: str = "") -> Dialogue:
     """One jsonl line (bytes, without the newline) -> Dialogue, or RecordError."""
     try:
@@ -37,6 +40,22 @@ def parse_huatuo_line(raw: bytes, system: str = "") -> Dialogue:
         except UnicodeDecodeError as bad:
             raise RecordError("invalid_utf8", f"byte {bad.start} is not UTF-8") from None
         raise RecordError("invalid_json", str(error)) from None
+    # The common case in one pass; anything unusual takes the careful path,
+    # which also names what is wrong.
+    data = record.get("data") if isinstance(record, dict) else None
+    texts = []
+    for i, text in enumerate(data if isinstance(data, list) else ()):
+        if not (isinstance(text, str) and text.startswith(_PREFIXES[i % 2])):
+            break
+        texts.append(text[2:].strip())
+    if len(texts) < 2 or len(texts) != len(data) or not all(texts):
+        return _parse_carefully(record, system)
+    dropped = len(texts) % 2 == 1
+    pairs = tuple(zip(texts[0::2], texts[1::2], strict=False))
+    return Dialogue(turns=pairs, system=system, dropped_trailing_question=dropped)
+
+
+def _parse_carefully(record: object, system: str) -> Dialogue:
     if not isinstance(record, dict):
         raise RecordError("not_an_object", f"expected a JSON object, got {type(record).__name__}")
     data = record.get("data")

@@ -17,7 +17,7 @@ from converters.huatuo import parse_huatuo_line
 from converters.medical_o1 import iter_json_array, parse_medical_o1_record
 from converters.records import Dialogue, SourceError
 
-CHUNK_BYTES = 4 << 20
+CHUNK_BYTES = 1024 << 10
 CHUNK_RECORDS = 2000
 
 
@@ -25,45 +25,53 @@ CHUNK_RECORDS = 2000
 class Chunk:
     path: str
     end: int  # bytes of the file consumed once this chunk is done (for progress)
-    first_line: int = 1
     start: int = 0  # jsonl: byte range [start, end) of the file
     records: tuple = ()  # JSON array: (line number, element) pairs
+    # Line numbers of `records(chunk)` count from here; None: from the line after
+    # the previous chunk of the file (a jsonl chunk does not know it until read).
+    line_base: int | None = 0
 
 
 @dataclass(frozen=True)
 class Source:
     name: str
     chunks: Callable[[Path], Iterator[Chunk]]
-    records: Callable[[Chunk], Iterator[tuple[int, object]]]  # -> (line number, payload)
+    # -> ([(line number, payload)], lines the chunk spans)
+    records: Callable[[Chunk], tuple[list[tuple[int, object]], int]]
     parse: Callable[[object, str, str], Dialogue]  # (payload, cot, system)
     description: str
 
 
 def _jsonl_chunks(path: Path) -> Iterator[Chunk]:
-    """Byte ranges of about CHUNK_BYTES that end at a line end."""
+    """Byte ranges of about CHUNK_BYTES that end at a line end.
+
+    Only the bytes around each cut are read here: the workers read the ranges
+    and count their lines, so this process never scans the file.
+    """
     size = path.stat().st_size
     with open(path, "rb") as data:
-        start, line = 0, 1
+        start = 0
         while start < size:
-            data.seek(start)
-            block = data.read(CHUNK_BYTES)
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:  # the last line, or a line longer than a block: take it whole
-                block += data.readline()
-                cut = len(block)
-            yield Chunk(str(path), end=start + cut, first_line=line, start=start)
-            line += block.count(b"\n", 0, cut)
-            start += cut
+            end = start + CHUNK_BYTES
+            if end < size:
+                data.seek(end - 1)
+                data.readline()  # to the end of the line holding byte end - 1
+                end = data.tell()
+            yield Chunk(str(path), end=min(end, size), start=start, line_base=None)
+            start = end
 
 
-def _jsonl_records(chunk: Chunk) -> Iterator[tuple[int, bytes]]:
+def _jsonl_records(chunk: Chunk) -> tuple[list[tuple[int, bytes]], int]:
     with open(chunk.path, "rb") as data:
         data.seek(chunk.start)
         text = data.read(chunk.end - chunk.start)
-    for offset, line in enumerate(text.split(b"\n")):
+    lines = text.split(b"\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
         line = line.rstrip(b"\r")
         if line.strip():  # a blank line is not a record
-            yield chunk.first_line + offset, line
+            records.append((number, line))
+    return records, len(lines) - 1
 
 
 def _json_array_chunks(path: Path) -> Iterator[Chunk]:
@@ -75,8 +83,8 @@ def _json_array_chunks(path: Path) -> Iterator[Chunk]:
         yield Chunk(str(path), end=done, records=part)
 
 
-def _json_array_records(chunk: Chunk) -> Iterator[tuple[int, object]]:
-    return iter(chunk.records)
+def _json_array_records(chunk: Chunk) -> tuple[list[tuple[int, object]], int]:
+    return list(chunk.records), 0
 
 
 SOURCES = {

@@ -8,6 +8,9 @@ near-duplicates always land in the same split (no train/test leakage).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
+
+import numpy as np
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -25,12 +28,21 @@ def parse_split(text: str) -> tuple[float, ...]:
     return ratios
 
 
-def assign_split(content_key: bytes, seed: int, ratios: tuple[float, ...]) -> str:
-    digest = hashlib.blake2b(content_key, digest_size=8, key=str(seed).encode()).digest()
-    point = int.from_bytes(digest, "big") / 2**64
-    edge = 0.0
-    for name, ratio in zip(SPLIT_NAMES, ratios, strict=False):
-        edge += ratio
-        if point < edge:
-            return name
-    return SPLIT_NAMES[len(ratios) - 1]  # rounding at the top edge
+def content_keys(contents: Iterable[bytes], seed: int) -> np.ndarray:
+    """A 64-bit keyed hash of each content: it places the record, and it is its dedup key."""
+    key = str(seed).encode()
+    digests = b"".join(hashlib.blake2b(c, digest_size=8, key=key).digest() for c in contents)
+    return np.frombuffer(digests, dtype=">u8").astype(np.uint64)
+
+
+def split_indices(keys: np.ndarray, ratios: tuple[float, ...]) -> np.ndarray:
+    """Index into SPLIT_NAMES for each key: the key, read as a point in [0, 1), picks the split."""
+    edges = np.cumsum(ratios)
+    points = keys.astype(np.float64) / 2.0**64
+    index = np.searchsorted(edges, points, side="right")
+    return np.minimum(index, len(ratios) - 1).astype(np.uint8)  # rounding at the top edge
+
+
+def assign_split(content: bytes, seed: int, ratios: tuple[float, ...]) -> str:
+    """The split of one record's content."""
+    return SPLIT_NAMES[split_indices(content_keys([content], seed), ratios)[0]]

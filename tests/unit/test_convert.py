@@ -221,4 +221,29 @@ def test_seen_hashes_follow_input_order_within_and_across_chunks():
     answer = seen.seen(second)
     assert answer.tolist() == [True, False, True, False]
     seen.add(second, answer)
-    assert seen.sorted.tolist() == [0, 3, 5, 7, 2**64 - 1]
+    assert len(seen) == 5
+
+
+def test_seen_hashes_agree_with_a_set_over_many_chunks():
+    import numpy as np
+
+    from converters.convert import SeenHashes
+
+    rng = np.random.default_rng(0)
+    spread = rng.integers(0, 2**64 - 1, size=2000, dtype=np.uint64, endpoint=True)
+    # Keys that share their top bits, so the bitmap says "maybe" and the runs decide.
+    close = np.uint64(0xABCDEF << 40) + rng.integers(0, 2**20, size=1000, dtype=np.uint64)
+    pool = np.concatenate([spread, close])
+    seen, reference = SeenHashes(), set()
+    for _ in range(300):
+        keys = rng.choice(pool, size=int(rng.integers(0, 60)))
+        expected, in_chunk = [], set()
+        for key in keys.tolist():
+            expected.append(key in reference or key in in_chunk)
+            in_chunk.add(key)
+        answer = seen.seen(keys)
+        assert answer.tolist() == expected
+        seen.add(keys, answer)
+        reference |= in_chunk
+    assert len(seen) == len(reference)
+    assert len(seen.runs) <= 12  # merged as it grows, not one run per chunk
