@@ -55,3 +55,9 @@ def test_id_checksum():
 def test_fold_ignores_case_width_space_and_punctuation():
     assert fold("头痛，怎么办？ Hello World!") == fold("头痛怎么办 hello　ＷＯＲＬＤ")
     assert fold("头痛") != fold("头晕")
+
+
+def test_fold_maps_every_script_s_digits_and_case():
+    assert fold("电话１３８-١٢٣ 𝟒") == fold("电话138123 4") == "电话1381234"
+    assert fold("ΣΟΦΙΑ Ärzte") == fold("σοφια ärzte")
+    assert fold("a\x00b\x01c") == "abc"  # control characters never survive (U+0001 marks text ends)
