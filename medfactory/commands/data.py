@@ -87,7 +87,12 @@ def download(source: str, subset: str | None, dest: Path, endpoint: str | None) 
 @click.option(
     "--force", is_flag=True, help="Replace a different registered entry of the same name."
 )
-@click.option("--workers", default=None, type=int, help="Worker processes [default: all cores].")
+@click.option(
+    "--workers",
+    default=None,
+    type=int,
+    help="Converting processes, this one included [default: all cores].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def convert(
     source,
