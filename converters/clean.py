@@ -72,16 +72,16 @@ def fold_table() -> np.ndarray:
     Deletes whitespace, punctuation and symbols; maps full-width letters and
     every script's decimal digits to ASCII; then lower-cases.
     """
-    fold = np.arange(0x110000, dtype=np.uint32)
+    table = np.arange(0x110000, dtype=np.uint32)
     for code in range(0xFF66):
         char = chr(code)
         if 0xFF10 <= code <= 0xFF5E and char.isalnum():
-            fold[code] = code - 0xFEE0
+            table[code] = code - 0xFEE0
         elif not (char.isalnum() or 0x3100 <= code < 0xFE10):
-            fold[code] = 0
+            table[code] = 0
     digits = [code for code in range(0x110000) if chr(code).isdecimal()]
-    fold[digits] = [ord("0") + int(chr(code)) for code in digits]
-    return _lower_table()[fold]
+    table[digits] = [ord("0") + int(chr(code)) for code in digits]
+    return _lower_table()[table]
 
 
 def _lower_table() -> np.ndarray:

@@ -2,9 +2,9 @@
 
 Each input record ends up in exactly one place: a split file, the rejects file
 (with its source line and reason), or the duplicate count. Parsing, scrubbing
-and formatting run in worker processes over chunks of records; de-duplication,
-writing and the summary stay in this process, in input order, so the output is
-the same whatever the number of workers.
+and formatting run over chunks of records, in worker processes and in this one;
+de-duplication, writing and the summary stay in this process, in input order,
+so the output is the same whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import itertools
 import json
 import os
 import sys
@@ -127,11 +126,6 @@ def _raw_for_rejects(payload: object) -> object:
     return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
 
 
-def _text(dialogue: Dialogue) -> str:
-    """Every text of a dialogue, concatenated: what the fold and --max-chars read."""
-    return dialogue.system + "".join(itertools.chain.from_iterable(dialogue.turns))
-
-
 def _scrubbed(dialogue: Dialogue, pii: Counter) -> Dialogue:
     turns = tuple((scrub_pii(q, pii), scrub_pii(a, pii)) for q, a in dialogue.turns)
     return dataclasses.replace(dialogue, turns=turns)
@@ -150,14 +144,14 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
             rejects.append((line_no, error.reason, error.detail, _raw_for_rejects(payload)))
 
     dialogues = [dialogue for _, _, dialogue in parsed]
-    texts = list(map(_text, dialogues))
+    texts = [dialogue.text for dialogue in dialogues]
     folded, suspect = fold_batch(texts)
     pii: Counter = Counter()
     if options.scrub:  # only the few records that might hold an identifier
         suspects = np.flatnonzero(suspect).tolist()
         for i in suspects:
             dialogues[i] = _scrubbed(dialogues[i], pii)
-            texts[i] = _text(dialogues[i])
+            texts[i] = dialogues[i].text
         refolded, _ = fold_batch([texts[i] for i in suspects])
         for i, key in zip(suspects, refolded, strict=True):
             folded[i] = key
@@ -402,7 +396,7 @@ class _Accounting:
         summary.turns.frombytes(result.turns[keep].tobytes())
         summary.chars.frombytes(result.chars[keep].tobytes())
 
-        lines, ends = memoryview(result.lines), result.ends.tolist()
+        lines, offsets = memoryview(result.lines), [0, *result.ends.tolist()]
         bounds = np.searchsorted(result.split, np.arange(len(SPLIT_NAMES) + 1)).tolist()
         for index, split in enumerate(SPLIT_NAMES):
             first, last = bounds[index], bounds[index + 1]
@@ -410,11 +404,11 @@ class _Accounting:
                 continue
             summary.written[split] += int(keep[first:last].sum())
             # Write the kept lines as the runs between duplicates, not one by one.
-            start = ends[first - 1] if first else 0
+            start = offsets[first]
             for i in (np.flatnonzero(~keep[first:last]) + first).tolist():
-                self.splits[split].write(lines[start : (ends[i - 1] if i else 0)])
-                start = ends[i]
-            self.splits[split].write(lines[start : ends[last - 1]])
+                self.splits[split].write(lines[start : offsets[i]])
+                start = offsets[i + 1]
+            self.splits[split].write(lines[start : offsets[last]])
 
 
 def _publish(options, summary: Summary, tmp: dict, tmp_rejects: Path, planned: dict) -> None:

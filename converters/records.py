@@ -8,6 +8,7 @@ converter writes the dialogue, or the rejected record with that reason.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 
@@ -19,16 +20,10 @@ class Dialogue:
     system: str = ""
     dropped_trailing_question: bool = False
 
-    def texts(self):
-        if self.system:
-            yield self.system
-        for question, answer in self.turns:
-            yield question
-            yield answer
-
     @property
-    def chars(self) -> int:
-        return sum(len(text) for text in self.texts())
+    def text(self) -> str:
+        """Every text concatenated: what the near-duplicate fold and --max-chars read."""
+        return self.system + "".join(itertools.chain.from_iterable(self.turns))
 
 
 class RecordError(ValueError):
