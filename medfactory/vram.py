@@ -5,13 +5,18 @@ b, sequence length s, hidden size h, layers L, MLP width m, vocabulary V and N
 GPUs (ZeRO-3 shards the model states over N; plain data parallelism does not):
 
   weights      full: 2P (bf16 copy) + 4P (fp32 master, AMP)
-               lora: 2P + 2T (bf16 base and adapters)   qlora: 0.55P (4-bit + scales) + 2T
+               lora: 2P + 2T (bf16 base and adapters)
+               qlora: 0.55(P - E) + 2E + 2T (bitsandbytes quantises the decoder's
+               linear layers to 4 bits + scales; the E embedding and LM-head
+               parameters stay bf16)
   gradients    full: 2P        lora/qlora: 4T (fp32)
   optimizer    AdamW m and v in fp32: 8P (full) or 8T (lora/qlora)
   activations  gradient checkpointing (LLaMA-Factory's default) keeps each layer's
                input, 2bsh per layer, recomputes one layer at a time,
-               2bs(10h + 3m), and computes fp32 logits for the loss, 4bsV (twice,
-               with their gradient)
+               2bs(10h + 3m), and the loss over the vocabulary: bf16 logits, their
+               fp32 copy, fp32 log-probabilities and fp32 gradient, 14bsV (measured
+               on an H100 with `benchmarks/vram.py`: it is most of the growth
+               with batch and length)
   overhead     CUDA context, allocator caching and fragmentation: 1.5 GiB
 
 LoRA on all linear layers with rank r trains T = r * sum(in + out) per layer.
@@ -87,12 +92,14 @@ def estimate(
     if method == "full":
         weights, gradients, optimizer = 6.0 * parameters, 2.0 * parameters, 8.0 * parameters
     else:
-        base = 0.55 if method == "qlora" else 2.0
-        weights = base * parameters + 2.0 * trainable
+        weights = 2.0 * parameters + 2.0 * trainable
+        if method == "qlora":
+            embeddings = arch.vocab_size * arch.hidden_size * (1 if arch.tie_word_embeddings else 2)
+            weights -= (2.0 - 0.55) * (parameters - embeddings)
         gradients, optimizer = 4.0 * trainable, 8.0 * trainable
     if zero == 3 and gpus > 1:  # model states sharded over the GPUs
         weights, gradients, optimizer = weights / gpus, gradients / gpus, optimizer / gpus
     h, m, L = arch.hidden_size, arch.intermediate_size, arch.num_hidden_layers
     tokens = batch * seq
-    activations = tokens * (2 * h * L + 2 * (10 * h + 3 * m) + 8 * arch.vocab_size)
+    activations = tokens * (2 * h * L + 2 * (10 * h + 3 * m) + 14 * arch.vocab_size)
     return Estimate(parameters, trainable, weights, gradients, optimizer, activations, OVERHEAD)

