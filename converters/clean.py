@@ -73,15 +73,21 @@ def fold_table() -> np.ndarray:
     every script's decimal digits to ASCII; then lower-cases.
     """
     table = np.arange(0x110000, dtype=np.uint32)
-    for code in range(0xFF66):
-        char = chr(code)
-        if 0xFF10 <= code <= 0xFF5E and char.isalnum():
-            table[code] = code - 0xFEE0
-        elif not (char.isalnum() or 0x3100 <= code < 0xFE10):
-            table[code] = 0
-    digits = [code for code in range(0x110000) if chr(code).isdecimal()]
-    table[digits] = [ord("0") + int(chr(code)) for code in digits]
+    every = _every_character()
+    alnum = np.zeros(0xFF66, dtype=bool)  # code points above keep themselves
+    alnum[[m.start() for m in re.finditer(r"[^\W_]", every[:0xFF66])]] = True  # \w: isalnum or _
+    table[:0xFF66][~alnum] = 0
+    table[0x3100:0xFE10] = np.arange(0x3100, 0xFE10)  # CJK and friends stay whole
+    full_width = np.arange(0xFF10, 0xFF5F)
+    full_width = full_width[alnum[full_width]]
+    table[full_width] = full_width - 0xFEE0
+    digits = [m.start() for m in re.finditer(r"\d", every)]  # \d is isdecimal()
+    table[digits] = [ord("0") + int(every[code]) for code in digits]
     return _lower_table()[table]
+
+
+def _every_character() -> str:
+    return np.arange(0x110000, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def _lower_table() -> np.ndarray:

@@ -14,7 +14,9 @@ import dataclasses
 import functools
 import json
 import os
+import pickle
 import sys
+import tempfile
 import zlib
 from array import array
 from collections import Counter, deque
@@ -205,9 +207,9 @@ def _run_chunks(source_name: str, options: ConvertOptions, chunks: Iterable[Chun
     """Yield (chunk, result) in input order, with a bounded number in flight.
 
     With N workers, N - 1 run in a pool and this process is the Nth: besides
-    writing the results in order, it converts a chunk itself whenever the pool
-    is full. Every core converts, none is shared by two busy processes, and a
-    chunk converted here never crosses a pipe.
+    writing the results in order, it converts a chunk itself whenever each
+    pool worker has work queued. Every core converts, none is shared by two
+    busy processes, and a chunk converted here is never copied between them.
     """
     here = functools.partial(convert_chunk, source_name, options)
     fold_table()  # built before the pool forks, so the workers share it
@@ -216,12 +218,16 @@ def _run_chunks(source_name: str, options: ConvertOptions, chunks: Iterable[Chun
             yield chunk, here(chunk)
         return
     helpers = options.workers - 1
-    with ProcessPoolExecutor(max_workers=helpers) as pool:
+    with (
+        tempfile.TemporaryDirectory(prefix="medfactory-") as spill_dir,
+        ProcessPoolExecutor(max_workers=helpers) as pool,  # shut down before the folder goes
+    ):
         pending: deque = deque()  # (chunk, Future or ChunkResult), in input order
         for chunk in chunks:
-            in_pool = sum(isinstance(outcome, Future) for _, outcome in pending)
-            if in_pool < 2 * helpers:
-                pending.append((chunk, pool.submit(convert_chunk, source_name, options, chunk)))
+            in_pool = sum(not _ready(outcome) for _, outcome in pending)
+            if in_pool < 3 * helpers:  # one running and two queued per worker
+                converting = pool.submit(_convert_in_pool, spill_dir, source_name, options, chunk)
+                pending.append((chunk, converting))
             else:
                 pending.append((chunk, here(chunk)))
             # Hand over what is ready at the front; wait for it once too much is held.
@@ -232,12 +238,31 @@ def _run_chunks(source_name: str, options: ConvertOptions, chunks: Iterable[Chun
             yield done, _result(outcome)
 
 
+def _convert_in_pool(spill_dir: str, source_name: str, options, chunk: Chunk) -> str:
+    """convert_chunk in a pool worker; the result travels through a file.
+
+    Through the result pipe, a megabyte arrives 64 kB at a time, each read
+    waiting for this process's busy thread to let go of the GIL, and the worker
+    sits blocked on its write until the last piece is read.
+    """
+    result = convert_chunk(source_name, options, chunk)
+    handle, path = tempfile.mkstemp(dir=spill_dir)
+    with open(handle, "wb") as spill:
+        pickle.dump(result, spill, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
 def _ready(outcome: Future | ChunkResult) -> bool:
     return not isinstance(outcome, Future) or outcome.done()
 
 
 def _result(outcome: Future | ChunkResult) -> ChunkResult:
-    return outcome.result() if isinstance(outcome, Future) else outcome
+    if isinstance(outcome, ChunkResult):
+        return outcome
+    spill = Path(outcome.result())
+    result = pickle.loads(spill.read_bytes())
+    spill.unlink()
+    return result
 
 
 def check_inputs(inputs: list[Path]) -> list[Path]:

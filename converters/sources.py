@@ -17,7 +17,7 @@ from converters.huatuo import parse_huatuo_line
 from converters.medical_o1 import iter_json_array, parse_medical_o1_record
 from converters.records import Dialogue, SourceError
 
-CHUNK_BYTES = 1 << 20  # a chunk stays in the CPU cache: 25 % faster than 4 MB chunks
+CHUNK_BYTES = 1 << 19  # a chunk's working set stays in the CPU cache
 CHUNK_RECORDS = 2000
 
 

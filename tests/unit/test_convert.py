@@ -1,4 +1,5 @@
 import json
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -97,11 +98,22 @@ def test_adding_records_never_moves_existing_ones(tmp_path):
         assert small <= large, split
 
 
-def test_output_does_not_depend_on_the_worker_count(tmp_path):
+@pytest.fixture
+def spill_dir(tmp_path, monkeypatch):
+    """The temporary folder the pool workers hand their results back through."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_output_does_not_depend_on_the_worker_count(tmp_path, monkeypatch, spill_dir):
+    monkeypatch.setattr(sources, "CHUNK_BYTES", 4096)  # chunks both here and in the pool
     convert("huatuo", [HUATUO], options(tmp_path, name="one", workers=1))
     convert("huatuo", [HUATUO], options(tmp_path, name="two", workers=2))
     for suffix in ("_train.jsonl", "_val.jsonl", "_test.jsonl", ".rejects.jsonl"):
         assert (tmp_path / f"one{suffix}").read_bytes() == (tmp_path / f"two{suffix}").read_bytes()
+    assert not any(spill_dir.iterdir())
 
 
 def test_train_only_split_registers_one_entry(tmp_path):
@@ -123,18 +135,23 @@ def test_medical_o1_with_a_system_prompt_and_alpaca(tmp_path, fixtures_dir):
     assert entry["columns"]["system"] == "system"
 
 
-def test_interrupted_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_interrupted_conversion_leaves_nothing_behind(tmp_path, monkeypatch, spill_dir, workers):
     monkeypatch.setattr(sources, "CHUNK_BYTES", 4096)  # interrupt mid-file
     convert("huatuo", [HUATUO], options(tmp_path))
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p != spill_dir}
 
     def interrupt(done, records):
         if records >= 100:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        convert("huatuo", [HUATUO, HUATUO], options(tmp_path, seed=7), on_progress=interrupt)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+        convert(
+            "huatuo", [HUATUO, HUATUO], options(tmp_path, seed=7, workers=workers),
+            on_progress=interrupt,
+        )  # fmt: skip
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p != spill_dir} == before
+    assert not any(spill_dir.iterdir())
 
 
 def test_a_conflicting_name_fails_before_any_work(tmp_path):
