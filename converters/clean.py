@@ -86,6 +86,12 @@ def fold_table() -> np.ndarray:
     return _lower_table()[table]
 
 
+@functools.cache
+def _bmp_table() -> np.ndarray:
+    """fold_table() for the Basic Multilingual Plane, which folds into itself."""
+    return fold_table()[:0x10000].astype(np.uint16)
+
+
 def _every_character() -> str:
     return np.arange(0x110000, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
 
@@ -118,11 +124,16 @@ def fold_batch(texts: list[str]) -> tuple[list[bytes], np.ndarray]:
     joined = _END.join(texts) + _END
     ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
     ends += np.arange(len(texts))  # the position of each text's end mark
-    codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    mapped = np.take(fold_table(), codes)
+    utf16 = joined.encode("utf-16-le", "surrogatepass")
+    if len(utf16) == 2 * len(joined):  # all in the BMP, as Chinese is: half the bytes to move
+        encoding, codes, table = "utf-16-le", np.frombuffer(utf16, dtype=np.uint16), _bmp_table()
+    else:
+        encoding, table = "utf-32-le", fold_table()
+        codes = np.frombuffer(joined.encode(encoding, "surrogatepass"), dtype=np.uint32)
+    mapped = np.take(table, codes)
     mapped[ends] = ord(_END)
     folded = mapped[mapped != 0]
-    utf8 = folded.tobytes().decode("utf-32-le", "surrogatepass").encode("utf-8", "surrogatepass")
+    utf8 = folded.tobytes().decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
     keys = utf8.split(_END.encode())[:-1]
 
     suspect = np.zeros(len(texts), dtype=bool)

@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from converters.clean import fold, scrub_pii, valid_id_number
+from converters.clean import fold, fold_batch, scrub_pii, valid_id_number
 
 SCRUBBED = [
     ("电话13812345678请回电", "电话[PHONE]请回电", {"mobile": 1}),
@@ -55,6 +55,14 @@ def test_id_checksum():
 def test_fold_ignores_case_width_space_and_punctuation():
     assert fold("头痛，怎么办？ Hello World!") == fold("头痛怎么办 hello　ＷＯＲＬＤ")
     assert fold("头痛") != fold("头晕")
+
+
+def test_fold_of_the_bmp_is_the_same_with_characters_beyond_it_in_the_batch():
+    """Batches within the BMP take a 16-bit path; it must fold exactly like the 32-bit one."""
+    bmp = "".join(chr(code) for code in range(0x10000) if not 0xD800 <= code < 0xE000)
+    narrow, _ = fold_batch([bmp])
+    wide, _ = fold_batch([bmp, "𝟒"])  # a digit beyond the BMP
+    assert wide == [narrow[0], b"4"]
 
 
 def test_fold_maps_every_script_s_digits_and_case():
