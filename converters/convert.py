@@ -257,12 +257,14 @@ def _run_chunks(source_name: str, options: ConvertOptions, chunks: Iterable[Chun
             yield done, _result(outcome)
 
 
-def _convert_in_pool(spill_dir: str, source_name: str, options, chunk: Chunk) -> str:
-    """convert_chunk in a pool worker; the result travels through a file.
+def _convert_in_pool(
+    spill_dir: str, source_name: str, options: ConvertOptions, chunk: Chunk
+) -> str:
+    """convert_chunk in a pool worker; the result travels back through a file.
 
-    Through the result pipe, a megabyte arrives 64 kB at a time, each read
-    waiting for this process's busy thread to let go of the GIL, and the worker
-    sits blocked on its write until the last piece is read.
+    Through the result pipe, half a megabyte of lines arrives 64 kB at a time,
+    each read waiting for this process's busy thread to let go of the GIL, and
+    the worker sits blocked on its write until the last piece is read.
     """
     result = convert_chunk(source_name, options, chunk)
     handle, path = tempfile.mkstemp(dir=spill_dir)
