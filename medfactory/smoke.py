@@ -41,6 +41,11 @@ def write_smoke_dataset(dataset_dir: Path, source: Path) -> int:
     """Alpaca records from the real medical-o1 records; registered for LLaMA-Factory."""
     records = json.loads(source.read_text(encoding="utf-8"))
     rows = [{"instruction": r["Question"], "input": "", "output": r["Response"]} for r in records]
+    return write_alpaca_dataset(dataset_dir, rows)
+
+
+def write_alpaca_dataset(dataset_dir: Path, rows: list[dict]) -> int:
+    """Alpaca `rows` as the SMOKE_DATASET file in `dataset_dir`, registered for LLaMA-Factory."""
     dataset_dir.mkdir(parents=True, exist_ok=True)
     (dataset_dir / f"{SMOKE_DATASET}.json").write_text(
         json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8"

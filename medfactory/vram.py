@@ -64,6 +64,11 @@ def load_architecture(model: str) -> Architecture:
     return get_preset(model).architecture
 
 
+def embedding_parameters(arch: Architecture) -> int:
+    """The input embeddings and, unless tied to them, the LM head."""
+    return arch.vocab_size * arch.hidden_size * (1 if arch.tie_word_embeddings else 2)
+
+
 def count_parameters(arch: Architecture) -> tuple[int, int]:
     """(all parameters, parameters of the linear layers LoRA targets per layer) of a decoder."""
     h, m = arch.hidden_size, arch.intermediate_size
@@ -73,8 +78,7 @@ def count_parameters(arch: Architecture) -> tuple[int, int]:
     bias = arch.attention_bias if arch.attention_bias is not None else arch.model_type == "qwen2"
     linear = h * q + 2 * h * kv + q * h + 3 * h * m + (q + 2 * kv if bias else 0)
     lora_dims = (h + q) + 2 * (h + kv) + (q + h) + 2 * (h + m) + (m + h)
-    embeddings = arch.vocab_size * h * (1 if arch.tie_word_embeddings else 2)
-    total = arch.num_hidden_layers * (linear + 2 * h) + embeddings + h
+    total = arch.num_hidden_layers * (linear + 2 * h) + embedding_parameters(arch) + h
     return total, arch.num_hidden_layers * lora_dims
 
 
@@ -94,8 +98,7 @@ def estimate(
     else:
         weights = 2.0 * parameters + 2.0 * trainable
         if method == "qlora":
-            embeddings = arch.vocab_size * arch.hidden_size * (1 if arch.tie_word_embeddings else 2)
-            weights -= (2.0 - 0.55) * (parameters - embeddings)
+            weights -= (2.0 - 0.55) * (parameters - embedding_parameters(arch))
         gradients, optimizer = 4.0 * trainable, 8.0 * trainable
     if zero == 3 and gpus > 1:  # model states sharded over the GPUs
         weights, gradients, optimizer = weights / gpus, gradients / gpus, optimizer / gpus
