@@ -9,6 +9,7 @@ illness) untouched.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections import Counter
 
@@ -112,12 +113,13 @@ _PII_DIGITS = 7
 _END = "\x01"
 
 
-def fold_batch(texts: list[str]) -> tuple[list[bytes], np.ndarray]:
-    """The UTF-8 bytes of fold() of each text, and whether each might hold an identifier.
+def fold_batch(texts: list[str]) -> tuple[list[memoryview], np.ndarray]:
+    """fold() of each text as UTF-16-LE bytes, and whether each might hold an identifier.
 
     A table lookup over the code points of many texts at once in numpy costs a
     fraction of a per-text str.translate; the fold runs over every character of
-    every record.
+    every record. The folds stay in UTF-16, the form the lookup works in: they
+    are only hashed, and a UTF-8 round trip would cost as much as the lookup.
     """
     # Each text is followed by U+0001, which the fold deletes inside texts but
     # keeps at these places: the folded batch then splits back into its texts.
@@ -126,24 +128,31 @@ def fold_batch(texts: list[str]) -> tuple[list[bytes], np.ndarray]:
     ends += np.arange(len(texts))  # the position of each text's end mark
     utf16 = joined.encode("utf-16-le", "surrogatepass")
     if len(utf16) == 2 * len(joined):  # all in the BMP, as Chinese is: half the bytes to move
-        encoding, codes, table = "utf-16-le", np.frombuffer(utf16, dtype=np.uint16), _bmp_table()
+        codes = np.frombuffer(utf16, dtype=np.uint16)
+        folded = _folded(codes, _bmp_table(), ends)
     else:
-        encoding, table = "utf-32-le", fold_table()
-        codes = np.frombuffer(joined.encode(encoding, "surrogatepass"), dtype=np.uint32)
-    mapped = np.take(table, codes)
-    mapped[ends] = ord(_END)
-    folded = mapped[mapped != 0]
-    utf8 = folded.tobytes().decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
-    keys = utf8.split(_END.encode())[:-1]
+        codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        wide = _folded(codes, fold_table(), ends).tobytes().decode("utf-32-le", "surrogatepass")
+        folded = np.frombuffer(wide.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)
+    marks = np.flatnonzero(folded == ord(_END))
+    view = memoryview(folded.tobytes())
+    starts = (2 * np.concatenate(([0], marks + 1))).tolist()  # byte offsets; marks take 2 bytes
+    keys = [view[start : end - 2] for start, end in itertools.pairwise(starts)]
 
     suspect = np.zeros(len(texts), dtype=bool)
     digit = (folded - ord("0")) < 10  # unsigned: anything below '0' wraps around
     runs = _sequence_starts([digit] * _PII_DIGITS)
-    suspect[np.searchsorted(np.flatnonzero(folded == ord(_END)), runs)] = True
+    suspect[np.searchsorted(marks, runs)] = True
     for marker in _PII_MARKERS:
         found = _sequence_starts([codes == ord(char) for char in marker])
         suspect[np.searchsorted(ends, found)] = True
     return keys, suspect
+
+
+def _folded(codes: np.ndarray, table: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    mapped = np.take(table, codes)
+    mapped[ends] = ord(_END)
+    return mapped[mapped != 0]
 
 
 def _sequence_starts(matches: list[np.ndarray]) -> np.ndarray:
@@ -159,4 +168,4 @@ def _sequence_starts(matches: list[np.ndarray]) -> np.ndarray:
 
 def fold(text: str) -> str:
     """Whitespace-, punctuation-, width-, digit-script- and case-insensitive form of `text`."""
-    return fold_batch([text])[0][0].decode("utf-8", "surrogatepass")
+    return str(fold_batch([text])[0][0], "utf-16-le", "surrogatepass")

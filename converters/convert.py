@@ -10,7 +10,6 @@ so the output is the same whatever the number of workers.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import gc
 import json
@@ -131,7 +130,7 @@ def _raw_for_rejects(payload: object) -> object:
 
 def _scrubbed(dialogue: Dialogue, pii: Counter) -> Dialogue:
     turns = tuple((scrub_pii(q, pii), scrub_pii(a, pii)) for q, a in dialogue.turns)
-    return dataclasses.replace(dialogue, turns=turns)
+    return dialogue._replace(turns=turns)
 
 
 @contextlib.contextmanager
