@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from converters.clean import fold_batch, fold_table, scrub_pii
+from converters.clean import bmp_fold_table, fold_batch, scrub_pii
 from converters.formats import FORMATS, dataset_entry
 from converters.records import Dialogue, RecordError, SourceError
 from converters.registry import check_conflicts, read_registry, register
@@ -230,7 +230,7 @@ def _run_chunks(source_name: str, options: ConvertOptions, chunks: Iterable[Chun
     busy processes, and a chunk converted here is never copied between them.
     """
     here = functools.partial(convert_chunk, source_name, options)
-    fold_table()  # built before the pool forks, so the workers share it
+    bmp_fold_table()  # built before the pool forks, so the workers share it
     if options.workers <= 1:
         for chunk in chunks:
             yield chunk, here(chunk)
