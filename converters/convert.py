@@ -18,7 +18,6 @@ import pickle
 import sys
 import tempfile
 import zlib
-from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -63,8 +62,10 @@ class Summary:
     rejected: Counter = field(default_factory=Counter)
     dropped_trailing_questions: int = 0
     pii: Counter = field(default_factory=Counter)
-    turns: array = field(default_factory=lambda: array("I"))
-    chars: array = field(default_factory=lambda: array("I"))
+    # Histograms (value -> records), not one entry per record: the memory of a
+    # conversion must not grow with its input.
+    turns: Counter = field(default_factory=Counter)
+    chars: Counter = field(default_factory=Counter)
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -86,13 +87,18 @@ class Summary:
         }
 
 
-def percentiles(values) -> dict[str, int]:
-    """p50/p90/p99/max of a sequence of counts."""
-    if not values:
+def percentiles(histogram: Counter) -> dict[str, int]:
+    """p50/p90/p99/max of counts given as a histogram (count -> how many records)."""
+    total = histogram.total()
+    if not total:
         return {}
-    ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": ordered[-1]}
+    values = sorted(histogram)
+    below = np.cumsum([histogram[value] for value in values])  # records up to each value
+
+    def pick(q: float) -> int:  # the value at rank q * total of the sorted records
+        return values[int(np.searchsorted(below, min(total - 1, int(q * total)), side="right"))]
+
+    return {"p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": values[-1]}
 
 
 # --- worker side: pure, one chunk at a time ----------------------------------
@@ -167,8 +173,8 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
     texts = [dialogue.text for dialogue in dialogues]
     folded, suspect = fold_batch(texts)
     pii: Counter = Counter()
-    if options.scrub:  # only the few records that might hold an identifier
-        suspects = np.flatnonzero(suspect).tolist()
+    suspects = np.flatnonzero(suspect).tolist() if options.scrub else []
+    if suspects:  # only the few records that might hold an identifier
         for i in suspects:
             dialogues[i] = _scrubbed(dialogues[i], pii)
             texts[i] = dialogues[i].text
@@ -402,8 +408,9 @@ class SeenHashes:
         np.bitwise_or.at(self.bitmap, byte, bit)
         self.runs.append(new)
         while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
-            # Two sorted runs: the stable sort (timsort) merges them in one pass.
-            merged = np.sort(np.concatenate(self.runs[-2:]), kind="stable")
+            # Two sorted runs: the stable sort (timsort) merges them in one pass, in place.
+            merged = np.concatenate(self.runs[-2:])
+            merged.sort(kind="stable")
             self.runs[-2:] = [merged]
 
 
@@ -438,8 +445,9 @@ class _Accounting:
             summary.duplicates["exact"] += int(exact_seen.sum())
             summary.duplicates["normalised"] += int((folded_seen & ~exact_seen).sum())
             keep = ~(exact_seen | folded_seen)
-        summary.turns.frombytes(result.turns[keep].tobytes())
-        summary.chars.frombytes(result.chars[keep].tobytes())
+        for histogram, values in ((summary.turns, result.turns), (summary.chars, result.chars)):
+            value, count = np.unique(values[keep], return_counts=True)
+            histogram.update(dict(zip(value.tolist(), count.tolist(), strict=True)))
 
         lines, offsets = memoryview(result.lines), [0, *result.ends.tolist()]
         bounds = np.searchsorted(result.split, np.arange(len(SPLIT_NAMES) + 1)).tolist()

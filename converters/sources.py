@@ -66,11 +66,10 @@ def _jsonl_records(chunk: Chunk) -> tuple[list[tuple[int, bytes]], int]:
         data.seek(chunk.start)
         text = data.read(chunk.end - chunk.start)
     lines = text.split(b"\n")
-    records = []
-    for number, line in enumerate(lines, start=1):
-        line = line.rstrip(b"\r")
-        if line.strip():  # a blank line is not a record
-            records.append((number, line))
+    if b"\r" in text:  # Windows line ends
+        lines = [line.rstrip(b"\r") for line in lines]
+    # A blank line is not a record.
+    records = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
     return records, len(lines) - 1
 
 

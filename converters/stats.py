@@ -59,7 +59,7 @@ def dataset_stats(dataset_dir: Path, name: str, tokenizer: Path | None = None) -
         "formatting": entry.get("formatting", "alpaca"),
         "records": len(chars),
         "turns": dict(sorted(turns.items())),
-        "chars": percentiles(chars),
+        "chars": percentiles(Counter(chars)),
     }
     if tokenizer:
         from transformers import AutoTokenizer
@@ -69,5 +69,5 @@ def dataset_stats(dataset_dir: Path, name: str, tokenizer: Path | None = None) -
             sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
             for texts in texts_per_record
         ]
-        result["tokens"] = percentiles(counts)
+        result["tokens"] = percentiles(Counter(counts))
     return result

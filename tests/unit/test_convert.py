@@ -47,6 +47,23 @@ def test_every_record_is_accounted_for(tmp_path, source, path):
     assert {r["reason"] for r in rejects} == set(summary.rejected)
 
 
+def test_summary_percentiles_describe_the_written_records(tmp_path):
+    summary = convert("huatuo", [HUATUO], options(tmp_path, system="你是医生。")).as_dict()
+    records = [r for split in summary["written"] for r in lines(tmp_path / f"t_{split}.jsonl")]
+    turns = sorted(len(r["conversations"]) // 2 for r in records)
+    chars = sorted(
+        len(r["system"]) + sum(len(m["value"]) for m in r["conversations"]) for r in records
+    )
+
+    def ranks(ordered: list) -> dict:  # the value at rank q * n of the sorted records
+        at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+        return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1]}
+
+    assert len(set(turns)) > 2 and len(set(chars)) > 50  # a histogram of many values
+    assert summary["turns"] == ranks(turns)
+    assert summary["chars"] == ranks(chars)
+
+
 def test_rejects_name_the_source_line(tmp_path):
     convert("huatuo", [HUATUO], options(tmp_path))
     source_lines = HUATUO.read_bytes().split(b"\n")
