@@ -162,7 +162,8 @@ def _folded(codes: np.ndarray, table: np.ndarray, ends: np.ndarray) -> np.ndarra
 
 def _occurrences(codes: np.ndarray, marker: str) -> np.ndarray:
     """Where `marker` starts in `codes`: one pass for its first character, then its candidates."""
-    found = np.flatnonzero(codes[: len(codes) - len(marker) + 1] == ord(marker[0]))
+    room = max(len(codes) - len(marker) + 1, 0)  # where a whole marker still fits
+    found = np.flatnonzero(codes[:room] == ord(marker[0]))
     for offset, char in enumerate(marker[1:], start=1):
         found = found[codes[found + offset] == ord(char)]
     return found
