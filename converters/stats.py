@@ -47,19 +47,19 @@ def dataset_stats(dataset_dir: Path, name: str, tokenizer: Path | None = None) -
     path = Path(dataset_dir) / entry["file_name"]
     if not path.is_file():
         raise SourceError(f"{path}: registered as {name!r} but missing; convert it again")
-    turns, chars, texts_per_record = Counter(), [], []
+    turns, chars, texts_per_record = Counter(), Counter(), []
     for record in read_records(path):
         count, texts = dialogue_texts(record, entry)
         turns[count] += 1
-        chars.append(sum(len(t) for t in texts))
+        chars[sum(len(t) for t in texts)] += 1
         texts_per_record.append(texts)
     result = {
         "name": name,
         "file": str(path),
         "formatting": entry.get("formatting", "alpaca"),
-        "records": len(chars),
+        "records": turns.total(),
         "turns": dict(sorted(turns.items())),
-        "chars": percentiles(Counter(chars)),
+        "chars": percentiles(chars),
     }
     if tokenizer:
         from transformers import AutoTokenizer
