@@ -10,13 +10,13 @@ VLLM_VENV := .venv-vllm
 CACHE := .cache
 TINY_MODEL := $(CACHE)/tiny-model
 DATA_DIR ?= dataset_info
-SAMPLES := dataset_info/samples
 MF := $(VENV)/bin/medfactory
-TINY := llamafactory_configs/tiny
 PREDICTIONS := saves/tiny/lora/predict/generated_predictions.jsonl
 MERGED := saves/tiny/lora/merged
 PORT ?= 8000
 DEMO_DATA := --dataset huatuo_sample --dataset medical_o1_sample
+# One stage of `medfactory demo`: the demo's stages are the one definition of these targets.
+DEMO_STAGE := $(MF) demo --only
 R1_7B := --model deepseek-r1-distill-qwen-7b
 PYTEST := $(VENV)/bin/python -m pytest
 
@@ -70,10 +70,7 @@ $(VLLM_STAMP): pyproject.toml
 	mv $@.tmp $@
 
 data: $(VENV)/.installed ## convert the bundled samples and register them in dataset_info/
-	$(MF) data convert huatuo $(SAMPLES)/huatuo_sample.jsonl --format sharegpt \
-		--name huatuo_sample --dataset-dir $(DATA_DIR)
-	$(MF) data convert medical-o1 $(SAMPLES)/medical_o1_sample.json --format alpaca --cot think \
-		--name medical_o1_sample --dataset-dir $(DATA_DIR)
+	MEDFACTORY_DATASET_DIR=$(abspath $(DATA_DIR)) $(DEMO_STAGE) convert-huatuo --only convert-medical-o1
 
 recipes: $(VENV)/.installed ## render the checked-in recipes in llamafactory_configs/ again
 	$(MF) recipe render --model tiny --method lora --stage train $(DEMO_DATA)
@@ -88,31 +85,30 @@ recipes: $(VENV)/.installed ## render the checked-in recipes in llamafactory_con
 	$(MF) recipe render $(R1_7B) --method lora --stage infer
 
 train: $(TINY_MODEL)/config.json ## LoRA-train the tiny model on the bundled samples (CPU)
-	$(MF) train $(TINY)/train_lora.yaml
+	$(DEMO_STAGE) train
 
 predict: $(TINY_MODEL)/config.json ## generate on the test splits and score BLEU-4/ROUGE
-	$(MF) predict $(TINY)/predict_lora.yaml
+	$(DEMO_STAGE) predict
 
 export: $(TINY_MODEL)/config.json ## merge the tiny model's LoRA adapter into saves/tiny/lora/merged
-	$(MF) export $(TINY)/export_lora.yaml
+	$(DEMO_STAGE) export
 
 eval: $(TINY_MODEL)/config.json ## score the tiny model's predictions (BLEU-4/ROUGE, as LLaMA-Factory)
 	@test -f $(PREDICTIONS) || $(MAKE) predict
-	$(MF) eval predictions $(PREDICTIONS)
+	$(DEMO_STAGE) eval
 
 serve: $(TINY_MODEL)/config.json ## serve the merged tiny model with vLLM on 127.0.0.1:$(PORT), verified
 	@test -f $(MERGED)/config.json || $(MAKE) export
-	$(MF) serve --model $(MERGED) --template qwen --port $(PORT) --served-model-name tiny-lora
+	$(DEMO_STAGE) serve --only verify --keep-serving --port $(PORT)
 
 verify: $(VENV)/.installed ## check the server on $(PORT) builds the prompts the model was trained on
-	$(MF) verify --endpoint http://127.0.0.1:$(PORT) --model $(MERGED) --template qwen
+	$(DEMO_STAGE) verify --port $(PORT)
 
 stop: $(VENV)/.installed ## stop the server on $(PORT)
 	$(MF) serve stop --port $(PORT)
 
 loadtest: $(VENV)/.installed ## short locust sweep against the server on $(PORT): TTFT, TPOT, throughput
-	$(MF) loadtest --endpoint http://127.0.0.1:$(PORT) --dataset huatuo_sample_test \
-		--sweep 1,2,4 --duration 10s --max-tokens 64 --out saves/loadtest
+	$(DEMO_STAGE) loadtest --port $(PORT)
 
 webui: $(TINY_MODEL)/config.json ## LLaMA-Factory's WebUI on 127.0.0.1:7860 with our datasets and the tiny model
 	$(MF) webui --model tiny --port 7860

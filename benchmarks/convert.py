@@ -22,12 +22,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from medfactory.dev.samples import CONDITIONS, huatuo_dialogue
+
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / ".cache" / "bench"
 REAL_LINES, REAL_BYTES = 226_042, 333_326_040
-sys.path.insert(0, str(REPO / "tools"))
-
-from make_samples import CONDITIONS, huatuo_dialogue  # noqa: E402
 
 FILLER = [c[1] for c in CONDITIONS] + [c[3] for c in CONDITIONS]
 

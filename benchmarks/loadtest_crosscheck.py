@@ -20,14 +20,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from converters.conversations import load_conversations
+from deploy.loadtest import LoadSpec, read_records, run_locust, summarize
+from deploy.process import free_port
+from deploy.server import Server, ServerSpec
+from medfactory import paths
+from medfactory.dev.tiny_model import ensure_tiny_model
 
-from deploy.loadtest import LoadSpec, read_records, run_locust, summarize  # noqa: E402
-from deploy.server import Server, ServerSpec, free_port  # noqa: E402
-from medfactory import paths  # noqa: E402
-from medfactory.datasets import load_conversations  # noqa: E402
-from medfactory.tiny_model import ensure_tiny_model  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 BENCH = """
 import argparse, sys

@@ -4,7 +4,7 @@
 characters, reasoning included), built from the bundled samples. Both sides
 use every core: the baseline runs LLaMA-Factory's per-sample code
 (`scripts/eval_bleu_rouge.py`: jieba + rouge-chinese + nltk) in a process
-pool as that script does with `num_proc`; ours is `medfactory.metrics`.
+pool as that script does with `num_proc`; ours is `medfactory.evaluation.metrics`.
 Checks that every per-sample score is identical, prints both wall times and
 the ratio. Goal on a 2-core machine: >= 20x faster.
 
@@ -23,10 +23,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from medfactory.evaluation.metrics import score_pairs
 
-from medfactory.metrics import score_pairs  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def llamafactory_scores(pair: tuple[str, str]) -> dict:

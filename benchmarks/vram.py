@@ -21,13 +21,11 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
-
 from medfactory import paths
-from medfactory.launch import run_recipe
-from medfactory.recipes import get_preset
-from medfactory.smoke import lora_smoke_recipe, write_alpaca_dataset
-from medfactory.vram import GIB, estimate
+from medfactory.dev.smoke import smoke_recipe, write_alpaca_dataset
+from medfactory.recipes.presets import get_preset
+from medfactory.recipes.run import Distributed, run_recipe
+from medfactory.recipes.vram import GIB, estimate
 
 # (preset, method, micro-batch, cutoff_len)
 CASES = [
@@ -93,8 +91,7 @@ def write_long_records(dataset_dir: Path, count: int, cutoff: int) -> None:
     rng = random.Random(0)
     chars = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]  # common CJK, ~1 token each
     text = lambda: "".join(rng.choices(chars, k=cutoff))  # noqa: E731
-    rows = [{"instruction": text(), "input": "", "output": text()} for _ in range(count)]
-    write_alpaca_dataset(dataset_dir, rows)
+    write_alpaca_dataset(dataset_dir, [(text(), text()) for _ in range(count)])
 
 
 def measure(preset: str, method: str, batch: int, cutoff: int) -> dict:
@@ -103,24 +100,29 @@ def measure(preset: str, method: str, batch: int, cutoff: int) -> dict:
     case = WORK / f"{preset}-{method}-b{batch}-s{cutoff}"
     shutil.rmtree(case, ignore_errors=True)
     write_long_records(case / "data", STEPS * batch, cutoff)
-    recipe = lora_smoke_recipe(model_dir, case / "data", case / "out", steps=STEPS)
-    if method == "qlora":  # LoRA on the base model quantised to 4 bits with bitsandbytes
-        recipe.update(quantization_bit=4)
-    recipe.update(
-        finetuning_type="full" if method == "full" else "lora", bf16=True, cutoff_len=cutoff,
-        per_device_train_batch_size=batch, learning_rate=1.0e-5,
-        template=get_preset(preset).template,
+    # The recipe users run (`recipe render`: LoRA alpha and dropout, QLoRA's double
+    # quantisation, ZeRO-3 for full), with this case's batch and length.
+    recipe = smoke_recipe(
+        preset, method, model_dir, case / "data", case / "out", steps=STEPS, cutoff_len=cutoff,
+        per_device_train_batch_size=batch, gradient_accumulation_steps=1,
     )  # fmt: skip
-    (case / "train.yaml").write_text(yaml.safe_dump(recipe))
+    (case / "train.yaml").write_text(recipe)
+    zero = 3 if "deepspeed:" in recipe else 0
     idle = gpu_memory_used_mib()
     sampler = PeakSampler()
     sampler.start()
     started = time.monotonic()
     try:
-        run_recipe("train", case / "train.yaml", log_path=case / "train.log", echo=False)
+        # ZeRO-3 runs through torchrun, as `medfactory train --nproc N` starts it.
+        run_recipe(
+            "train", case / "train.yaml", log_path=case / "train.log", echo=False,
+            distributed=Distributed(nproc=1) if zero else None,
+        )  # fmt: skip
     finally:
         peak = sampler.stop()
-    predicted = estimate(get_preset(preset).architecture, method, batch=batch, seq=cutoff)
+    predicted = estimate(
+        get_preset(preset).architecture, method, batch=batch, seq=cutoff, zero=zero
+    )
     return {
         "case": f"{preset} {method} batch {batch} seq {cutoff}",
         "measured_gib": (peak - idle) * 2**20 / GIB,

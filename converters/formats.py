@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from converters.records import Dialogue
 
+# LLaMA-Factory's own defaults for Alpaca columns; `system` and `history` are
+# read only when declared.
+ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output"}
 SHAREGPT_TAGS = {
     "role_tag": "from",
     "content_tag": "value",
@@ -42,7 +45,7 @@ def to_sharegpt(dialogue: Dialogue) -> dict:
 def dataset_entry(fmt: str, file_name: str, with_system: bool) -> dict:
     """The `dataset_info.json` entry that makes LLaMA-Factory read a file we wrote."""
     if fmt == "alpaca":
-        columns = {"prompt": "instruction", "query": "input", "response": "output"}
+        columns = dict(ALPACA_COLUMNS)
         if with_system:
             columns["system"] = "system"
         columns["history"] = "history"

@@ -12,7 +12,14 @@ import requests
 
 
 class EndpointError(RuntimeError):
-    """The server cannot be used; the message says why and what to do."""
+    """The server cannot be used; the message says why and what to do.
+
+    `status` is the HTTP status of the refusal, None when no answer came.
+    """
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -71,10 +78,13 @@ class Endpoint:
             raise EndpointError(f"{self.url}{path} did not answer in time") from None
         if reply.status_code == 401:
             hint = "pass the server's --api-key" if not self.api_key else "check --api-key"
-            raise EndpointError(f"{self.url} refused the request (401 Unauthorized); {hint}")
+            raise EndpointError(
+                f"{self.url} refused the request (401 Unauthorized); {hint}", status=401
+            )
         if reply.status_code >= 400:
             raise EndpointError(
                 f"{method} {self.url}{path} failed with HTTP {reply.status_code}: "
-                f"{reply.text[:500]}"
+                f"{reply.text[:500]}",
+                status=reply.status_code,
             )
         return reply.json()

@@ -11,7 +11,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deploy.server import ServerSpec, group_alive, healthy, stop_group
+from deploy.process import group_alive, healthy, stop_group
+from deploy.server import ServerSpec
 
 
 @dataclass(frozen=True)
@@ -65,3 +66,20 @@ def is_healthy(instance: Instance) -> bool:
 def stop(state_dir: Path, instance: Instance) -> None:
     stop_group(instance.pid)
     (Path(state_dir) / f"{instance.port}.json").unlink(missing_ok=True)
+
+
+class NoSuchInstance(LookupError):
+    """The server to stop cannot be told from the others; the message lists them."""
+
+
+def choose(running_now: list[Instance], port: int | None, every: bool) -> list[Instance]:
+    """The servers `serve stop` means: the one on `port`, all, or the only one."""
+    ports = ", ".join(str(i.port) for i in running_now) or "none"
+    if port is not None:
+        chosen = [i for i in running_now if i.port == port]
+        if not chosen:
+            raise NoSuchInstance(f"no server of ours on port {port} (running: {ports})")
+        return chosen
+    if every or len(running_now) <= 1:
+        return running_now
+    raise NoSuchInstance(f"several servers run (ports {ports}); pass --port or --all")

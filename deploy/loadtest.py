@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -42,6 +45,11 @@ class LoadSpec:
     ignore_eos: bool = True
     temperature: float = 0.0
     api_key: str | None = None
+
+
+def tpot(e2el: float, ttft: float, tokens: int) -> float | None:
+    """Time per output token after the first, in the unit of the times; None below two tokens."""
+    return (e2el - ttft) / (tokens - 1) if tokens > 1 else None
 
 
 def run_locust(
@@ -118,14 +126,10 @@ def summarize(records: list[dict], duration_s: float, slo_ms: dict[str, float]) 
         duration_s = max(r["start"] + r["e2el"] for r in ok) - min(r["start"] for r in records)
     failed = [r for r in records if not r.get("ok")]
     output_tokens = sum(r["completion_tokens"] for r in ok)
-    tpot = [
-        (r["e2el"] - r["ttft"]) / (r["completion_tokens"] - 1)
-        for r in ok
-        if r["completion_tokens"] > 1
-    ]
+    per_token = [tpot(r["e2el"], r["ttft"], r["completion_tokens"]) for r in ok]
     values = {
         "ttft": [r["ttft"] for r in ok],
-        "tpot": tpot,
+        "tpot": [t for t in per_token if t is not None],
         "itl": [gap for r in ok for gap in r["itl"]],
         "e2el": [r["e2el"] for r in ok],
     }
@@ -150,11 +154,11 @@ def summarize(records: list[dict], duration_s: float, slo_ms: dict[str, float]) 
 
 
 def _meets(record: dict, slo_ms: dict[str, float]) -> bool:
-    tokens = record["completion_tokens"]
+    per_token = tpot(record["e2el"], record["ttft"], record["completion_tokens"]) or 0.0
     measured = {
         "ttft": record["ttft"] * 1000,
         "e2el": record["e2el"] * 1000,
-        "tpot": (record["e2el"] - record["ttft"]) / (tokens - 1) * 1000 if tokens > 1 else 0.0,
+        "tpot": per_token * 1000,
     }
     return all(measured[name] <= limit for name, limit in slo_ms.items())
 
@@ -247,3 +251,75 @@ def server_pid(host: str, port: int) -> int | None:
         if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
             return connection.pid
     return None
+
+
+def parse_duration(text: str) -> float:
+    """'60s', '2m', '1h' or '90' -> seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h)?", text.strip())
+    if not match:
+        raise ValueError(f"{text!r}: expected seconds, e.g. 60s, 2m or 90")
+    return float(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2] or "s"]
+
+
+def parse_sweep(text: str) -> list[int]:
+    """'1,2,4' -> [1, 2, 4]: concurrency levels, each at least one user."""
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{text!r}: expected user counts, e.g. 1,2,4,8") from None
+    if not levels or min(levels) < 1:
+        raise ValueError(f"{text!r}: expected positive user counts, e.g. 1,2,4,8")
+    return levels
+
+
+def run_sweep(
+    base: LoadSpec,
+    levels: list[int],
+    out: Path,
+    locust: Path,
+    slo_ms: dict[str, float],
+    dataset: str,
+    on_level: Callable[[int, dict | None], None] = lambda *_: None,
+) -> dict:
+    """One locust run per concurrency level; returns the report (also written to `out`).
+
+    `on_level(users, None)` is called as a level starts, `on_level(users, summary)`
+    when it ends. The server's resources are sampled when it runs on this machine.
+    """
+    parsed = urlparse(base.url)
+    pid = server_pid(parsed.hostname or "", parsed.port or 80)
+    summaries = []
+    for users in levels:
+        on_level(users, None)
+        started = time.monotonic()
+        with ResourceSampler(pid) as sampler:
+            records = read_records(run_locust(replace(base, users=users), out, locust))
+        summary = {"users": users, **summarize(records, base.duration_s, slo_ms)}
+        summary["resources"] = sampler.summary()
+        summary["wall_s"] = time.monotonic() - started
+        summaries.append(summary)
+        on_level(users, summary)
+    report = {
+        "endpoint": base.url, "model": base.model, "dataset": dataset,
+        "max_tokens": base.max_tokens, "ignore_eos": base.ignore_eos,
+        "temperature": base.temperature, "duration_s": base.duration_s, "server_pid": pid,
+        "levels": summaries,
+    }  # fmt: skip
+    from deploy.loadtest_report import write_report  # it imports this module
+
+    write_report(out, report)
+    return report
+
+
+def headline(level: dict) -> str:
+    """One line for a finished level: counts, throughput, TTFT and TPOT."""
+    ttft, per_token = level.get("ttft_ms") or {}, level.get("tpot_ms") or {}
+    text = (
+        f"  {level['completed']} ok, {level['failed']} failed; "
+        f"{level['request_throughput']:.2f} req/s, {level['output_throughput']:.1f} output tok/s"
+    )
+    if ttft:
+        text += f"; TTFT mean {ttft['mean']:.0f} ms (p99 {ttft['p99']:.0f})"
+    if per_token:
+        text += f"; TPOT mean {per_token['mean']:.1f} ms"
+    return text

@@ -23,6 +23,8 @@ import time
 
 from locust import HttpUser, events, task
 
+from deploy.loadtest import tpot
+
 with open(os.environ["MEDFACTORY_LT_PROMPTS"], encoding="utf-8") as lines:
     PROMPTS = [json.loads(line)["messages"] for line in lines if line.strip()]
 _next_prompt = itertools.cycle(range(len(PROMPTS)))
@@ -114,9 +116,9 @@ class ChatUser(HttpUser):
         RECORDS.write(json.dumps(record) + "\n")
         if record["ok"]:
             self._fire("TTFT", record["ttft"])
-            tokens = record["completion_tokens"] or 0
-            if tokens > 1:
-                self._fire("TPOT", (record["e2el"] - record["ttft"]) / (tokens - 1))
+            per_token = tpot(record["e2el"], record["ttft"], record["completion_tokens"] or 0)
+            if per_token is not None:
+                self._fire("TPOT", per_token)
 
     def _fire(self, kind: str, seconds: float) -> None:
         events.request.fire(

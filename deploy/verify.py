@@ -73,7 +73,7 @@ def verify(
         try:
             served = endpoint.tokenize(messages, add_generation_prompt=True)
         except EndpointError as error:
-            if "HTTP 404" in str(error):
+            if error.status == 404:
                 add("SKIP", NO_TOKENIZE)
                 break
             raise

@@ -28,6 +28,12 @@ def tokenizer_dir() -> Path:
     return fixtures_dir() / "qwen2.5-0.5b-instruct-tokenizer"
 
 
+def dataset_dir() -> Path:
+    """The registry every command reads unless given --dataset-dir: the project's own
+    `dataset_info/`, wherever the command runs from (the recipes name it too)."""
+    return _env_path("MEDFACTORY_DATASET_DIR", PROJECT_ROOT / "dataset_info")
+
+
 def cache_dir() -> Path:
     """Git-ignored home of built artefacts (tiny model, demo runs)."""
     return _env_path("MEDFACTORY_CACHE", PROJECT_ROOT / ".cache")

@@ -43,7 +43,7 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(fixtures_dir) -> Path:
     """The tiny Qwen2 model, built under .cache/ once and reused while it matches."""
-    from medfactory.tiny_model import ensure_tiny_model
+    from medfactory.dev.tiny_model import ensure_tiny_model
 
     return ensure_tiny_model(
         paths.cache_dir() / "tiny-model", fixtures_dir / "qwen2.5-0.5b-instruct-tokenizer"

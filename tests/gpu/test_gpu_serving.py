@@ -6,11 +6,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from deploy.server import free_port, group_alive
-from medfactory.launch import run_recipe
-from medfactory.smoke import lora_smoke_recipe, write_smoke_dataset
+from deploy.process import free_port, group_alive
+from medfactory.dev.smoke import smoke_recipe, write_smoke_dataset
+from medfactory.recipes.run import run_recipe
 
 pytestmark = [pytest.mark.gpu, pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
@@ -29,8 +28,8 @@ def test_vllm_on_the_gpu_serves_a_lora_adapter_with_the_training_template(
 ):
     data = tmp_path / "data"
     write_smoke_dataset(data, fixtures_dir / "medical_o1" / "medical_o1_sft_en_first2.json")
-    recipe = lora_smoke_recipe(tiny_model, data, tmp_path / "lora", steps=2)
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(recipe))
+    recipe = smoke_recipe("tiny", "lora", tiny_model, data, tmp_path / "lora", steps=2, bf16=True)
+    (tmp_path / "train.yaml").write_text(recipe)
     run_recipe("train", tmp_path / "train.yaml", log_path=tmp_path / "train.log", echo=False)
 
     port = free_port()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.server import Server, ServerSpec, free_port
+from deploy.process import free_port
+from deploy.server import Server, ServerSpec
 from medfactory import paths
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from deploy import instances
-from deploy.server import free_port, port_in_use
+from deploy.process import free_port, port_in_use
 from medfactory import paths
 
 pytestmark = pytest.mark.integration

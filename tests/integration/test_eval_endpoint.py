@@ -6,10 +6,10 @@ import pytest
 from click.testing import CliRunner
 from transformers import AutoTokenizer
 
+from converters.conversations import load_conversations
 from medfactory.cli import cli
-from medfactory.datasets import load_conversations
-from medfactory.metrics import score_pair
-from medfactory.scoring import split_think
+from medfactory.evaluation.metrics import score_pair
+from medfactory.evaluation.scoring import split_think
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,11 @@ import pytest
 from click.testing import CliRunner
 from transformers import AutoTokenizer
 
-from deploy.server import Server, ServerSpec, free_port
+from converters.conversations import load_conversations
+from deploy.process import free_port
+from deploy.server import Server, ServerSpec
 from medfactory import paths
 from medfactory.cli import cli
-from medfactory.datasets import load_conversations
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from medfactory.launch import CommandFailed, run_recipe
-from medfactory.recipes import render
-from medfactory.scoring import score_predictions
+from medfactory.evaluation.scoring import score_predictions
+from medfactory.recipes.render import render
+from medfactory.recipes.run import CommandFailed, run_recipe
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -93,8 +93,8 @@ def test_two_nodes_train_through_llamafactorys_torchrun_path(tiny_model, data_di
     """Two 'nodes' on loopback, one process each: NNODES, NODE_RANK, MASTER_* for real."""
     import threading
 
-    from deploy.server import free_port
-    from medfactory.launch import Distributed
+    from deploy.process import free_port
+    from medfactory.recipes.run import Distributed
 
     args = {"output_dir": str(tmp_path / "ddp"), "max_samples": 8, "eval_strategy": "no"}
     path = recipe(tmp_path, "train", data_dir, tiny_model, save_steps=1000, **args)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.server import free_port, group_alive, port_in_use
+from deploy.process import free_port, group_alive, port_in_use
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -6,9 +6,10 @@ import time
 import pytest
 from safetensors import safe_open
 
-from deploy.server import Server, ServerSpec, free_port, port_in_use
+from deploy.process import free_port, port_in_use
+from deploy.server import Server, ServerSpec
 from medfactory import paths
-from medfactory.smoke import SMOKE_DATASET, run_smoke
+from medfactory.dev.smoke import SMOKE_DATASET, run_smoke
 
 pytestmark = pytest.mark.integration
 

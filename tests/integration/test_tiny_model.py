@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from medfactory.tiny_model import BUILD_STAMP, build_tiny_model
+from medfactory.dev.tiny_model import BUILD_STAMP, build_tiny_model
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.server import free_port, group_alive, stop_group
+from deploy.process import free_port, group_alive, stop_group
 from medfactory import paths
-from medfactory.webui import prepare_workspace, start_webui
+from medfactory.recipes.webui import prepare_workspace, start_webui
 
 pytestmark = pytest.mark.integration
 SCREENSHOT = paths.cache_dir() / "webui" / "screenshot.png"  # the README's docs/webui.png

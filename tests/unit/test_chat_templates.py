@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 
 from deploy.chat_templates import TemplateError, chat_template_path, known_templates
 from deploy.parity import SUITE, first_mismatch, llamafactory_prompt_ids
-from medfactory.recipes import load_presets
+from medfactory.recipes.presets import load_presets
 
 # Special tokens of the model families, added to the Qwen2.5 vocabulary where
 # it lacks them (DeepSeek-R1-Distill-Qwen is that vocabulary with these tokens).

@@ -67,7 +67,7 @@ def test_user_error_is_one_message_without_traceback(tmp_path):
 
 
 def test_demo_resumes_only_at_a_stage_it_has():
-    from medfactory.demo import STAGE_NAMES, Outputs, plan
+    from medfactory.dev.demo import STAGE_NAMES, Outputs, plan
 
     outputs = Outputs(Path("a"), Path("p/generated_predictions.jsonl"), Path("m"), "qwen")
     assert tuple(stage.name for stage in plan(8000, "1", "5s", outputs)) == STAGE_NAMES
@@ -77,12 +77,18 @@ def test_demo_resumes_only_at_a_stage_it_has():
 
 
 def test_resuming_after_serve_starts_a_server_first():
-    from medfactory.demo import Outputs, plan, select_stages
+    from medfactory.dev.demo import STAGE_NAMES, select_stages
 
-    outputs = Outputs(Path("a"), Path("p/generated_predictions.jsonl"), Path("m"), "qwen")
-    stages = plan(8000, "1", "5s", outputs)
-    names = lambda start: [stage.name for stage in select_stages(stages, start)]  # noqa: E731
-    assert names("loadtest") == ["serve", "loadtest"]
-    assert names("verify") == ["serve", "verify", "loadtest"]
-    assert names("export") == ["export", "serve", "verify", "loadtest"]
-    assert len(names(None)) == len(stages)
+    assert select_stages("loadtest") == ["serve", "loadtest"]
+    assert select_stages("verify") == ["serve", "verify", "loadtest"]
+    assert select_stages("export") == ["export", "serve", "verify", "loadtest"]
+    assert select_stages(None) == list(STAGE_NAMES)
+
+
+def test_only_runs_exactly_the_named_stages_in_pipeline_order():
+    from medfactory.dev.demo import DemoFailed, select_stages
+
+    assert select_stages(only=("loadtest",)) == ["loadtest"]  # no server started for it
+    assert select_stages(only=("verify", "serve")) == ["serve", "verify"]
+    with pytest.raises(DemoFailed, match="unknown stage 'serv'"):
+        select_stages(only=("serv",))

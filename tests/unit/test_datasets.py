@@ -2,9 +2,9 @@
 
 import pytest
 
+from converters.conversations import load_conversations
 from converters.convert import ConvertOptions, convert
 from converters.registry import RegistryError
-from medfactory.datasets import load_conversations
 
 DIALOGUE = '{"data": ["问：头痛三天了", "答：有发烧吗？", "问：没有", "答：建议休息观察。"]}\n'
 

@@ -1,11 +1,9 @@
 """Load-test metrics from per-request records, as `vllm bench serve` defines them."""
 
-import click
 import pytest
 
-from deploy.loadtest import parse_slo, summarize
+from deploy.loadtest import parse_duration, parse_slo, parse_sweep, summarize, tpot
 from deploy.loadtest_report import markdown
-from medfactory.commands.loadtest import parse_duration, parse_sweep
 
 
 def record(start, ttft, e2el, tokens, itl=(0.01,), prompt=20):
@@ -72,10 +70,15 @@ def test_durations_and_sweeps():
     assert parse_duration("90") == 90
     assert parse_sweep("1,2,4") == [1, 2, 4]
     for bad in ("1,x", "0,2"):
-        with pytest.raises(click.BadParameter):
+        with pytest.raises(ValueError, match="user counts"):
             parse_sweep(bad)
-    with pytest.raises(click.BadParameter):
+    with pytest.raises(ValueError, match="expected seconds"):
         parse_duration("soon")
+
+
+def test_tpot_excludes_the_first_token_and_needs_two():
+    assert tpot(e2el=1.0, ttft=0.2, tokens=5) == pytest.approx(0.2)
+    assert tpot(e2el=1.0, ttft=0.2, tokens=1) is None
 
 
 def test_markdown_report_shows_each_level_and_the_definitions():

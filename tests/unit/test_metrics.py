@@ -17,7 +17,7 @@ from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from rouge_chinese import Rouge
 from rouge_chinese.rouge_score import _len_lcs
 
-from medfactory.metrics import lcs_length, mean_scores, score_pair, score_pairs
+from medfactory.evaluation.metrics import lcs_length, mean_scores, score_pair, score_pairs
 
 REPO = Path(__file__).resolve().parents[2]
 jieba.setLogLevel(logging.WARNING)

@@ -4,9 +4,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medfactory.launch import Distributed, llamafactory_command, tokenized_cache
-from medfactory.recipe_check import check_recipes, render_arguments
-from medfactory.recipes import RecipeError, load_presets, parse_overrides, render
+from medfactory.recipes.check import check_recipes, render_arguments
+from medfactory.recipes.presets import RecipeError, load_presets
+from medfactory.recipes.render import parse_overrides, render
+from medfactory.recipes.run import Distributed, llamafactory_command, tokenized_cache
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = json.loads((REPO / "dataset_info" / "dataset_info.json").read_text())

@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from deploy.server import Server, ServerSpec, ServerStartError, server_argv, server_env
+from deploy.process import ServerStartError
+from deploy.server import Server, ServerSpec, server_argv, server_env
 
 
 def spec(tmp_path, **kw):
@@ -53,7 +54,7 @@ def test_missing_model_files_are_named(tmp_path):
 def test_exit_during_start_up_shows_the_log_tail_and_leaves_nothing(tmp_path):
     # This interpreter has no vLLM, so the server process dies at once: the
     # same path a broken model or a bad flag takes.
-    from deploy.server import free_port
+    from deploy.process import free_port
 
     server = Server(spec(tmp_path, port=free_port()), tmp_path / "vllm.log")
     with pytest.raises(ServerStartError) as error:

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from medfactory.cli import cli
-from medfactory.vram import GIB, count_parameters, estimate, load_architecture
+from medfactory.recipes.vram import GIB, count_parameters, estimate, load_architecture
 
 # LLaMA-Factory README, "Hardware Requirement" (estimated), 7B row, in GB. Its QLoRA
 # figure, 6 GB, is below what a real run took (8.8 GiB, below), so it is not checked.

@@ -5,8 +5,8 @@ import yaml
 from llamafactory.extras.constants import DEFAULT_TEMPLATE, SUPPORTED_MODELS, DownloadSource
 
 from medfactory import paths
-from medfactory.recipes import load_presets
-from medfactory.webui import WebUIError, prepare_workspace
+from medfactory.recipes.presets import RecipeError, load_presets
+from medfactory.recipes.webui import WebUIError, prepare_workspace
 
 
 @pytest.mark.parametrize("name", sorted(load_presets()))
@@ -43,7 +43,7 @@ def test_workspace_links_our_data_and_saves_and_remembers_the_model(tmp_path):
 
 
 def test_unknown_preset_names_the_known_ones(tmp_path):
-    with pytest.raises(WebUIError, match="unknown preset 'qwen9'.*tiny"):
+    with pytest.raises(RecipeError, match="unknown model preset 'qwen9'.*tiny"):
         prepare_workspace(tmp_path, "qwen9", tmp_path, tmp_path)
 
 
@@ -55,7 +55,7 @@ def test_a_dataset_dir_without_a_registry_says_how_to_make_one(tmp_path):
 def test_a_busy_port_is_named_before_anything_starts(tmp_path):
     import socket
 
-    from medfactory.webui import start_webui
+    from medfactory.recipes.webui import start_webui
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

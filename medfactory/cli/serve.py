@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from medfactory.commands import (
+from medfactory.cli.common import (
     ExampleGroup,
     server_client,
     unwind_on_termination,
@@ -74,65 +74,29 @@ def _serve(
     gpu_memory_utilization, tensor_parallel_size, backend, chat_template, thinking,
     foreground, no_verify, timeout,
 ) -> None:  # fmt: skip
-    from deploy import instances
-    from deploy.chat_templates import chat_template_path, reasoning_parser
-    from deploy.client import Endpoint
-    from deploy.server import Server, ServerSpec
-    from deploy.verify import verify
+    from deploy.server import ServerSpec
+    from deploy.serving import serve as start_serving
     from medfactory import paths
 
     unwind_on_termination()  # the server it starts is stopped, not orphaned
-    if backend == "vllm":
-        chat_template = chat_template or chat_template_path(template)
-        python = paths.vllm_python()
-    else:
-        python = paths.llamafactory_cli()
-    if adapter and not (Path(adapter) / "adapter_config.json").is_file():
-        raise click.ClickException(
-            f"{adapter}: not a LoRA adapter (adapter_config.json missing); pass the "
-            "output_dir of a LoRA training run, or serve a merged model with --model alone"
-        )
+    python = paths.vllm_python() if backend == "vllm" else paths.llamafactory_cli()
     spec = ServerSpec(
         python=python, model=Path(model), port=port, host=host, backend=backend,
         served_model_name=served_model_name, max_model_len=max_model_len,
-        chat_template=chat_template, template=template,
-        reasoning_parser=reasoning_parser(template) if backend == "vllm" else None,
-        enable_thinking=thinking, adapter=adapter, api_key=api_key,
-        gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+        chat_template=chat_template, template=template, enable_thinking=thinking,
+        adapter=adapter, api_key=api_key, gpu_memory_utilization=gpu_memory_utilization,
+        tensor_parallel_size=tensor_parallel_size,
     )  # fmt: skip
-    log = _state_dir() / f"{backend}-{port}.log"
-    server = Server(spec, log)
-    with _waiting(f"starting {backend} on {spec.base_url} (log: {log})") as on_wait:
-        server.start(timeout=timeout, on_wait=on_wait)
-    pid = server.process.pid
-    click.echo(f"serving {spec.model_name} at {spec.base_url}/v1 (pid {pid}, log {log})")
-    try:
-        if not no_verify:
-            endpoint = Endpoint(spec.base_url, api_key=api_key)
-            report = verify(endpoint, Path(model), template, enable_thinking=thinking is not False)
-            if not report.passed:
-                raise click.ClickException(
-                    "the server does not build the prompts the model was trained on; "
-                    f"stopped it. Serve with --template {template} and without --chat-template, "
-                    "or fix the template the failures point at"
-                )
-    except BaseException:
-        server.stop()
-        raise
-    if foreground:
-        click.echo("Ctrl-C stops the server")
-        try:
-            server.process.wait()
-        finally:
-            server.stop()
-        return
-    instances.record(_state_dir(), spec, pid, log)
-    server.process = None  # detach: the server outlives this command
-    click.echo(f"stop it with: medfactory serve stop --port {port}")
+    spinner = _Spinner(f"starting {backend} on {spec.base_url} (log in {_state_dir()})")
+    with spinner:
+        start_serving(
+            spec, _state_dir(), check_parity=not no_verify, foreground=foreground,
+            timeout=timeout, on_wait=spinner.waited, say=spinner.say,
+        )  # fmt: skip
 
 
-class _waiting:
-    """A spinner with the seconds waited, while the server loads."""
+class _Spinner:
+    """A spinner with the seconds waited while the server loads; gone at the first line."""
 
     def __init__(self, text: str):
         from rich.console import Console
@@ -140,12 +104,19 @@ class _waiting:
         self.status = Console(stderr=True).status(text)
         self.text = text
 
+    def waited(self, seconds: float) -> None:
+        self.status.update(f"{self.text}  {seconds:.0f} s")
+
+    def say(self, line: str) -> None:
+        self.status.stop()
+        click.echo(line)
+
     def __enter__(self):
-        self.status.__enter__()
-        return lambda waited: self.status.update(f"{self.text}  {waited:.0f} s")
+        self.status.start()
+        return self
 
     def __exit__(self, *exc):
-        return self.status.__exit__(*exc)
+        self.status.stop()
 
 
 @with_example("medfactory serve stop --port 8000")
@@ -156,17 +127,7 @@ def stop(port, stop_all) -> None:
     """Stop a server started by `medfactory serve` (its whole process tree)."""
     from deploy import instances
 
-    running = instances.running(_state_dir())
-    if port is not None:
-        chosen = [i for i in running if i.port == port]
-        if not chosen:
-            ports = ", ".join(str(i.port) for i in running) or "none"
-            raise click.ClickException(f"no server of ours on port {port} (running: {ports})")
-    elif stop_all or len(running) <= 1:
-        chosen = running
-    else:
-        ports = ", ".join(str(i.port) for i in running)
-        raise click.ClickException(f"several servers run (ports {ports}); pass --port or --all")
+    chosen = instances.choose(instances.running(_state_dir()), port, stop_all)
     if not chosen:
         click.echo("no server is running")
     for instance in chosen:

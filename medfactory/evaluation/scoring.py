@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from medfactory.metrics import mean_scores, score_pairs
+from medfactory.evaluation.metrics import mean_scores, score_pairs
 
 SCORES_FILE = "scores.json"
 THINK_MODES = ("keep", "strip")

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import click
 
-from medfactory.commands import with_example
+from medfactory.cli.common import with_example
 
 RECIPE = click.argument("recipe", type=click.Path(path_type=Path))
 OVERRIDES = click.argument("overrides", nargs=-1)
 
 
 def _run(command: str, recipe: Path, overrides, distributed=None) -> None:
-    from medfactory.launch import run_recipe
-    from medfactory.recipes import parse_overrides
+    from medfactory.recipes.render import parse_overrides
+    from medfactory.recipes.run import run_recipe
 
     log = run_recipe(command, recipe, parse_overrides(overrides), distributed=distributed)
     click.echo(f"llamafactory-cli {command} finished; log: {log}")
@@ -35,7 +35,7 @@ def train(recipe, nproc, nnodes, node_rank, master_addr, master_port, overrides)
     OVERRIDES are key=value pairs passed to LLaMA-Factory for this run only.
     The tokenized dataset is cached under .cache/tokenized/ and reused.
     """
-    from medfactory.launch import Distributed
+    from medfactory.recipes.run import Distributed
 
     distributed = Distributed(nproc, nnodes, node_rank, master_addr, master_port)
     _run("train", recipe, overrides, distributed)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medfactory.metrics import METRICS
-from medfactory.scoring import PredictionsError, read_scores
+from medfactory.evaluation.metrics import METRICS
+from medfactory.evaluation.scoring import PredictionsError, read_scores
 
 RESAMPLES = 2000
 

@@ -1,6 +1,6 @@
 """The `medfactory` command line.
 
-Thin on purpose: each command group lives in `medfactory/commands/`, and heavy
+Thin on purpose: each command group lives in `medfactory/cli/`, and heavy
 libraries (torch, transformers, LLaMA-Factory) are imported only inside the
 commands that need them, so `medfactory --help` answers at once.
 """
@@ -14,23 +14,24 @@ from converters.records import SourceError
 from converters.registry import RegistryError
 from deploy.chat_templates import TemplateError
 from deploy.client import EndpointError
-from deploy.server import ServerStartError
-from medfactory.commands import ExampleGroup, with_example
-from medfactory.commands.data import data
-from medfactory.commands.demo import demo
-from medfactory.commands.dev import dev
-from medfactory.commands.eval import eval_group
-from medfactory.commands.loadtest import loadtest
-from medfactory.commands.recipe import recipe
-from medfactory.commands.run import export, predict, train
-from medfactory.commands.serve import serve, verify_command
-from medfactory.commands.vram import vram
-from medfactory.commands.webui import webui
-from medfactory.demo import DemoFailed
-from medfactory.launch import CommandFailed
-from medfactory.recipes import RecipeError
-from medfactory.scoring import PredictionsError
-from medfactory.webui import WebUIError
+from deploy.instances import NoSuchInstance
+from deploy.process import ServerStartError
+from medfactory.cli.common import ExampleGroup, with_example
+from medfactory.cli.data import data
+from medfactory.cli.demo import demo
+from medfactory.cli.dev import dev
+from medfactory.cli.eval import eval_group
+from medfactory.cli.loadtest import loadtest
+from medfactory.cli.recipe import recipe
+from medfactory.cli.run import export, predict, train
+from medfactory.cli.serve import serve, verify_command
+from medfactory.cli.vram import vram
+from medfactory.cli.webui import webui
+from medfactory.dev.demo import DemoFailed
+from medfactory.evaluation.scoring import PredictionsError
+from medfactory.recipes.presets import RecipeError
+from medfactory.recipes.run import CommandFailed
+from medfactory.recipes.webui import WebUIError
 
 # Mistakes a user can fix: shown as one message, without a traceback.
 USER_ERRORS = (
@@ -39,6 +40,7 @@ USER_ERRORS = (
     DownloadError,
     EndpointError,
     FileNotFoundError,
+    NoSuchInstance,
     PredictionsError,
     RecipeError,
     RegistryError,

@@ -8,16 +8,7 @@ from pathlib import Path
 import click
 
 from converters.sources import SOURCES
-from medfactory import paths
-from medfactory.commands import ExampleGroup, with_example
-
-DATASET_DIR = click.option(
-    "--dataset-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=lambda: paths.PROJECT_ROOT / "dataset_info",
-    show_default="dataset_info/",
-    help="Folder of dataset_info.json and the data files.",
-)
+from medfactory.cli.common import DATASET_DIR, ExampleGroup, with_example
 
 
 @click.group(cls=ExampleGroup)
@@ -119,8 +110,8 @@ def convert(
     from converters.convert import ConvertOptions
     from converters.convert import convert as run
     from converters.split import parse_split
-    from medfactory.progress import record_progress
-    from medfactory.summaries import print_convert_summary
+    from medfactory.cli.progress import record_progress
+    from medfactory.cli.tables import print_convert_summary
 
     try:
         ratios = parse_split(split_text)
@@ -162,7 +153,7 @@ def convert(
 def stats(name: str, dataset_dir: Path, tokenizer: Path | None, as_json: bool) -> None:
     """Counts, turns and length percentiles of a registered dataset."""
     from converters.stats import dataset_stats
-    from medfactory.summaries import print_stats
+    from medfactory.cli.tables import print_stats
 
     result = dataset_stats(dataset_dir, name, tokenizer=tokenizer)
     if as_json:

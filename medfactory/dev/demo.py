@@ -10,6 +10,7 @@ from the files the stages wrote, never from their console output.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -18,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converters.registry import read_registry
-from deploy.server import free_port, log_tail, port_in_use, stop_group
+from deploy.process import free_port, log_tail, port_in_use, stop_group
 from medfactory import paths
-from medfactory.launch import read_recipe
+from medfactory.recipes.run import read_recipe
 
 SAMPLES = "dataset_info/samples"
-DATA_DIR = "dataset_info"
+DEFAULT_PORT = 8000  # where `make serve` serves, and `make verify` / `make loadtest` look
 TINY_MODEL = ".cache/tiny-model"
 RECIPES = "llamafactory_configs/tiny"
 DATASETS = ("huatuo_sample", "medical_o1_sample")
@@ -75,12 +76,11 @@ def plan(port: int, sweep: str, duration: str, out: Outputs) -> list[Stage]:
     return [
         Stage("convert-huatuo", "convert + register HuatuoGPT samples (ShareGPT)", (
             "data", "convert", "huatuo", f"{SAMPLES}/huatuo_sample.jsonl", "--format", "sharegpt",
-            "--name", "huatuo_sample", "--dataset-dir", DATA_DIR,
+            "--name", "huatuo_sample",
         )),
         Stage("convert-medical-o1", "convert + register medical-o1 samples (Alpaca, <think>)", (
             "data", "convert", "medical-o1", f"{SAMPLES}/medical_o1_sample.json",
             "--format", "alpaca", "--cot", "think", "--name", "medical_o1_sample",
-            "--dataset-dir", DATA_DIR,
         )),
         Stage("tiny-model", "build the tiny model", ("dev", "tiny-model", TINY_MODEL)),
         Stage("recipes", "render and check the recipes", ("recipe", "check")),
@@ -109,33 +109,45 @@ def run_demo(
     sweep: str = "1,2,4",
     duration: str = "10s",
     start_at: str | None = None,
+    only: tuple[str, ...] = (),
+    keep_serving: bool = False,
     on_stage: Callable[[Stage, int, int], None] = lambda *_: None,
     on_done: Callable[[Stage, float], None] = lambda *_: None,
-) -> dict:
-    """Run the stages in order, stop the server whatever happens; return the summary."""
-    port = port or free_port()
-    if port_in_use("127.0.0.1", port):
-        raise DemoFailed(f"port {port} is already in use; pass another --port")
+    echo: bool = False,
+) -> dict | None:
+    """Run the stages in order; return the summary (None with `only`).
+
+    A server this run starts is stopped when the run ends -- whatever happens,
+    unless `keep_serving` and every stage passed. `echo` also shows each
+    stage's output as it runs.
+    """
     out = Outputs.from_recipes(root)
-    stages = plan(port, sweep, duration, out)
-    names = [stage.name for stage in stages]
-    stages = select_stages(stages, start_at)
+    selected = select_stages(start_at, only)
+    starts_server = "serve" in selected
+    # A free port when this run starts the server; else the one it was started on.
+    port = port or (free_port() if starts_server else DEFAULT_PORT)
+    stages = [stage for stage in plan(port, sweep, duration, out) if stage.name in selected]
+    if starts_server and port_in_use("127.0.0.1", port):
+        raise DemoFailed(f"port {port} is already in use; pass another --port")
     logs = root / ".cache" / "demo" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.monotonic()
-    serving = False
+    serving, finished = False, False
     try:
         for number, stage in enumerate(stages, 1):
             on_stage(stage, number, len(stages))
             serving = serving or stage.name == "serve"
-            log = logs / f"{names.index(stage.name) + 1:02d}-{stage.name}.log"
-            timings[stage.name] = _run_stage(stage, root, log)
+            log = logs / f"{STAGE_NAMES.index(stage.name) + 1:02d}-{stage.name}.log"
+            timings[stage.name] = _run_stage(stage, root, log, echo=echo)
             on_done(stage, timings[stage.name])
+        finished = True
     finally:
-        if serving:
+        if serving and not (keep_serving and finished):
             _run_stage(Stage("stop", "stop the server", ("serve", "stop", "--port", str(port))),
                        root, logs / "stop.log", check=False)  # fmt: skip
+    if only:
+        return None
     summary = collect(root, out)
     summary["endpoint"] = f"http://127.0.0.1:{port}"
     summary["stage_seconds"] = timings
@@ -147,33 +159,41 @@ def run_demo(
     return summary
 
 
-def select_stages(stages: list[Stage], start_at: str | None) -> list[Stage]:
-    """The stages from `start_at` on; the server first when they need one."""
-    if start_at is None:
-        return stages
-    names = [stage.name for stage in stages]
-    if start_at not in names:
-        raise DemoFailed(f"unknown stage {start_at!r}; the stages: {', '.join(names)}")
-    serve = names.index("serve")
-    start = names.index(start_at)
+def select_stages(start_at: str | None = None, only: tuple[str, ...] = ()) -> list[str]:
+    """Exactly the `only` stages, or the stages from `start_at` on -- with the server
+    first when they talk to it; in pipeline order."""
+    for name in (*only, *([start_at] if start_at else [])):
+        if name not in STAGE_NAMES:
+            raise DemoFailed(f"unknown stage {name!r}; the stages: {', '.join(STAGE_NAMES)}")
+    if only:
+        return [name for name in STAGE_NAMES if name in only]
+    start = STAGE_NAMES.index(start_at) if start_at else 0
+    serve = STAGE_NAMES.index("serve")
     # verify and loadtest talk to the server this run starts.
-    return ([stages[serve]] if start > serve else []) + stages[start:]
+    return (["serve"] if start > serve else []) + list(STAGE_NAMES[start:])
 
 
-def _run_stage(stage: Stage, root: Path, log: Path, check: bool = True) -> float:
+def _run_stage(
+    stage: Stage, root: Path, log: Path, check: bool = True, echo: bool = False
+) -> float:
     """One `medfactory` command in its own process group; on interrupt, stop that group."""
     begun = time.monotonic()
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "medfactory", *stage.args], cwd=root, stdout=sink,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "medfactory", *stage.args], cwd=root,
+            stdout=subprocess.PIPE if echo else sink, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-    try:
-        code = process.wait()
-    except BaseException:
-        # SIGTERM lets the command unwind (stop a server it is starting) before SIGKILL.
-        stop_group(process.pid, grace=30, reap=process.poll)
-        raise
+        try:
+            while echo and (chunk := os.read(process.stdout.fileno(), 65536)):
+                sink.write(chunk)
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+            code = process.wait()
+        except BaseException:
+            # SIGTERM lets the command unwind (stop a server it is starting) before SIGKILL.
+            stop_group(process.pid, grace=30, reap=process.poll)
+            raise
     if code != 0 and check:
         command = "medfactory " + " ".join(stage.args)
         raise DemoFailed(
@@ -186,14 +206,15 @@ def _run_stage(stage: Stage, root: Path, log: Path, check: bool = True) -> float
 
 def collect(root: Path, out: Outputs) -> dict:
     """The headline numbers, each read from the artefact that holds it."""
-    registry = read_registry(root / DATA_DIR)
+    data_dir = paths.dataset_dir()
+    registry = read_registry(data_dir)
     data = {}
     for name in DATASETS:
         counts = {}
         for split in SPLITS:
             entry = registry[f"{name}_{split}"]
-            counts[split] = _count_lines(root / DATA_DIR / entry["file_name"])
-        rejects = root / DATA_DIR / f"{name}.rejects.jsonl"
+            counts[split] = _count_lines(data_dir / entry["file_name"])
+        rejects = data_dir / f"{name}.rejects.jsonl"
         counts["rejected"] = _count_lines(rejects) if rejects.exists() else 0
         data[name] = counts
     train = json.loads((root / out.adapter / "all_results.json").read_text())
@@ -221,7 +242,7 @@ def collect(root: Path, out: Outputs) -> dict:
         "verify": {k: verify[k] for k in ("passed", "prompts_identical", "prompts_compared")},
         "loadtest": levels,
         "artefacts": {
-            "registry": f"{DATA_DIR}/dataset_info.json",
+            "registry": _shown(data_dir / "dataset_info.json", root),
             "LoRA adapter": str(out.adapter),
             "predictions": str(out.predictions),
             "scores": str(out.predictions.with_name("scores.json")),
@@ -232,6 +253,11 @@ def collect(root: Path, out: Outputs) -> dict:
             "summary": f"{DEMO_OUT}/summary.json",
         },
     }
+
+
+def _shown(path: Path, root: Path) -> str:
+    """`path` relative to the project when it lies inside it."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _count_lines(path: Path) -> int:

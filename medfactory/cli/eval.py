@@ -8,8 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from medfactory.commands import ExampleGroup, registered_split, server_client, with_example
-from medfactory.metrics import METRICS
+from medfactory.cli.common import ExampleGroup, registered_split, server_client, with_example
+from medfactory.evaluation.metrics import METRICS
 
 THINK = click.option(
     "--think",
@@ -26,8 +26,8 @@ def eval_group() -> None:
 
 
 def _score(path: Path, think: str, workers: int | None) -> dict:
-    from medfactory.progress import count_progress
-    from medfactory.scoring import read_predictions, score_predictions
+    from medfactory.cli.progress import count_progress
+    from medfactory.evaluation.scoring import read_predictions, score_predictions
 
     total = len(read_predictions(path))
     with count_progress("scoring", total) as advance:
@@ -93,10 +93,10 @@ def endpoint(
     OUT/generated_predictions.jsonl and OUT/scores.json. Reasoning models are
     scored on their final answer (--think strip, the default here).
     """
+    from converters.conversations import load_conversations
     from deploy.client import Endpoint
-    from medfactory.datasets import load_conversations
-    from medfactory.generate import generate_predictions
-    from medfactory.progress import count_progress
+    from medfactory.cli.progress import count_progress
+    from medfactory.evaluation.generate import generate_predictions
 
     conversations = load_conversations(dataset_dir, dataset, limit=max_samples)
     server = Endpoint(endpoint, api_key=api_key, model=model_name)
@@ -129,7 +129,7 @@ def compare(files, names, out) -> None:
     Prints a table with per-metric deltas and 95 % paired-bootstrap confidence
     intervals; writes a Markdown report and a bar chart.
     """
-    from medfactory.compare import bar_chart, compare_runs, markdown_report
+    from medfactory.evaluation.compare import bar_chart, compare_runs, markdown_report
 
     result = compare_runs(list(files), names.split(",") if names else None)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from medfactory.commands import with_example
+from medfactory.cli.common import with_example
 
 
 @with_example("medfactory vram --model qwen2.5-7b-instruct --method qlora")
@@ -21,13 +21,13 @@ from medfactory.commands import with_example
 def vram(model, method, batch, seq, gpus, zero, lora_rank) -> None:
     """Estimate GPU memory per card: weights, gradients, optimizer, activations.
 
-    The formula is in medfactory/vram.py. Against real runs on an H100 (1.5B and
+    The formula is in medfactory/recipes/vram.py. Against real runs on an H100 (1.5B and
     7B; LoRA, QLoRA, full; up to 8192 tokens a step) it is 1-11 % above the peak.
     """
     from rich.console import Console
     from rich.table import Table
 
-    from medfactory.vram import GIB, estimate, load_architecture
+    from medfactory.recipes.vram import GIB, estimate, load_architecture
 
     result = estimate(load_architecture(model), method, batch, seq, gpus, int(zero), lora_rank)
     console = Console()

@@ -19,9 +19,9 @@ from pathlib import Path
 import yaml
 
 from converters.registry import read_registry
-from deploy.server import log_tail
+from deploy.process import log_tail
 from medfactory import paths
-from medfactory.recipes import yaml_value
+from medfactory.recipes.render import yaml_value
 
 # Recipe keys that change what tokenisation produces.
 TOKENIZATION_KEYS = (

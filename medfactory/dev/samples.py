@@ -6,7 +6,7 @@ the clinical notes below. Besides ordinary records they hold every awkward
 case the converters must handle: ASCII colons, trailing questions, duplicates
 and near-duplicates, personal identifiers, malformed lines, broken UTF-8.
 
-    python tools/make_samples.py        # rewrites the files; run `make data` after
+    python -m medfactory.dev.samples    # rewrites the files; run `make data` after
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import random
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "dataset_info" / "samples"
+OUT = Path(__file__).resolve().parents[2] / "dataset_info" / "samples"
 
 # condition, typical complaint, follow-up question, advice, examination, medicine
 CONDITIONS = [

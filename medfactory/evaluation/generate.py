@@ -13,8 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from converters.conversations import Conversation
 from deploy.client import Endpoint
-from medfactory.datasets import Conversation
 
 
 def answer_text(message: dict) -> str:

@@ -13,13 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 
-from converters.registry import register
-from deploy.server import Server, ServerSpec, free_port
+from converters.formats import dataset_entry, to_alpaca
+from converters.records import Dialogue
+from converters.registry import read_registry, register
+from deploy.client import Endpoint
+from deploy.process import free_port
+from deploy.server import Server, ServerSpec
 from medfactory import paths
-from medfactory.launch import run_recipe
+from medfactory.recipes.render import render
+from medfactory.recipes.run import run_recipe
 
 SMOKE_DATASET = "medfactory_smoke"
 
@@ -40,52 +44,50 @@ class SmokeResult:
 def write_smoke_dataset(dataset_dir: Path, source: Path) -> int:
     """Alpaca records from the real medical-o1 records; registered for LLaMA-Factory."""
     records = json.loads(source.read_text(encoding="utf-8"))
-    rows = [{"instruction": r["Question"], "input": "", "output": r["Response"]} for r in records]
-    return write_alpaca_dataset(dataset_dir, rows)
+    return write_alpaca_dataset(dataset_dir, [(r["Question"], r["Response"]) for r in records])
 
 
-def write_alpaca_dataset(dataset_dir: Path, rows: list[dict]) -> int:
-    """Alpaca `rows` as the SMOKE_DATASET file in `dataset_dir`, registered for LLaMA-Factory."""
+def write_alpaca_dataset(dataset_dir: Path, pairs: list[tuple[str, str]]) -> int:
+    """(question, answer) pairs as the SMOKE_DATASET train split, written and registered
+    as `data convert` writes Alpaca data."""
+    rows = [to_alpaca(Dialogue(((question, answer),))) for question, answer in pairs]
     dataset_dir.mkdir(parents=True, exist_ok=True)
-    (dataset_dir / f"{SMOKE_DATASET}.json").write_text(
+    file_name = f"{SMOKE_DATASET}_train.json"
+    (dataset_dir / file_name).write_text(
         json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8"
     )
-    info = {
-        SMOKE_DATASET: {
-            "file_name": f"{SMOKE_DATASET}.json",
-            "formatting": "alpaca",
-            "columns": {"prompt": "instruction", "query": "input", "response": "output"},
-        }
-    }
-    register(dataset_dir, info, force=True)
+    entry = dataset_entry("alpaca", file_name, with_system=False)
+    register(dataset_dir, {f"{SMOKE_DATASET}_train": entry}, force=True)
     return len(rows)
 
 
-def lora_smoke_recipe(model_dir: Path, dataset_dir: Path, output_dir: Path, steps: int) -> dict:
-    return {
+def smoke_recipe(
+    preset: str,
+    method: str,
+    model_dir: Path,
+    dataset_dir: Path,
+    output_dir: Path,
+    steps: int,
+    **overrides: object,
+) -> str:
+    """The preset's training recipe as `recipe render` writes it, pointed at a short run.
+
+    Only where things are and how long it runs change (and `overrides`); LoRA
+    settings, quantisation and precision stay what users train with.
+    """
+    values = {
         "model_name_or_path": str(model_dir),
-        "stage": "sft",
-        "do_train": True,
-        "finetuning_type": "lora",
-        "lora_target": "all",
-        "lora_rank": 8,
-        "dataset": SMOKE_DATASET,
         "dataset_dir": str(dataset_dir),
-        "template": "qwen",
-        "cutoff_len": 256,
-        "overwrite_cache": True,
-        "preprocessing_num_workers": 1,
         "output_dir": str(output_dir),
-        "overwrite_output_dir": True,
+        "max_steps": steps,
         "logging_steps": 1,
         "save_strategy": "no",
-        "report_to": "none",
-        "per_device_train_batch_size": 1,
-        "learning_rate": 1.0e-3,
-        "max_steps": steps,
-        "bf16": False,
+        "overwrite_cache": True,
         "seed": 42,
+        **overrides,
     }
+    registry = read_registry(dataset_dir)
+    return render(preset, method, "train", [SMOKE_DATASET], values, registry=registry)
 
 
 def read_losses(output_dir: Path) -> list[float]:
@@ -108,8 +110,7 @@ def run_smoke(
     say(f"dataset: {count} medical-o1 records -> {dataset_dir}")
 
     recipe_path = work_dir / "train_lora.yaml"
-    recipe = lora_smoke_recipe(model_dir, dataset_dir, output_dir, steps)
-    recipe_path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    recipe_path.write_text(smoke_recipe("tiny", "lora", model_dir, dataset_dir, output_dir, steps))
     say(f"training: llamafactory-cli train {recipe_path} ({steps} LoRA steps on CPU)")
     started = time.monotonic()
     run_recipe("train", recipe_path, log_path=work_dir / "train.log", echo=False)
@@ -137,7 +138,9 @@ def run_smoke(
         )
         server_pid = server.process.pid
         serve_seconds = time.monotonic() - started
-        reply = server.chat([{"role": "user", "content": "头痛三天，伴有发热，应该怎么办？"}])
+        endpoint = Endpoint(spec.base_url, model=spec.model_name)
+        question = [{"role": "user", "content": "头痛三天，伴有发热，应该怎么办？"}]
+        reply = endpoint.chat(question, max_tokens=32, temperature=0.0)
     choice = reply["choices"][0]
     say(f"server answered after {serve_seconds:.0f} s start-up; server stopped")
     return SmokeResult(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from medfactory.commands import ExampleGroup, with_example
-from medfactory.recipes import METHODS, STAGES
+from medfactory.cli.common import ExampleGroup, with_example
+from medfactory.recipes.render import METHODS, STAGES
 
 
 @click.group(cls=ExampleGroup)
@@ -29,8 +29,8 @@ def render(preset: str, method: str, stage: str, datasets: tuple[str, ...], over
     OVERRIDES are key=value pairs that replace the template's values (or add
     keys); nothing else changes. The file's first line is this command.
     """
-    from medfactory.recipes import parse_overrides, recipe_path
-    from medfactory.recipes import render as render_recipe
+    from medfactory.recipes.render import parse_overrides, recipe_path
+    from medfactory.recipes.render import render as render_recipe
 
     if stage in ("train", "predict") and not datasets:
         raise click.UsageError(f"--stage {stage} needs at least one --dataset")
@@ -51,7 +51,7 @@ def check(recipes: tuple[str, ...]) -> None:
     """
     from pathlib import Path
 
-    from medfactory.recipe_check import check_recipes
+    from medfactory.recipes.check import check_recipes
 
     paths = [Path(p) for p in recipes] or None
     problems = check_recipes(paths)
@@ -66,7 +66,7 @@ def check(recipes: tuple[str, ...]) -> None:
 @recipe.command()
 def presets() -> None:
     """List the model presets."""
-    from medfactory.recipes import load_presets
+    from medfactory.recipes.presets import load_presets
 
     for name, preset in load_presets().items():
         thinking = "reasoning" if preset.reasoning else ""

@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from medfactory.recipes import Architecture, get_preset
+from medfactory.recipes.presets import Architecture, get_preset
 
 GIB = 1024**3
 CARDS = (24, 48, 80)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from medfactory import paths
-from medfactory.commands import ExampleGroup, with_example
+from medfactory.cli.common import ExampleGroup, with_example
 
 
 @click.group(cls=ExampleGroup)
@@ -32,7 +32,7 @@ def tiny_model(out_dir: Path, seed: int, tokenizer_dir: Path | None) -> None:
     Qwen2.5 tokenizer, so every stage runs on a CPU. The same seed gives
     byte-identical files.
     """
-    from medfactory.tiny_model import build_tiny_model
+    from medfactory.dev.tiny_model import build_tiny_model
 
     summary = build_tiny_model(out_dir, tokenizer_dir or paths.tokenizer_dir(), seed=seed)
     click.echo(
@@ -58,8 +58,8 @@ def smoke(work_dir: Path | None, steps: int) -> None:
     server from .venv-vllm on a free port of 127.0.0.1, asks one question,
     and stops the server again.
     """
-    from medfactory.smoke import run_smoke
-    from medfactory.tiny_model import ensure_tiny_model
+    from medfactory.dev.smoke import run_smoke
+    from medfactory.dev.tiny_model import ensure_tiny_model
 
     model_dir = ensure_tiny_model(paths.cache_dir() / "tiny-model", paths.tokenizer_dir())
     result = run_smoke(work_dir or paths.cache_dir() / "smoke", model_dir, steps=steps)

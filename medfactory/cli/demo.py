@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from medfactory.commands import unwind_on_termination, with_example
-from medfactory.demo import STAGE_NAMES
+from medfactory.cli.common import unwind_on_termination, with_example
+from medfactory.dev.demo import STAGE_NAMES
 
 
 @with_example("medfactory demo --sweep 1,2,4 --duration 10s")
@@ -14,17 +14,29 @@ from medfactory.demo import STAGE_NAMES
 @click.option("--sweep", default="1,2,4", show_default=True, help="Load-test concurrency levels.")
 @click.option("--duration", default="10s", show_default=True, help="Load-test time per level.")
 @click.option("--from", "start_at", type=click.Choice(STAGE_NAMES), help="Resume at this stage.")
-def demo(port, sweep, duration, start_at) -> None:
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice(STAGE_NAMES),
+    help="Run just this stage, showing its output (repeatable); no summary.",
+)
+@click.option(
+    "--keep-serving", is_flag=True, help="Leave the server running once every stage passed."
+)
+def demo(port, sweep, duration, start_at, only, keep_serving) -> None:
     """The whole pipeline on the bundled samples and the tiny model (CPU).
 
     Converts and registers both samples, builds the tiny model, checks the
     recipes, trains LoRA, predicts and scores BLEU-4/ROUGE, merges the adapter,
     serves it with vLLM, verifies token parity, load-tests it and stops the
     server; then prints one summary table. Ctrl-C stops whatever runs.
+
+    `make data`, `make serve`, `make verify` and `make loadtest` run single
+    stages with --only: the demo's stages are the one definition of them.
     """
     from rich.console import Console
 
-    from medfactory.demo import run_demo
+    from medfactory.dev.demo import run_demo
 
     console = Console(stderr=True)
     status = console.status("")
@@ -37,10 +49,16 @@ def demo(port, sweep, duration, start_at) -> None:
         console.print(f"  [green]done[/] {stage.title}  [dim]{seconds:.0f} s[/]")
 
     try:
+        if only:  # the stage's own output, no spinner over it
+            run_demo(
+                port=port, sweep=sweep, duration=duration, only=only,
+                keep_serving=keep_serving, on_done=on_done, echo=True,
+            )  # fmt: skip
+            return
         with status:
             summary = run_demo(
                 port=port, sweep=sweep, duration=duration, start_at=start_at,
-                on_stage=on_stage, on_done=on_done,
+                keep_serving=keep_serving, on_stage=on_stage, on_done=on_done,
             )  # fmt: skip
     except KeyboardInterrupt:
         console.print("interrupted: stopped the running stage and the server; nothing runs now")

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from converters.registry import read_registry
-from medfactory.recipes import (
+from medfactory.recipes.render import (
     DATASET_DIR,
     HEADER,
     RECIPES,

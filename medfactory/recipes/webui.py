@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from medfactory import paths
-from medfactory.recipes import load_presets
+from medfactory.recipes.presets import get_preset
 
 
 class WebUIError(RuntimeError):
@@ -28,10 +28,7 @@ def prepare_workspace(
     workspace: Path, preset_name: str, dataset_dir: Path, saves_dir: Path | None = None
 ) -> Path:
     """Link our data and saves into `workspace`; preselect the preset's model there."""
-    presets = load_presets()
-    if preset_name not in presets:
-        raise WebUIError(f"unknown preset {preset_name!r}; known: {', '.join(presets)}")
-    preset = presets[preset_name]
+    preset = get_preset(preset_name)
     if not (Path(dataset_dir) / "dataset_info.json").is_file():
         raise WebUIError(
             f"{dataset_dir} has no dataset_info.json; register data first (`make data` or "
@@ -63,7 +60,7 @@ def prepare_workspace(
 
 def start_webui(workspace: Path, host: str, port: int, log: Path) -> subprocess.Popen:
     """`llamafactory-cli webui` in the workspace; returns once it answers HTTP."""
-    from deploy.server import healthy, port_in_use, stop_group, wait_until_up
+    from deploy.process import healthy, port_in_use, stop_group, wait_until_up
 
     if port_in_use(host, port):
         raise WebUIError(f"port {port} on {host} is already in use; pass another --port")

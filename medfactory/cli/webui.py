@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from medfactory.commands import unwind_on_termination, with_example
+from medfactory.cli.common import DATASET_DIR, unwind_on_termination, with_example
 
 
 @with_example("medfactory webui --model tiny --port 7860")
@@ -14,9 +12,7 @@ from medfactory.commands import unwind_on_termination, with_example
 @click.option("--port", default=7860, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--model", "preset", default="tiny", show_default=True, help="A model preset.")
-@click.option(
-    "--dataset-dir", default="dataset_info", show_default=True, type=click.Path(path_type=Path)
-)
+@DATASET_DIR
 def webui(port, host, preset, dataset_dir) -> None:
     """Point-and-click tuning in LLaMA-Factory's WebUI, on our registered datasets.
 
@@ -24,9 +20,9 @@ def webui(port, host, preset, dataset_dir) -> None:
     (with a working preview), the model path is the preset's, and runs are
     written to saves/. Ctrl-C stops it.
     """
-    from deploy.server import stop_group
+    from deploy.process import stop_group
     from medfactory import paths
-    from medfactory.webui import prepare_workspace, start_webui
+    from medfactory.recipes.webui import prepare_workspace, start_webui
 
     unwind_on_termination()  # the WebUI it starts is stopped, not orphaned
     workspace = prepare_workspace(paths.cache_dir() / "webui", preset, dataset_dir)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from medfactory import paths
+
 
 class ExampleGroup(click.Group):
     """A group whose help lists each command with a one-line example."""
@@ -62,11 +64,20 @@ def server_client(function: Callable) -> Callable:
     return function
 
 
+# One rule for every command: the project's dataset_info/ (or $MEDFACTORY_DATASET_DIR),
+# whatever the working directory; a relative --dataset-dir is relative to it.
+DATASET_DIR = click.option(
+    "--dataset-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: paths.dataset_dir(),
+    show_default="the project's dataset_info/",
+    help="Folder of dataset_info.json and the data files.",
+)
+
+
 def registered_split(function: Callable) -> Callable:
     """--dataset, --dataset-dir: a split registered in DATASET_DIR/dataset_info.json."""
-    dataset_dir = click.option(
-        "--dataset-dir", default="dataset_info", show_default=True, type=click.Path(path_type=Path)
-    )
+    dataset_dir = DATASET_DIR
     dataset = click.option(
         "--dataset", required=True, help="A registered split, e.g. huatuo_sample_test."
     )

@@ -1,0 +1,7 @@
+"""Evaluation: how good is a model's output.
+
+metrics    BLEU-4 and ROUGE-1/2/L exactly as LLaMA-Factory scores them, fast
+scoring    a generated_predictions.jsonl -> scores.json (with or without <think>)
+compare    runs against a baseline, with paired-bootstrap intervals
+generate   answers to a registered test split from a served model
+"""
