@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import pickle
+import re
 import sys
 import tempfile
 import zlib
@@ -31,7 +32,7 @@ from converters.clean import bmp_fold_table, fold_batch, scrub_pii
 from converters.formats import FORMATS, dataset_entry
 from converters.records import Dialogue, RecordError, SourceError
 from converters.registry import check_conflicts, read_registry, register
-from converters.sources import Chunk, get_source
+from converters.sources import Chunk, describe_file, get_source, matching_sources
 from converters.split import SPLIT_NAMES, content_keys, split_indices
 
 DEFAULT_MAX_CHARS = 16384
@@ -291,11 +292,25 @@ def _result(outcome: Future | ChunkResult) -> ChunkResult:
     return result
 
 
+# A dataset name becomes file names and dataset_info.json keys: nothing that leaves the folder.
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def check_name(name: str) -> None:
+    if not NAME_RULE.fullmatch(name):
+        raise SourceError(
+            f"--name {name!r}: a dataset name is letters, digits, '_' and '-', starting with a "
+            "letter or digit (it names NAME_train.jsonl and the dataset_info.json entries)"
+        )
+
+
 def check_inputs(inputs: list[Path]) -> list[Path]:
     paths = [Path(p) for p in inputs]
     if not paths:
         raise SourceError("no input files given")
     for path in paths:
+        if path.is_dir():
+            raise SourceError(f"{path}: is a folder, not a data file; pass the file inside it")
         if not path.is_file():
             raise SourceError(f"{path}: no such file; pass a downloaded data file")
     return paths
@@ -309,6 +324,7 @@ def convert(
 ) -> Summary:
     """Convert `inputs`, write the splits and rejects, and register the splits."""
     source = get_source(source_name)
+    check_name(options.name)
     inputs = check_inputs(inputs)
     if options.fmt not in FORMATS:
         raise SourceError(f"unknown format {options.fmt!r}; known: {', '.join(FORMATS)}")
@@ -349,11 +365,43 @@ def convert(
                     progress(done_before + chunk.end)
                 done_before += path.stat().st_size
         progress(total_bytes)
+        if not any(summary.written.values()):  # register nothing, keep the reasons
+            if summary.rejected:
+                os.replace(tmp_rejects, dataset_dir / f"{options.name}.rejects.jsonl")
+            raise NothingConverted(
+                _nothing_converted(source_name, inputs, options, summary), summary
+            )
         _publish(options, summary, tmp, tmp_rejects, planned)
     finally:  # after an error or Ctrl-C, nothing half-written stays behind
         for path in (*tmp.values(), tmp_rejects):
             path.unlink(missing_ok=True)
     return summary
+
+
+class NothingConverted(SourceError):
+    """Not one record of the input could be converted; nothing was registered.
+
+    `summary` still accounts for every record (all rejected, to the rejects file).
+    """
+
+    def __init__(self, message: str, summary: Summary):
+        super().__init__(message)
+        self.summary = summary
+
+
+def _nothing_converted(source_name: str, inputs: list[Path], options, summary: Summary) -> str:
+    files = ", ".join(map(str, inputs))
+    if not summary.read:
+        return f"{files}: no records in the input; nothing was registered"
+    reasons = ", ".join(f"{reason} {count}" for reason, count in summary.rejected.most_common(3))
+    looks = describe_file(inputs[0])
+    others = [name for name in matching_sources(inputs[0]) if name != source_name]
+    hint = f": did you mean {' or '.join(others)}?" if others else ""
+    return (
+        f"{files}: none of the {summary.read} records could be read as {source_name} "
+        f"({reasons}); nothing was registered. The file is {looks}{hint} Each record and "
+        f"its reason: {Path(options.dataset_dir) / (options.name + '.rejects.jsonl')}"
+    )
 
 
 def _dump_any(value: dict) -> bytes:

@@ -40,6 +40,7 @@ class Source:
     records: Callable[[Chunk], tuple[list[tuple[int, object]], int]]
     parse: Callable[[object, str, str], Dialogue]  # (payload, cot, system)
     description: str
+    layout: str  # what the file looks like: LAYOUTS' keys
 
 
 def _jsonl_chunks(path: Path) -> Iterator[Chunk]:
@@ -93,6 +94,7 @@ SOURCES = {
         _jsonl_records,
         lambda payload, cot, system: parse_huatuo_line(payload, system),
         "HuatuoGPT-sft-data-v1 jsonl dialogues",
+        "jsonl",
     ),
     "medical-o1": Source(
         "medical-o1",
@@ -100,8 +102,30 @@ SOURCES = {
         _json_array_records,
         parse_medical_o1_record,
         "medical-o1-reasoning-SFT JSON arrays (Question, Complex_CoT, Response)",
+        "json-array",
     ),
 }
+
+
+LAYOUTS = {"json-array": "a JSON array", "jsonl": "JSON lines (one object a line)"}
+
+
+def sniff_layout(path: Path) -> str | None:
+    """'json-array', 'jsonl' or None, from the first character that is not blank."""
+    with open(path, "rb") as data:
+        head = data.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    return {b"[": "json-array", b"{": "jsonl"}.get(head[:1])
+
+
+def describe_file(path: Path) -> str:
+    layout = sniff_layout(path)
+    return LAYOUTS[layout] if layout else "neither a JSON array nor JSON lines"
+
+
+def matching_sources(path: Path) -> list[str]:
+    """The sources whose files look like this one."""
+    layout = sniff_layout(path)
+    return [name for name, source in SOURCES.items() if source.layout == layout]
 
 
 def get_source(name: str) -> Source:

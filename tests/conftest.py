@@ -25,7 +25,18 @@ def _cuda_missing_reason() -> str | None:
     return None
 
 
+# A test's folder is its kind: `make test-unit` (-m "not integration and not gpu") can
+# never pick up a test that starts LLaMA-Factory or vLLM, whatever its file declares.
+MARKERS_BY_FOLDER = {"unit": (), "integration": ("integration",), "gpu": ("gpu", "integration")}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        folder = Path(item.path).relative_to(REPO / "tests").parts[0]
+        if folder not in MARKERS_BY_FOLDER:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, integration or gpu")
+        for marker in MARKERS_BY_FOLDER[folder]:
+            item.add_marker(marker)
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if gpu_items and (reason := _cuda_missing_reason()):
         for item in gpu_items:

@@ -107,7 +107,7 @@ def convert(
     Every input record is written to a split, counted as a duplicate, or
     rejected to DATASET_DIR/NAME.rejects.jsonl with its line and reason.
     """
-    from converters.convert import ConvertOptions
+    from converters.convert import ConvertOptions, check_inputs, check_name
     from converters.convert import convert as run
     from converters.split import parse_split
     from medfactory.cli.progress import record_progress
@@ -131,7 +131,8 @@ def convert(
         force=force,
         **({"workers": workers} if workers else {}),
     )
-    total = sum(Path(p).stat().st_size for p in inputs if Path(p).is_file())
+    check_name(name)  # before the progress bar: a bad name or input is one line
+    total = sum(path.stat().st_size for path in check_inputs(list(inputs)))
     with record_progress(f"converting {source}", total, enabled=not as_json) as on_progress:
         summary = run(source, list(inputs), options, on_progress=on_progress)
     if as_json:

@@ -129,12 +129,9 @@ def compare(files, names, out) -> None:
     Prints a table with per-metric deltas and 95 % paired-bootstrap confidence
     intervals; writes a Markdown report and a bar chart.
     """
-    from medfactory.evaluation.compare import bar_chart, compare_runs, markdown_report
+    from medfactory.evaluation.compare import write_comparison
 
-    result = compare_runs(list(files), names.split(",") if names else None)
-    out.mkdir(parents=True, exist_ok=True)
-    chart = bar_chart(result, out / "scores.png")
-    (out / "report.md").write_text(markdown_report(result, chart), encoding="utf-8")
+    result, report = write_comparison(list(files), names.split(",") if names else None, out)
 
     table = Table(title=f"{result.samples} paired samples; baseline {result.names[0]}")
     table.add_column("metric")
@@ -152,4 +149,4 @@ def compare(files, names, out) -> None:
     console = Console()
     console.print(table)
     console.print("* the interval excludes zero")
-    console.print(f"report: {out / 'report.md'}  chart: {chart}")
+    console.print(f"report: {report}  chart: {out / 'scores.png'}")

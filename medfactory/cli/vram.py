@@ -6,18 +6,21 @@ import click
 
 from medfactory.cli.common import with_example
 
+POSITIVE = click.IntRange(min=1)
+
 
 @with_example("medfactory vram --model qwen2.5-7b-instruct --method qlora")
 @click.command()
 @click.option("--model", required=True, help="A preset name, or a model's config.json (or folder).")
 @click.option("--method", type=click.Choice(["lora", "qlora", "full"]), default="lora",
               show_default=True)  # fmt: skip
-@click.option("--batch", default=1, show_default=True, help="Micro-batch per GPU.")
-@click.option("--seq", default=1024, show_default=True, help="Sequence length (cutoff_len).")
-@click.option("--gpus", default=1, show_default=True, help="GPUs the run uses.")
+@click.option("--batch", default=1, show_default=True, type=POSITIVE, help="Micro-batch per GPU.")
+@click.option("--seq", default=1024, show_default=True, type=POSITIVE,
+              help="Sequence length (cutoff_len).")  # fmt: skip
+@click.option("--gpus", default=1, show_default=True, type=POSITIVE, help="GPUs the run uses.")
 @click.option("--zero", type=click.Choice(["0", "3"]), default="0", show_default=True,
               help="DeepSpeed ZeRO stage (3 shards weights, gradients, optimizer).")  # fmt: skip
-@click.option("--lora-rank", default=8, show_default=True)
+@click.option("--lora-rank", default=8, show_default=True, type=POSITIVE)
 def vram(model, method, batch, seq, gpus, zero, lora_rank) -> None:
     """Estimate GPU memory per card: weights, gradients, optimizer, activations.
 

@@ -20,18 +20,14 @@ def webui(port, host, preset, dataset_dir) -> None:
     (with a working preview), the model path is the preset's, and runs are
     written to saves/. Ctrl-C stops it.
     """
-    from deploy.process import stop_group
     from medfactory import paths
-    from medfactory.recipes.webui import prepare_workspace, start_webui
+    from medfactory.recipes.webui import prepare_workspace, run_webui
 
     unwind_on_termination()  # the WebUI it starts is stopped, not orphaned
     workspace = prepare_workspace(paths.cache_dir() / "webui", preset, dataset_dir)
-    log = workspace / "webui.log"
-    process = start_webui(workspace, host, port, log)
-    click.echo(f"LLaMA-Factory WebUI: http://{host}:{port}  (log {log}; Ctrl-C stops it)")
-    try:
-        process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop_group(process.pid, grace=5, reap=process.poll)
+    run_webui(
+        workspace, host, port,
+        on_ready=lambda log: click.echo(
+            f"LLaMA-Factory WebUI: http://{host}:{port}  (log {log}; Ctrl-C stops it)"
+        ),
+    )  # fmt: skip

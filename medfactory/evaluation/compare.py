@@ -154,3 +154,16 @@ def bar_chart(comparison: Comparison, path: Path) -> Path:
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def write_comparison(
+    paths: list[Path], names: list[str] | None, out: Path
+) -> tuple[Comparison, Path]:
+    """Compare the runs; write OUT/report.md and OUT/scores.png. Returns the comparison
+    and the report's path."""
+    result = compare_runs(paths, names)
+    out.mkdir(parents=True, exist_ok=True)
+    chart = bar_chart(result, out / "scores.png")
+    report = out / "report.md"
+    report.write_text(markdown_report(result, chart), encoding="utf-8")
+    return result, report

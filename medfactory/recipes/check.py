@@ -83,11 +83,11 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _parse_problems(path: Path, recipe: dict) -> list[str]:
+def llamafactory_problems(path: Path, recipe: dict) -> list[str]:
     """Parse with LLaMA-Factory's own arguments; unknown keys named, with a close match."""
     from llamafactory.hparams import parser as lf
 
-    infer = not (recipe.get("do_train") or recipe.get("do_predict"))
+    infer = not (recipe.get("do_train") or recipe.get("do_predict") or recipe.get("do_eval"))
     arguments = dict(recipe)
     if not infer and not _cuda_available():
         arguments["use_cpu"] = True
@@ -137,6 +137,6 @@ def check_recipes(paths: list[Path] | None = None, dataset_dir: Path | None = No
         except (yaml.YAMLError, RecipeError) as error:
             problems.append(f"{path}: {error}")
             continue
-        problems += _parse_problems(path, recipe)
+        problems += llamafactory_problems(path, recipe)
         problems += _dataset_problems(path, recipe, registry)
     return problems

@@ -8,6 +8,7 @@ data, tokenizer and template (`tokenized_path`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -109,6 +110,7 @@ def run_recipe(
     if command == "train" and data.get("do_train") and "tokenized_path" not in data:
         cache = tokenized_cache(data, overrides, paths.PROJECT_ROOT)
         overrides.setdefault("tokenized_path", str(cache))
+    preflight(recipe, {**data, **overrides})
     distributed = distributed or Distributed()
     env = {**os.environ, **distributed.env()}
     # torchrun, which LLaMA-Factory starts by name for distributed runs, lives in .venv/bin.
@@ -144,6 +146,20 @@ def run_recipe(
             f"last lines of {log_path}:\n{log_tail(log_path)}"
         )
     return log_path
+
+
+def preflight(recipe: Path, arguments: dict) -> None:
+    """`recipe check`'s parse with LLaMA-Factory's own parser, before anything starts:
+    a misspelled key is one line naming it and its closest known key, not a traceback."""
+    try:
+        from medfactory.recipes.check import llamafactory_problems
+
+        with contextlib.chdir(paths.PROJECT_ROOT):  # where llamafactory-cli resolves paths
+            problems = llamafactory_problems(recipe, arguments)
+    except ImportError:  # no LLaMA-Factory here: the launch below says to install it
+        return
+    if problems:
+        raise CommandFailed("\n".join(problems) + "\nfix the recipe; nothing was started")
 
 
 def _hub_model_id(data: dict) -> bool:

@@ -91,6 +91,9 @@ def estimate(
     zero: int = 0,
     lora_rank: int = 8,
 ) -> Estimate:
+    for name, value in (("batch", batch), ("seq", seq), ("gpus", gpus), ("lora_rank", lora_rank)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     parameters, lora_dims = count_parameters(arch)
     trainable = parameters if method == "full" else lora_rank * lora_dims
     if method == "full":

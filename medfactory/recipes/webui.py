@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -86,3 +87,20 @@ def start_webui(workspace: Path, host: str, port: int, log: Path) -> subprocess.
         stop_group(process.pid, grace=5, reap=process.poll)
         raise
     return process
+
+
+def run_webui(
+    workspace: Path, host: str, port: int, on_ready: Callable[[Path], None] = lambda _: None
+) -> None:
+    """Start the WebUI, report its log, and serve until interrupted; then stop it."""
+    from deploy.process import stop_group
+
+    log = workspace / "webui.log"
+    process = start_webui(workspace, host, port, log)
+    on_ready(log)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_group(process.pid, grace=5, reap=process.poll)

@@ -5,13 +5,10 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from deploy.process import free_port, group_alive
 from medfactory.dev.smoke import smoke_recipe, write_smoke_dataset
 from medfactory.recipes.run import run_recipe
 
-pytestmark = [pytest.mark.gpu, pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
 
 

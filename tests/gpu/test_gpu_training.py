@@ -2,12 +2,8 @@
 
 import json
 
-import pytest
-
 from medfactory.dev.smoke import read_losses, smoke_recipe, write_smoke_dataset
 from medfactory.recipes.run import run_recipe
-
-pytestmark = [pytest.mark.gpu, pytest.mark.integration]
 
 
 def test_lora_trains_on_the_gpu_in_bf16(tiny_model, fixtures_dir, tmp_path):

@@ -15,7 +15,6 @@ from deploy import instances
 from deploy.process import free_port, port_in_use
 from medfactory import paths
 
-pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, "-m", "medfactory", "demo", "--sweep", "1,2", "--duration", "5s"]
 

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 from click.testing import CliRunner
 from transformers import AutoTokenizer
 
@@ -10,8 +9,6 @@ from converters.conversations import load_conversations
 from medfactory.cli import cli
 from medfactory.evaluation.metrics import score_pair
 from medfactory.evaluation.scoring import split_think
-
-pytestmark = pytest.mark.integration
 
 
 def test_endpoint_answers_the_test_split_with_its_history_and_scores_it(

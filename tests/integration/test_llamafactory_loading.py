@@ -17,7 +17,6 @@ import pytest
 
 from converters.convert import ConvertOptions, convert
 
-pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "dataset_info" / "samples"
 

@@ -15,8 +15,6 @@ from deploy.server import Server, ServerSpec
 from medfactory import paths
 from medfactory.cli import cli
 
-pytestmark = pytest.mark.integration
-
 
 def loadtest(endpoint, data_dir, out, *extra):
     args = [

@@ -10,7 +10,6 @@ from medfactory.evaluation.scoring import score_predictions
 from medfactory.recipes.render import render
 from medfactory.recipes.run import CommandFailed, run_recipe
 
-pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 DATA = ["huatuo_sample", "medical_o1_sample"]
 

@@ -5,12 +5,10 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
 import requests
 
 from deploy.process import free_port, group_alive, port_in_use
 
-pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 MEDFACTORY = str(REPO / ".venv/bin/medfactory")
 

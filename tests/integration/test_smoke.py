@@ -11,8 +11,6 @@ from deploy.server import Server, ServerSpec
 from medfactory import paths
 from medfactory.dev.smoke import SMOKE_DATASET, run_smoke
 
-pytestmark = pytest.mark.integration
-
 
 def group_alive(pgid: int) -> bool:
     try:

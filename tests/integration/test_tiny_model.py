@@ -1,11 +1,7 @@
 import json
 import math
 
-import pytest
-
 from medfactory.dev.tiny_model import BUILD_STAMP, build_tiny_model
-
-pytestmark = pytest.mark.integration
 
 
 def test_two_builds_with_the_same_seed_are_byte_identical(tiny_model, fixtures_dir, tmp_path):

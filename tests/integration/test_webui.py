@@ -13,7 +13,6 @@ from deploy.process import free_port, group_alive, stop_group
 from medfactory import paths
 from medfactory.recipes.webui import prepare_workspace, start_webui
 
-pytestmark = pytest.mark.integration
 SCREENSHOT = paths.cache_dir() / "webui" / "screenshot.png"  # the README's docs/webui.png
 
 

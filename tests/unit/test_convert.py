@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from converters import sources
-from converters.convert import ConvertOptions, convert, convert_chunk
+from converters.convert import ConvertOptions, NothingConverted, convert, convert_chunk
 from converters.records import SourceError
 from converters.registry import INFO_FILE, RegistryError
 from medfactory.cli import cli
@@ -106,14 +106,25 @@ def test_scrubbing_can_be_turned_off(tmp_path):
 
 
 def test_adding_records_never_moves_existing_ones(tmp_path):
-    head = tmp_path / "head.jsonl"
-    head.write_bytes(b"\n".join(HUATUO.read_bytes().splitlines()[:150]) + b"\n")
-    convert("huatuo", [head], options(tmp_path, name="small"))
-    convert("huatuo", [HUATUO], options(tmp_path, name="large"))
+    """New records before, after and among the old ones, in another order: no old one moves."""
+    import random
+
+    records = [line for line in HUATUO.read_bytes().splitlines() if line.strip()]
+    old, new = records[:150], records[150:]
+    mixed = old + new
+    random.Random(3).shuffle(mixed)
+    (tmp_path / "old.jsonl").write_bytes(b"\n".join(old) + b"\n")
+    (tmp_path / "all.jsonl").write_bytes(b"\n".join(new[:40] + mixed) + b"\n")  # prepended too
+    convert("huatuo", [tmp_path / "old.jsonl"], options(tmp_path, name="old", dedup=False))
+    convert("huatuo", [tmp_path / "all.jsonl"], options(tmp_path, name="all", dedup=False))
+    placed = {}
     for split in ("train", "val", "test"):
-        small = {json.dumps(r) for r in lines(tmp_path / f"small_{split}.jsonl")}
-        large = {json.dumps(r) for r in lines(tmp_path / f"large_{split}.jsonl")}
-        assert small <= large, split
+        for record in lines(tmp_path / f"all_{split}.jsonl"):
+            placed[json.dumps(record)] = split
+    for split in ("train", "val", "test"):
+        old_records = lines(tmp_path / f"old_{split}.jsonl")
+        assert old_records, split
+        assert {placed[json.dumps(r)] for r in old_records} == {split}
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -192,10 +203,20 @@ def test_interrupted_conversion_leaves_nothing_behind(tmp_path, monkeypatch, spi
     assert not any(spill_dir.iterdir())
 
 
-def test_a_conflicting_name_fails_before_any_work(tmp_path):
+def test_a_conflicting_name_fails_before_any_work(tmp_path, monkeypatch):
+    import converters.convert as convert_module
+
     convert("huatuo", [HUATUO], options(tmp_path))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("records were converted before the name was checked")
+
+    monkeypatch.setattr(convert_module, "_run_chunks", no_work)
     with pytest.raises(RegistryError, match="--force"):
         convert("huatuo", [HUATUO], options(tmp_path, fmt="alpaca"))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    monkeypatch.undo()
     convert("huatuo", [HUATUO], options(tmp_path, fmt="alpaca", force=True))
     assert lines(tmp_path / "t_train.jsonl")[0].keys() >= {"instruction", "output", "history"}
 
@@ -240,8 +261,9 @@ def test_unknown_source_lists_the_known_ones(tmp_path):
 def test_unpaired_surrogate_is_rejected_not_fatal(tmp_path):
     source = tmp_path / "o1.json"
     source.write_text('[{"Question": "bad \\ud800", "Complex_CoT": "c", "Response": "r"}]')
-    summary = convert("medical-o1", [source], options(tmp_path, split=(1.0,)))
-    assert dict(summary.rejected) == {"invalid_unicode": 1}
+    with pytest.raises(NothingConverted, match="invalid_unicode 1") as failure:
+        convert("medical-o1", [source], options(tmp_path, split=(1.0,)))
+    assert dict(failure.value.summary.rejected) == {"invalid_unicode": 1}
     assert json.loads((tmp_path / "t.rejects.jsonl").read_text())["line"] == 1
 
 

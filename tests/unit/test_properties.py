@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from converters.clean import fold, fold_batch, scrub_pii
-from converters.convert import ConvertOptions, convert
+from converters.convert import ConvertOptions, NothingConverted, convert
 from converters.huatuo import _parse_carefully, parse_huatuo_line
 from converters.records import RecordError
 
@@ -44,13 +44,24 @@ SETTINGS = settings(
 )
 
 
+def convert_or_summary(*args):
+    """The summary, also of an input of which nothing could be converted."""
+    try:
+        return convert(*args)
+    except NothingConverted as failure:
+        assert failure.summary.written == {"train": 0, "val": 0, "test": 0}
+        return failure.summary
+
+
 @SETTINGS
 @given(st.lists(LINE, max_size=30))
 def test_huatuo_any_bytes(tmp_path_factory, lines):
     folder = tmp_path_factory.mktemp("h")
     source = folder / "in.jsonl"
     source.write_bytes(b"\n".join(lines))
-    summary = convert("huatuo", [source], ConvertOptions("sharegpt", "p", folder, workers=1))
+    summary = convert_or_summary(
+        "huatuo", [source], ConvertOptions("sharegpt", "p", folder, workers=1)
+    )
     records = sum(1 for line in lines if line.strip())
     assert summary.read == records
     assert summary.read == summary.accounted
@@ -62,7 +73,7 @@ def test_medical_o1_any_records(tmp_path_factory, records, cot):
     folder = tmp_path_factory.mktemp("m")
     source = folder / "in.json"
     source.write_text(json.dumps(records, ensure_ascii=False))
-    summary = convert(
+    summary = convert_or_summary(
         "medical-o1", [source], ConvertOptions("alpaca", "p", folder, cot=cot, workers=1)
     )
     assert summary.read == len(records) == summary.accounted

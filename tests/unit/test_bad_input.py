@@ -1,0 +1,120 @@
+"""Mistakes a new user makes: one line naming what to fix, a non-zero exit, nothing written."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from medfactory.cli import cli
+
+REPO = Path(__file__).resolve().parents[2]
+HUATUO = REPO / "dataset_info" / "samples" / "huatuo_sample.jsonl"
+MEDICAL_O1 = REPO / "dataset_info" / "samples" / "medical_o1_sample.json"
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def error_line(result) -> str:
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def convert(tmp_path: Path, *args: str):
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "dataset_info.json").write_text('{"kept": {"file_name": "kept.jsonl"}}\n')
+    before = files(data)
+    result = CliRunner().invoke(cli, ["data", "convert", *args, "--dataset-dir", str(data)])
+    return result, before, data
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "", "-x", "名字", "x y"])
+def test_a_dataset_name_outside_the_rule_is_refused(tmp_path, name):
+    result, before, data = convert(tmp_path, "huatuo", str(HUATUO), "--name", name)
+    line = error_line(result)
+    assert f"--name {name!r}" in line and "letters, digits, '_' and '-'" in line
+    assert files(data) == before
+    assert not (tmp_path / "evil_train.jsonl").exists()
+
+
+def test_a_folder_given_as_the_input_is_named_as_a_folder(tmp_path):
+    result, before, data = convert(tmp_path, "huatuo", str(tmp_path), "--name", "x")
+    assert f"{tmp_path}: is a folder, not a data file" in error_line(result)
+    assert files(data) == before
+
+
+def test_a_file_of_the_other_source_registers_nothing_and_says_what_it_looks_like(tmp_path):
+    result, before, data = convert(tmp_path, "huatuo", str(MEDICAL_O1), "--name", "x")
+    line = error_line(result)
+    # Read as JSON lines, each non-blank line of the array is a record, and none parses.
+    records = sum(1 for line in MEDICAL_O1.read_text().splitlines() if line.strip())
+    assert f"none of the {records} records could be read as huatuo" in line
+    assert "nothing was registered" in line
+    assert "a JSON array: did you mean medical-o1?" in line
+    assert json.loads((data / "dataset_info.json").read_text()) == {
+        "kept": {"file_name": "kept.jsonl"}
+    }
+    rejects = (data / "x.rejects.jsonl").read_text().splitlines()
+    assert len(rejects) == records  # every record, with its reason, is still accounted for
+    assert {name for name in files(data)} == {"dataset_info.json", "x.rejects.jsonl"} | {
+        name for name in before
+    }
+
+
+def test_a_json_lines_file_given_as_medical_o1_is_one_line(tmp_path):
+    result, before, data = convert(tmp_path, "medical-o1", str(HUATUO), "--name", "x")
+    assert str(HUATUO) in error_line(result)
+    assert files(data) == before
+
+
+def test_an_earlier_registration_survives_a_failed_conversion(tmp_path):
+    data = tmp_path / "data"
+    ok = CliRunner().invoke(
+        cli, ["data", "convert", "huatuo", str(HUATUO), "--name", "x", "--dataset-dir", str(data)]
+    )
+    assert ok.exit_code == 0, ok.output
+    registered = (data / "dataset_info.json").read_text()
+    bad = CliRunner().invoke(
+        cli,
+        ["data", "convert", "huatuo", str(MEDICAL_O1), "--name", "x", "--dataset-dir", str(data)],
+    )
+    assert bad.exit_code != 0
+    assert (data / "dataset_info.json").read_text() == registered
+    assert (data / "x_train.jsonl").stat().st_size > 0
+
+
+def test_train_with_a_misspelled_key_names_it_and_starts_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDFACTORY_CACHE", str(tmp_path / "cache"))
+    recipe = (REPO / "llamafactory_configs/tiny/train_lora.yaml").read_text()
+    mine = tmp_path / "my_recipe.yaml"
+    mine.write_text(recipe.replace("\nlearning_rate:", "\nlearnig_rate:"))
+    result = CliRunner().invoke(cli, ["train", str(mine)])
+    line = error_line(result)
+    assert f"{mine}: unknown key 'learnig_rate' (did you mean 'learning_rate'?)" in line
+    assert "nothing was started" in result.output
+    assert not (tmp_path / "cache").exists()  # no log, no tokenized cache: nothing ran
+
+
+def test_a_misspelled_override_is_caught_the_same_way(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDFACTORY_CACHE", str(tmp_path / "cache"))
+    recipe = REPO / "llamafactory_configs/tiny/train_lora.yaml"
+    result = CliRunner().invoke(cli, ["train", str(recipe), "lora_rnak=4"])
+    assert "unknown key 'lora_rnak' (did you mean 'lora_rank'?)" in error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--seq", "-5"), ("--seq", "0"), ("--batch", "0"), ("--batch", "-1"), ("--gpus", "0")],
+)
+def test_vram_refuses_sizes_below_one(option, value):
+    result = CliRunner().invoke(cli, ["vram", "--model", "tiny", option, value])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': {value} is not in the range x>=1" in result.output
+    assert "fits" not in result.output
