@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,34 +24,64 @@ def count_lines(path: Path) -> int:
     return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
+def project_copy(folder: Path) -> Path:
+    """The project's files (tracked, or new and not ignored) copied into `folder`."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, folder / name)
+    return folder
+
+
 @pytest.fixture(scope="module")
-def demo():
-    """The demo as `make demo` runs it (a shorter load test), in the repository."""
-    env = {**os.environ, "COLUMNS": "200"}
-    run = subprocess.run(DEMO, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+def copy(tmp_path_factory) -> Path:
+    """A copy of the project: the demo writes its data, saves and cache there, not here."""
+    return project_copy(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="module")
+def env(copy) -> dict:
+    """The copy runs on this checkout's environments and shared fixtures."""
+    return {
+        **os.environ, "COLUMNS": "200", "MEDFACTORY_HOME": str(copy),
+        "MEDFACTORY_VENV": str(paths.train_venv()), "MEDFACTORY_VLLM_VENV": str(paths.vllm_venv()),
+        "MEDFACTORY_FIXTURES": str(paths.fixtures_dir()),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo(copy, env):
+    """The demo as `make demo` runs it (a shorter load test), in a copy of the project."""
+    before = {p: p.stat().st_mtime for p in (REPO / "dataset_info").iterdir()}
+    run = subprocess.run(DEMO, cwd=copy, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
-    summary = json.loads((REPO / "saves/demo/summary.json").read_text())
+    assert {p: p.stat().st_mtime for p in (REPO / "dataset_info").iterdir()} == before
+    summary = json.loads((copy / "saves/demo/summary.json").read_text())
     return summary, run.stdout
 
 
-def test_demo_summary_matches_the_artefacts(demo):
+def test_demo_summary_matches_the_artefacts(demo, copy):
     summary, table = demo
 
-    registry = json.loads((REPO / "dataset_info/dataset_info.json").read_text())
+    registry = json.loads((copy / "dataset_info/dataset_info.json").read_text())
     for name, counts in summary["data"].items():
         for split in ("train", "val", "test"):
-            written = count_lines(REPO / "dataset_info" / registry[f"{name}_{split}"]["file_name"])
+            written = count_lines(copy / "dataset_info" / registry[f"{name}_{split}"]["file_name"])
             assert counts[split] == written > 0
-        assert counts["rejected"] == count_lines(REPO / f"dataset_info/{name}.rejects.jsonl")
+        assert counts["rejected"] == count_lines(copy / f"dataset_info/{name}.rejects.jsonl")
         assert f"train {counts['train']}  val {counts['val']}  test {counts['test']}" in table
 
-    train = json.loads((REPO / "saves/tiny/lora/sft/all_results.json").read_text())
+    train = json.loads((copy / "saves/tiny/lora/sft/all_results.json").read_text())
     assert summary["train"]["train_loss"] == train["train_loss"] > 0
     assert summary["train"]["eval_loss"] == train["eval_loss"]
     assert f"{train['train_loss']:.4f}" in table
 
     # Our scores, and LLaMA-Factory's own for the same predictions, agree.
-    predict = REPO / "saves/tiny/lora/predict"
+    predict = copy / "saves/tiny/lora/predict"
     ours = json.loads((predict / "scores.json").read_text())
     theirs = json.loads((predict / "predict_results.json").read_text())
     rows = count_lines(predict / "generated_predictions.jsonl")
@@ -61,12 +92,12 @@ def test_demo_summary_matches_the_artefacts(demo):
     data_rows = sum(counts["test"] for counts in summary["data"].values())
     assert rows == data_rows  # every test record was predicted
 
-    verify = json.loads((REPO / "saves/demo/verify.json").read_text())
+    verify = json.loads((copy / "saves/demo/verify.json").read_text())
     assert summary["verify"]["passed"] is verify["passed"] is True
     assert verify["prompts_identical"] == verify["prompts_compared"] == 5
     assert "PASS: 5/5 served prompts identical" in table
 
-    report = json.loads((REPO / "saves/loadtest/report.json").read_text())
+    report = json.loads((copy / "saves/loadtest/report.json").read_text())
     assert [level["users"] for level in summary["loadtest"]] == [1, 2]
     for mine, level in zip(summary["loadtest"], report["levels"], strict=True):
         assert mine["completed"] == level["completed"] > 0 and mine["failed"] == 0
@@ -75,26 +106,26 @@ def test_demo_summary_matches_the_artefacts(demo):
         assert mine["output_throughput"] == level["output_throughput"]
         assert f"{mine['output_throughput']:.0f} tok/s" in table
 
-    merged = REPO / summary["artefacts"]["merged model"]
+    merged = copy / summary["artefacts"]["merged model"]
     assert json.loads((merged / "config.json").read_text())["model_type"] == "qwen2"
-    assert (REPO / summary["artefacts"]["load-test plot"]).read_bytes()[:4] == b"\x89PNG"
+    assert (copy / summary["artefacts"]["load-test plot"]).read_bytes()[:4] == b"\x89PNG"
     for path in summary["artefacts"].values():
         assert path in table
 
 
-def test_demo_leaves_no_server_running(demo):
+def test_demo_leaves_no_server_running(demo, copy):
     summary, _ = demo
     port = int(summary["endpoint"].rsplit(":", 1)[1])
     assert not port_in_use("127.0.0.1", port)
-    assert all(i.port != port for i in instances.running(paths.cache_dir() / "serve"))
+    assert all(i.port != port for i in instances.running(copy / ".cache" / "serve"))
 
 
 @pytest.mark.parametrize("hangup", [False, True], ids=["ctrl-c", "terminal-closed"])
-def test_an_interrupt_while_serving_stops_everything(demo, hangup):
+def test_an_interrupt_while_serving_stops_everything(demo, copy, env, hangup):
     port = free_port()
     process = subprocess.Popen(
-        [*DEMO, "--from", "serve", "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [*DEMO, "--from", "serve", "--port", str(port)], cwd=copy, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     demo_process = psutil.Process(process.pid)
     deadline = time.monotonic() + 120
