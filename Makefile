@@ -12,6 +12,8 @@ TINY_MODEL := $(CACHE)/tiny-model
 DATA_DIR ?= dataset_info
 MF := $(VENV)/bin/medfactory
 PREDICTIONS := saves/tiny/lora/predict/generated_predictions.jsonl
+BASE_PREDICTIONS := saves/tiny/base/predict/generated_predictions.jsonl
+REVIEW_PORT ?= 8300
 MERGED := saves/tiny/lora/merged
 PORT ?= 8000
 DEMO_DATA := --dataset huatuo_sample --dataset medical_o1_sample
@@ -32,14 +34,14 @@ PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
 # package indexes that do not carry that package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install browser data recipes train predict eval export serve verify stop loadtest webui bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
+.PHONY: help install browser postgres review data recipes train predict eval export serve verify stop loadtest webui bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 install: ## create .venv (LLaMA-Factory) and .venv-vllm (vLLM); idempotent
 	@# the two environments are independent: build them side by side
-	@$(MAKE) -j3 $(VENV)/.installed $(VLLM_STAMP) browser
+	@$(MAKE) -j3 $(VENV)/.installed $(VLLM_STAMP) postgres
 	@echo "medfactory: .venv     -> $$($(VENV)/bin/python -c 'import importlib.metadata as m; print("llamafactory", m.version("llamafactory"), "+ torch", m.version("torch"))')"
 	@echo "medfactory: .venv-vllm -> $$(cat $(VLLM_STAMP))"
 
@@ -50,6 +52,14 @@ browser: ## Debian's chromium + chromium-driver (and CJK/emoji fonts) for the We
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 			$$SUDO apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei fonts-noto-color-emoji >/dev/null; fi
+
+# After `browser`: two apt-get runs at once would fight over dpkg's lock.
+postgres: browser ## Debian's PostgreSQL server, which the review store's tests start themselves
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; else \
+		echo "medfactory: installing postgresql (apt)"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$$SUDO apt-get install -y -qq postgresql >/dev/null; fi
 
 $(VENV)/.installed: pyproject.toml
 	@echo "medfactory: building $(VENV) (LLaMA-Factory, torch, metrics, locust, modelscope)"
@@ -110,6 +120,16 @@ stop: $(VENV)/.installed ## stop the server on $(PORT)
 loadtest: $(VENV)/.installed ## short locust sweep against the server on $(PORT): TTFT, TPOT, throughput
 	$(DEMO_STAGE) loadtest --port $(PORT)
 
+review: $(TINY_MODEL)/config.json ## a blind review of the tiny model before and after LoRA, served on 127.0.0.1:$(REVIEW_PORT)
+	@test -f $(PREDICTIONS) || $(DEMO_STAGE) convert-huatuo --only convert-medical-o1 \
+		--only train --only predict
+	@# the base model on the same test split: the predict recipe without its adapter
+	@test -f $(BASE_PREDICTIONS) || $(MF) predict llamafactory_configs/tiny/predict_lora.yaml \
+		adapter_name_or_path=null output_dir=$(dir $(BASE_PREDICTIONS))
+	@$(MF) review status demo >/dev/null 2>&1 || $(MF) review create demo --a $(BASE_PREDICTIONS) \
+		--b $(PREDICTIONS) --raters doctor1,doctor2 --arbiter doctor3 --items 20 --seed 7
+	$(MF) review serve demo --port $(REVIEW_PORT)
+
 webui: $(TINY_MODEL)/config.json ## LLaMA-Factory's WebUI on 127.0.0.1:7860 with our datasets and the tiny model
 	$(MF) webui --model tiny --port 7860
 
@@ -119,6 +139,7 @@ bench: $(TINY_MODEL)/config.json ## benchmarks, with ratios against their baseli
 	$(VENV)/bin/python benchmarks/overhead.py
 	$(VENV)/bin/python benchmarks/metrics.py
 	$(VENV)/bin/python benchmarks/loadtest_crosscheck.py
+	$(VENV)/bin/python benchmarks/review.py
 	$(VENV)/bin/python benchmarks/vram.py
 
 tiny-model: $(TINY_MODEL)/config.json ## build the tiny random-weight test model into .cache/tiny-model

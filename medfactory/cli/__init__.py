@@ -23,18 +23,21 @@ from medfactory.cli.dev import dev
 from medfactory.cli.eval import eval_group
 from medfactory.cli.loadtest import loadtest
 from medfactory.cli.recipe import recipe
+from medfactory.cli.review import review
 from medfactory.cli.run import export, predict, train
 from medfactory.cli.serve import serve, verify_command
 from medfactory.cli.vram import vram
 from medfactory.cli.webui import webui
 from medfactory.dev.demo import DemoFailed
 from medfactory.evaluation.scoring import PredictionsError
+from medfactory.feedback.errors import REVIEW_ERRORS
 from medfactory.recipes.presets import RecipeError
 from medfactory.recipes.run import CommandFailed
 from medfactory.recipes.webui import WebUIError
 
 # Mistakes a user can fix: shown as one message, without a traceback.
 USER_ERRORS = (
+    *REVIEW_ERRORS,
     CommandFailed,
     DemoFailed,
     DownloadError,
@@ -84,6 +87,9 @@ cli.add_command(
 )
 cli.add_command(verify_command, name="verify")
 cli.add_command(demo)
+cli.add_command(
+    with_example("medfactory review create r1 --a A.jsonl --b B.jsonl --raters d1,d2")(review)
+)
 cli.add_command(loadtest)
 cli.add_command(webui)
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))

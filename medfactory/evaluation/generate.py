@@ -41,6 +41,7 @@ def generate_predictions(
             on_progress(1)
         return {
             "prompt": conversation.messages[-1]["content"],
+            "messages": conversation.messages,  # the whole chat, for the clinicians' review
             "predict": answer_text(choice["message"]),
             "label": conversation.reference,
             "finish_reason": choice.get("finish_reason"),

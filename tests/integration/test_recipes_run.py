@@ -80,12 +80,26 @@ def test_train_predict_export(tiny_model, data_dir, tmp_path):
 
 def test_a_failing_run_shows_the_log_tail_and_the_recipe(tiny_model, data_dir, tmp_path):
     path = recipe(tmp_path, "train", data_dir, tiny_model, output_dir=str(tmp_path / "o"))
-    path.write_text(path.read_text().replace("lora_rank:", "lora_rnak:"))
+    # Valid arguments (the pre-flight parse passes), but a dataset LLaMA-Factory cannot find.
+    text = path.read_text()
+    dataset = next(line for line in text.splitlines() if line.startswith("dataset:"))
+    path.write_text(text.replace(dataset, "dataset: no_such_dataset_train"))
     with pytest.raises(CommandFailed) as error:
         run_recipe("train", path, echo=False)
     message = str(error.value)
     assert str(path) in message and "exit 1" in message
-    assert "lora_rnak" in message  # LLaMA-Factory's own complaint, from the log's last lines
+    assert "no_such_dataset_train" in message  # LLaMA-Factory's own complaint, from the log
+
+
+def test_a_misspelled_key_stops_before_llamafactory_starts(tiny_model, data_dir, tmp_path):
+    path = recipe(tmp_path, "train", data_dir, tiny_model, output_dir=str(tmp_path / "o"))
+    path.write_text(path.read_text().replace("lora_rank:", "lora_rnak:"))
+    log = tmp_path / "train.log"
+    with pytest.raises(
+        CommandFailed, match=r"unknown key 'lora_rnak' \(did you mean 'lora_rank'\?\)"
+    ):
+        run_recipe("train", path, echo=False, log_path=log)
+    assert not log.exists() and not (tmp_path / "o").exists()  # nothing ran
 
 
 def test_two_nodes_train_through_llamafactorys_torchrun_path(tiny_model, data_dir, tmp_path):

@@ -1,9 +1,7 @@
 """LLaMA-Factory's WebUI in a real headless Chromium: our datasets are there and preview."""
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,26 +12,6 @@ from medfactory import paths
 from medfactory.recipes.webui import prepare_workspace, start_webui
 
 SCREENSHOT = paths.cache_dir() / "webui" / "screenshot.png"  # the README's docs/webui.png
-
-
-@pytest.fixture
-def browser(tmp_path):
-    os.environ["SE_OFFLINE"] = "true"  # never let Selenium download a browser or driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,1000",
-    ):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.implicitly_wait(10)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")

@@ -118,3 +118,32 @@ def test_vram_refuses_sizes_below_one(option, value):
     assert result.exit_code == 2
     assert f"Invalid value for '{option}': {value} is not in the range x>=1" in result.output
     assert "fits" not in result.output
+
+
+def predictions_file(folder: Path, name: str, prompts: list[str]) -> Path:
+    path = folder / name / "generated_predictions.jsonl"
+    path.parent.mkdir(parents=True)
+    rows = [{"prompt": p, "predict": "答", "label": "参"} for p in prompts]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+def test_review_mistakes_are_one_line(tmp_path):
+    db = f"sqlite:///{tmp_path / 'review.db'}"
+    a = predictions_file(tmp_path, "a", ["q1", "q2", "q3"])
+    b = predictions_file(tmp_path, "b", ["q1", "q2 changed", "q3"])
+    create = ["review", "create", "r1", "--a", str(a), "--raters", "d1,d2", "--db", db]
+    line = error_line(CliRunner().invoke(cli, [*create, "--b", str(b)]))
+    assert f"{b}:2: its prompt differs from {a}:2" in line
+    assert error_line(CliRunner().invoke(cli, [*create, "--b", str(a), "--overlap", "3"]))
+    assert CliRunner().invoke(cli, [*create, "--b", str(a)]).exit_code == 0
+    line = error_line(CliRunner().invoke(cli, ["review", "report", "r1", "--db", db]))
+    assert "has no ratings yet" in line
+    sheet = tmp_path / "d1.csv"
+    sheet.write_text("item,verdict\n1,1\n", encoding="utf-8")
+    line = error_line(
+        CliRunner().invoke(cli, ["review", "import", "r1", str(sheet), "--rater", "d1", "--db", db])
+    )
+    assert "missing column(s) conversation, answer_1" in line
+    line = error_line(CliRunner().invoke(cli, ["review", "status", "r1", "--db", "not a url"]))
+    assert "not a database URL" in line

@@ -1,0 +1,171 @@
+"""`medfactory review`: blind A/B rating of model versions by clinicians."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from medfactory.cli.common import ExampleGroup, with_example
+
+DB = click.option(
+    "--db",
+    help="SQLAlchemy URL of the store: sqlite:///PATH or postgresql://USER@HOST/DB "
+    "[default: sqlite:///saves/review/review.db].",
+)
+
+
+def _store(db: str | None):
+    from medfactory import paths
+    from medfactory.feedback.store import default_url, open_store
+
+    return open_store(db or default_url(paths.PROJECT_ROOT))
+
+
+@click.group(cls=ExampleGroup)
+def review() -> None:
+    """Blind A/B review of model versions by doctors: two per answer, an arbiter, agreement."""
+
+
+@with_example(
+    "medfactory review create r1 --a saves/eval/base/generated_predictions.jsonl "
+    "--b saves/eval/lora-v1/generated_predictions.jsonl --raters rater1,rater2 --arbiter rater3"
+)
+@review.command()
+@click.argument("name")
+@click.option("--a", "first", required=True, type=click.Path(path_type=Path), help="Version A.")
+@click.option("--b", "second", required=True, type=click.Path(path_type=Path), help="Version B.")
+@click.option(
+    "--version",
+    "more",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A further version (repeatable); pairs are then drawn per item.",
+)
+@click.option("--raters", required=True, help="Comma-separated rater names.")
+@click.option("--arbiter", help="Who settles disagreements.")
+@click.option("--overlap", default=2, show_default=True, help="Raters per item.")
+@click.option("--items", type=click.IntRange(min=1), help="Items drawn [default: all].")
+@click.option("--seed", default=0, show_default=True, help="Seed of every draw.")
+@click.option(
+    "--axes",
+    default="accuracy,safety,completeness,communication",
+    show_default=True,
+    help="Score axes, 1-5 for each answer.",
+)
+@DB
+def create(name, first, second, more, raters, arbiter, overlap, items, seed, axes, db) -> None:
+    """Make a study from prediction files over the same prompts.
+
+    Files come from `eval endpoint`, `predict`, or any LLaMA-Factory
+    generated_predictions.jsonl. Each item goes to --overlap raters, each
+    with the two answers in an order of their own; model names stay hidden.
+    """
+    from medfactory.feedback.studies import StudySpec, create_study
+
+    spec = StudySpec(
+        name=name, predictions=[first, second, *more], raters=raters.split(","),
+        arbiter=arbiter, overlap=overlap, items=items, seed=seed,
+        axes=tuple(a.strip() for a in axes.split(",") if a.strip()),
+    )  # fmt: skip
+    from medfactory.feedback.rating import status as study_status
+
+    store = _store(db)
+    create_study(store, spec)
+    people = study_status(store, name)["raters"]
+    assigned = ", ".join(f"{r} {c['assigned']}" for r, c in people.items())
+    click.echo(
+        f"study {name}: {len(spec.predictions)} versions, {overlap} raters an item "
+        f"({assigned}); personal links: medfactory review serve {name}"
+    )
+
+
+@with_example("medfactory review serve r1 --port 8300")
+@review.command()
+@click.argument("name")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8300, show_default=True)
+@DB
+def serve(name, host, port, db) -> None:
+    """Serve the rating page; prints one fresh personal link per rater and the arbiter.
+
+    Links printed earlier stop working. Ctrl-C stops the server.
+    """
+    from deploy.process import port_in_use
+    from medfactory.feedback.page import serve_page
+    from medfactory.feedback.studies import issue_links
+
+    if port_in_use(host, port):
+        raise click.ClickException(f"port {port} on {host} is already in use; pass another --port")
+    store = _store(db)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    for rater, link in issue_links(store, name, f"http://{shown}:{port}").items():
+        click.echo(f"{rater:>16}  {link}")
+    click.echo("Ctrl-C stops the page")
+    serve_page(store, host, port)
+
+
+@with_example("medfactory review status r1")
+@review.command()
+@click.argument("name")
+@DB
+def status(name, db) -> None:
+    """Done per rater, open disagreements, arbitrated items."""
+    from medfactory.feedback.rating import status as study_status
+
+    result = study_status(_store(db), name)
+    for rater, counts in result["raters"].items():
+        click.echo(f"{rater:>16}  {counts['done']} / {counts['assigned']}")
+    click.echo(
+        f"open disagreements {result['open_disagreements']}, arbitrated {result['arbitrated']}"
+    )
+
+
+@with_example("medfactory review report r1")
+@review.command()
+@click.argument("name")
+@click.option("--out", type=click.Path(path_type=Path), help="[default: saves/review/NAME]")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@DB
+def report(name, out, as_json, db) -> None:
+    """Win rates with intervals, scores, agreement, position bias; report.md/json/png."""
+    from medfactory import paths
+    from medfactory.feedback.report import markdown, write_report
+
+    out = out or paths.PROJECT_ROOT / "saves" / "review" / name
+    result = write_report(_store(db), name, out)
+    if as_json:
+        click.echo(json.dumps(result, indent=1, ensure_ascii=False))
+        return
+    click.echo(markdown(result, None))
+    click.echo(f"report: {out / 'report.md'} ({out / 'report.json'}, {out / 'report.png'})")
+
+
+@with_example("medfactory review sheet r1 --rater rater2 --out rater2.xlsx")
+@review.command()
+@click.argument("name")
+@click.option("--rater", required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help=".xlsx or .csv")  # fmt: skip
+@DB
+def sheet(name, rater, out, db) -> None:
+    """Write a rater's blind sheet (their earlier ratings filled in)."""
+    from medfactory.feedback.sheets import write_sheet
+
+    rows = write_sheet(_store(db), name, rater, out)
+    click.echo(f"wrote {out}: {rows} items for {rater}; import with medfactory review import")
+
+
+@with_example("medfactory review import r1 rater2.xlsx --rater rater2")
+@review.command(name="import")
+@click.argument("name")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--rater", required=True)
+@DB
+def import_(name, file, rater, db) -> None:
+    """Read a filled sheet back: every row checked, then stored as that rater's ratings."""
+    from medfactory.feedback.sheets import import_sheet
+
+    result = import_sheet(_store(db), name, file, rater)
+    click.echo(f"{file}: {result['rated']} rated rows stored for {rater}")

@@ -1,0 +1,359 @@
+"""Rating: a rater's queue, what they see, what they submit; disagreements and arbitration.
+
+A rater sees "Answer 1" and "Answer 2" in the order drawn for them, never a
+model name, never another rater's verdict. What they submit is stored relative
+to the item's pair (left/right), so orders never mix up in the report. Each
+submission is one transaction; resending it (same submit key) changes nothing,
+and a revision keeps the earlier rating in the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from medfactory.feedback.errors import NotYours, RatingError
+from medfactory.feedback.store import Arbitration, Assignment, Item, Rater, Rating, Store, Study
+from medfactory.feedback.studies import find_study, token_hash
+
+SHOWN_VERDICTS = ("1", "2", "tie", "both_bad")
+SCORES = range(1, 6)
+# Two raters disagree when their verdicts differ, or a score of one answer differs this much.
+SCORE_GAP = 2
+
+
+@dataclass
+class Submission:
+    verdict: str  # as shown: 1, 2, tie, both_bad
+    scores: dict[str, tuple[int, int]]  # axis -> (answer 1, answer 2), as shown
+    correction: str = ""
+    comment: str = ""
+    seconds: float | None = None
+
+
+@dataclass
+class ItemView:
+    position: int
+    total: int
+    done: int
+    conversation: list[dict]
+    answers: tuple[str, str]  # Answer 1, Answer 2
+    axes: list[str]
+    previous: dict | None = None  # this rater's current rating, as shown
+    ratings: list[dict] = field(default_factory=list)  # arbiter: both ratings, as shown
+
+
+def rater_by_token(session, token: str) -> Rater | None:
+    return session.scalar(select(Rater).where(Rater.token_hash == token_hash(token)))
+
+
+def to_stored(verdict: str, left_first: bool) -> str:
+    if verdict in ("tie", "both_bad"):
+        return verdict
+    first_is_left = verdict == "1"
+    return "left" if first_is_left == left_first else "right"
+
+
+def to_shown(verdict: str, left_first: bool) -> str:
+    if verdict in ("tie", "both_bad"):
+        return verdict
+    return "1" if (verdict == "left") == left_first else "2"
+
+
+def _ordered(pair, left_first: bool):
+    return (pair[0], pair[1]) if left_first else (pair[1], pair[0])
+
+
+def check_submission(submission: Submission, axes: list[str]) -> None:
+    if submission.verdict not in SHOWN_VERDICTS:
+        raise RatingError(f"verdict {submission.verdict!r}: one of {', '.join(SHOWN_VERDICTS)}")
+    for axis in axes:
+        for answer, score in zip((1, 2), submission.scores.get(axis, (None, None)), strict=True):
+            if score not in SCORES:
+                raise RatingError(f"{axis}_{answer} {score!r}: a score from 1 to 5")
+
+
+def queue(session, rater: Rater) -> list[tuple[Item, Assignment, Rating | None]]:
+    rows = session.execute(
+        select(Item, Assignment)
+        .join(Assignment, Assignment.item_id == Item.id)
+        .where(Assignment.rater_id == rater.id)
+        .order_by(Item.position)
+    ).all()
+    current = {
+        r.assignment_id: r
+        for r in session.scalars(
+            select(Rating).where(
+                Rating.assignment_id.in_([a.id for _, a in rows]), Rating.current.is_(True)
+            )
+        )
+    }
+    return [(item, assignment, current.get(assignment.id)) for item, assignment in rows]
+
+
+def _is_rated():
+    """An assignment with a current rating (a correlated EXISTS)."""
+    return (
+        select(Rating.id)
+        .where(Rating.assignment_id == Assignment.id, Rating.current.is_(True))
+        .exists()
+    )
+
+
+def next_position(session, rater: Rater) -> int | None:
+    if rater.role == "arbiter":
+        open_items = disagreements(session, rater.study_id)
+        return open_items[0] if open_items else None
+    return session.scalar(
+        select(Item.position)
+        .join(Assignment, Assignment.item_id == Item.id)
+        .where(Assignment.rater_id == rater.id, ~_is_rated())
+        .order_by(Item.position)
+        .limit(1)
+    )
+
+
+def progress(session, rater: Rater) -> tuple[int, int]:
+    """(rated, assigned) of a rater's queue."""
+    mine = select(Assignment).where(Assignment.rater_id == rater.id)
+    total = session.scalar(select(func.count()).select_from(mine.subquery()))
+    done = session.scalar(select(func.count()).select_from(mine.where(_is_rated()).subquery()))
+    return done, total
+
+
+def neighbours(session, rater: Rater, position: int, around: int = 12) -> list[tuple[int, bool]]:
+    """(position, rated) of the queue's items nearest `position`, for moving and revising."""
+    rated = _is_rated().label("rated")
+    base = (
+        select(Item.position, rated)
+        .join(Assignment, Assignment.item_id == Item.id)
+        .where(Assignment.rater_id == rater.id)
+    )
+    before = session.execute(
+        base.where(Item.position < position).order_by(Item.position.desc()).limit(around)
+    ).all()
+    after = session.execute(
+        base.where(Item.position >= position).order_by(Item.position).limit(around + 1)
+    ).all()
+    return [(p, bool(r)) for p, r in [*reversed(before), *after]]
+
+
+def rater_view(session, rater: Rater, position: int) -> ItemView:
+    study = session.get(Study, rater.study_id)
+    found = session.execute(
+        select(Item, Assignment)
+        .join(Assignment, Assignment.item_id == Item.id)
+        .where(
+            Assignment.rater_id == rater.id, Item.position == position, Item.study_id == study.id
+        )
+    ).first()
+    if found is None:
+        raise NotYours(f"item {position} is not in {rater.name}'s queue")
+    item, assignment = found
+    rating = session.scalar(
+        select(Rating).where(Rating.assignment_id == assignment.id, Rating.current.is_(True))
+    )
+    answers = _ordered((item.left_answer, item.right_answer), assignment.left_first)
+    previous = _shown_rating(rating, assignment.left_first) if rating is not None else None
+    done, total = progress(session, rater)
+    return ItemView(position, total, done, item.conversation, answers, study.axes, previous)
+
+
+def _shown_rating(rating: Rating, left_first: bool) -> dict:
+    return {
+        "verdict": to_shown(rating.verdict, left_first),
+        "scores": {a: _ordered(s, left_first) for a, s in rating.scores.items()},
+        "correction": rating.correction,
+        "comment": rating.comment,
+    }
+
+
+def submit(
+    store: Store,
+    rater_id: int,
+    position: int,
+    submission: Submission,
+    submit_key: str | None,
+    source: str = "page",
+) -> None:
+    """Store one rating in one transaction; a resent submit key is a no-op."""
+    try:
+        with store.session() as session:
+            if submit_key and session.scalar(
+                select(Rating.id).where(Rating.submit_key == submit_key)
+            ):
+                return
+            rater = session.get(Rater, rater_id)
+            study = session.get(Study, rater.study_id)
+            assignment = session.scalar(
+                select(Assignment)
+                .join(Item, Item.id == Assignment.item_id)
+                .where(Assignment.rater_id == rater.id, Item.position == position)
+                .with_for_update()  # PostgreSQL: one submission per assignment at a time
+            )
+            if assignment is None:
+                raise NotYours(f"item {position} is not in {rater.name}'s queue")
+            check_submission(submission, study.axes)
+            first = assignment.left_first
+            rating = Rating(
+                assignment_id=assignment.id,
+                verdict=to_stored(submission.verdict, first),
+                scores={a: list(_ordered(submission.scores[a], first)) for a in study.axes},
+                correction=submission.correction.strip(),
+                comment=submission.comment.strip(),
+                seconds=submission.seconds,
+                source=source,
+                submit_key=submit_key,
+            )
+            earlier = session.scalars(
+                select(Rating).where(
+                    Rating.assignment_id == assignment.id, Rating.current.is_(True)
+                )
+            ).all()
+            if any(_same(rating, e) for e in earlier):
+                return  # nothing changed: no new revision
+            for e in earlier:
+                e.current = False
+            session.add(rating)
+    except IntegrityError:  # the same key arrived twice at once: the other one was stored
+        return
+
+
+def _same(a: Rating, b: Rating) -> bool:
+    fields = ("verdict", "scores", "correction", "comment")
+    return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+def current_ratings(session, study_id: int) -> list:
+    """Every current rating of a study with what the statistics need, answers left out:
+    rows of (item_id, position, left_id, right_id, rater, left_first, rating)."""
+    return session.execute(
+        select(
+            Item.id.label("item_id"), Item.position, Item.left_id, Item.right_id,
+            Rater.name.label("rater"), Assignment.left_first, Rating,
+        )
+        .join(Assignment, Assignment.item_id == Item.id)
+        .join(Rater, Rater.id == Assignment.rater_id)
+        .join(Rating, Rating.assignment_id == Assignment.id)
+        .where(Item.study_id == study_id, Rating.current.is_(True))
+        .order_by(Item.position, Rater.name)
+    ).all()  # fmt: skip
+
+
+def disagree(ratings: list[Rating]) -> bool:
+    if len({r.verdict for r in ratings}) > 1:
+        return True
+    for axis in ratings[0].scores:
+        for side in (0, 1):
+            values = [r.scores[axis][side] for r in ratings]
+            if max(values) - min(values) >= SCORE_GAP:
+                return True
+    return False
+
+
+def disagreements(session, study_id: int) -> list[int]:
+    """Positions of the items rated by two or more whose ratings disagree, not arbitrated."""
+    by_item: dict[int, list] = {}
+    positions = {}
+    for row in current_ratings(session, study_id):
+        by_item.setdefault(row.item_id, []).append(row.Rating)
+        positions[row.item_id] = row.position
+    settled = set(
+        session.scalars(
+            select(Arbitration.item_id)
+            .join(Item, Item.id == Arbitration.item_id)
+            .where(Arbitration.current.is_(True), Item.study_id == study_id)
+        )
+    )
+    return [
+        positions[i]
+        for i, ratings in by_item.items()
+        if len(ratings) >= 2 and i not in settled and disagree(ratings)
+    ]
+
+
+def arbiter_view(session, arbiter: Rater, position: int) -> ItemView:
+    study = session.get(Study, arbiter.study_id)
+    item = session.scalar(select(Item).where(Item.study_id == study.id, Item.position == position))
+    if item is None or arbiter.role != "arbiter":
+        raise NotYours(f"item {position} is not for {arbiter.name} to arbitrate")
+    left_first = (item.id + study.seed) % 2 == 0  # a fixed blind order for the arbiter
+    rated = session.scalars(
+        select(Rating)
+        .join(Assignment, Assignment.id == Rating.assignment_id)
+        .join(Rater, Rater.id == Assignment.rater_id)
+        .where(Assignment.item_id == item.id, Rating.current.is_(True))
+        .order_by(Rater.name)
+    )
+    ratings = [  # the raters' names stay hidden too
+        {"rater": f"Rater {n}", **_shown_rating(rating, left_first)}
+        for n, rating in enumerate(rated, 1)
+    ]
+    answers = _ordered((item.left_answer, item.right_answer), left_first)
+    open_items = disagreements(session, study.id)
+    return ItemView(
+        position, len(open_items), 0, item.conversation, answers, study.axes, ratings=ratings
+    )
+
+
+def arbitrate(
+    store: Store, arbiter_id: int, position: int, verdict: str, comment: str, submit_key: str | None
+) -> None:
+    if verdict not in SHOWN_VERDICTS:
+        raise RatingError(f"verdict {verdict!r}: one of {', '.join(SHOWN_VERDICTS)}")
+    try:
+        with store.session() as session:
+            if submit_key and session.scalar(
+                select(Arbitration.id).where(Arbitration.submit_key == submit_key)
+            ):
+                return
+            arbiter = session.get(Rater, arbiter_id)
+            study = session.get(Study, arbiter.study_id)
+            item = session.scalar(
+                select(Item).where(Item.study_id == study.id, Item.position == position)
+            )
+            if item is None or arbiter.role != "arbiter":
+                raise NotYours(f"item {position} is not for {arbiter.name} to arbitrate")
+            for earlier in session.scalars(
+                select(Arbitration).where(
+                    Arbitration.item_id == item.id, Arbitration.current.is_(True)
+                )
+            ):
+                earlier.current = False
+            left_first = (item.id + study.seed) % 2 == 0
+            session.add(
+                Arbitration(
+                    item_id=item.id,
+                    rater_id=arbiter.id,
+                    verdict=to_stored(verdict, left_first),
+                    comment=comment.strip(),
+                    submit_key=submit_key,
+                )
+            )
+    except IntegrityError:
+        return
+
+
+def status(store: Store, name: str) -> dict:
+    with store.session() as session:
+        study = find_study(session, name)
+        people = {}
+        for rater in session.scalars(
+            select(Rater).where(Rater.study_id == study.id).order_by(Rater.name)
+        ):
+            if rater.role == "rater":
+                done, total = progress(session, rater)
+                people[rater.name] = {"done": done, "assigned": total}
+        arbitrated = session.scalars(
+            select(Arbitration.item_id)
+            .join(Item)
+            .where(Item.study_id == study.id, Arbitration.current.is_(True))
+        ).all()
+        return {
+            "study": study.name,
+            "raters": people,
+            "open_disagreements": len(disagreements(session, study.id)),
+            "arbitrated": len(set(arbitrated)),
+        }

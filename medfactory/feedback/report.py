@@ -1,0 +1,426 @@
+"""The study report, every number read back from the store.
+
+Per version: wins, ties, losses and both-unacceptable with Wilson 95 %
+intervals, counted over every rating (before arbitration) and over each
+item's final verdict (after: the arbiter's where there is one, else the
+raters' shared verdict; items whose raters still disagree are left out and
+counted). Per axis: each version's mean score, and the paired difference of
+two versions rated side by side with its 95 % t interval. Agreement: Cohen's
+kappa on verdicts and quadratic-weighted kappa on scores per rater pair
+(scikit-learn), Krippendorff's alpha over all raters (nominal for verdicts,
+ordinal for scores). Position bias: how often the answer shown first wins a
+decisive rating. With three or more versions, Bradley-Terry ratings on the
+Elo scale (Chatbot Arena's logistic-regression fit) with bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import warnings
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+
+from medfactory.feedback.errors import StudyError
+from medfactory.feedback.rating import current_ratings
+from medfactory.feedback.store import Arbitration, Item, Store, Version
+from medfactory.feedback.studies import find_study
+
+OUTCOMES = ("win", "tie", "loss", "both_bad")
+BOOTSTRAP = 200
+
+
+def wilson(count: int, total: int) -> tuple[float, float, float]:
+    """(share, low, high) with the Wilson 95 % interval (statsmodels)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if total == 0:
+        return (math.nan, math.nan, math.nan)
+    low, high = proportion_confint(count, total, alpha=0.05, method="wilson")
+    return (count / total, float(low), float(high))
+
+
+def outcomes(verdicts: list[tuple[int, int, str]], version_ids: list[int]) -> dict:
+    """Per version: outcome counts and shares over (left id, right id, verdict) triples."""
+    counts = {v: Counter() for v in version_ids}
+    for left, right, verdict in verdicts:
+        if verdict in ("tie", "both_bad"):
+            counts[left][verdict] += 1
+            counts[right][verdict] += 1
+        else:
+            winner, loser = (left, right) if verdict == "left" else (right, left)
+            counts[winner]["win"] += 1
+            counts[loser]["loss"] += 1
+    result = {}
+    for version, counter in counts.items():
+        total = sum(counter.values())
+        result[version] = {"n": total} | {
+            o: dict(
+                zip(
+                    ("count", "share", "low", "high"),
+                    (counter[o], *wilson(counter[o], total)),
+                    strict=True,
+                )
+            )
+            for o in OUTCOMES
+        }
+    return result
+
+
+def _kappa(a: list, b: list, weights: str | None = None) -> float | None:
+    from sklearn.metrics import cohen_kappa_score
+
+    if len(a) < 2 or len(set(a) | set(b)) < 2:
+        return None  # undefined with a single category
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        value = cohen_kappa_score(a, b, weights=weights, labels=sorted(set(a) | set(b)))
+    return None if math.isnan(value) else float(value)
+
+
+def _alpha(matrix: list[list[float]], level: str) -> float | None:
+    import krippendorff
+
+    data = np.array(matrix, dtype=float)
+    if data.size == 0 or np.sum(~np.isnan(data).all(axis=0)) < 2:
+        return None
+    values = data[~np.isnan(data)]
+    if len(np.unique(values)) < 2:
+        return None
+    return float(krippendorff.alpha(reliability_data=data, level_of_measurement=level))
+
+
+def paired_difference(x: list[float], y: list[float]) -> dict:
+    """mean(y - x) with a 95 % t interval."""
+    from scipy import stats
+
+    diff = np.asarray(y, dtype=float) - np.asarray(x, dtype=float)
+    if len(diff) < 2:
+        return {
+            "n": int(len(diff)),
+            "mean": float(diff.mean()) if len(diff) else math.nan,
+            "low": math.nan,
+            "high": math.nan,
+        }
+    if np.all(diff == diff[0]):
+        return {
+            "n": int(len(diff)),
+            "mean": float(diff[0]),
+            "low": float(diff[0]),
+            "high": float(diff[0]),
+        }
+    low, high = stats.t.interval(0.95, len(diff) - 1, loc=diff.mean(), scale=stats.sem(diff))
+    return {"n": int(len(diff)), "mean": float(diff.mean()), "low": float(low), "high": float(high)}
+
+
+def bradley_terry(decisive: list[tuple[int, int]], version_ids: list[int], seed: int = 0) -> dict:
+    """Elo-scale ratings (mean 1000) from (winner, loser) pairs, 95 % bootstrap intervals."""
+    from sklearn.linear_model import LogisticRegression
+
+    index = {v: i for i, v in enumerate(version_ids)}
+
+    def fit(pairs: list[tuple[int, int]]) -> np.ndarray:
+        rows = np.zeros((2 * len(pairs), len(version_ids)))
+        labels = np.zeros(2 * len(pairs))
+        for n, (winner, loser) in enumerate(pairs):  # each game both ways, so both labels occur
+            rows[2 * n, index[winner]], rows[2 * n, index[loser]] = 1, -1
+            rows[2 * n + 1, index[winner]], rows[2 * n + 1, index[loser]] = -1, 1
+            labels[2 * n] = 1
+        model = LogisticRegression(fit_intercept=False, C=1e6, max_iter=1000)
+        model.fit(rows, labels)
+        scale = 400 / math.log(10)
+        ratings = scale * model.coef_[0]
+        return ratings - ratings.mean() + 1000
+
+    if not decisive:
+        return {}
+    point = fit(decisive)
+    rng = np.random.default_rng(seed)
+    samples = np.array(
+        [
+            fit([decisive[i] for i in rng.integers(0, len(decisive), len(decisive))])
+            for _ in range(BOOTSTRAP)
+        ]
+    )
+    low, high = np.percentile(samples, [2.5, 97.5], axis=0)
+    return {
+        v: {"rating": float(point[i]), "low": float(low[i]), "high": float(high[i])}
+        for v, i in index.items()
+    }
+
+
+def build_report(store: Store, name: str) -> dict:
+    with store.session() as session:
+        study = find_study(session, name)
+        versions = session.scalars(
+            select(Version).where(Version.study_id == study.id).order_by(Version.id)
+        ).all()
+        rows = current_ratings(session, study.id)
+        items = session.scalar(
+            select(func.count()).select_from(Item).where(Item.study_id == study.id)
+        )
+        arbitrated = {
+            a.item_id: a.verdict
+            for a in session.scalars(
+                select(Arbitration)
+                .join(Item)
+                .where(Item.study_id == study.id, Arbitration.current.is_(True))
+            )
+        }
+        axes = list(study.axes)
+    if not rows:
+        raise StudyError(
+            f"study {name!r} has no ratings yet; send the raters their links "
+            f"(`medfactory review serve {name}`) or sheets (`medfactory review sheet`)"
+        )
+    names = {v.id: v.name for v in versions}
+    ids = [v.id for v in versions]
+    by_item: dict[int, list] = defaultdict(list)
+    for row in rows:
+        by_item[row.item_id].append(row)
+
+    before = [(row.left_id, row.right_id, row.Rating.verdict) for row in rows]
+    final, unresolved = [], 0
+    for item_id, rated in by_item.items():
+        left, right = rated[0].left_id, rated[0].right_id
+        verdicts = {row.Rating.verdict for row in rated}
+        if item_id in arbitrated:
+            final.append((left, right, arbitrated[item_id]))
+        elif len(verdicts) == 1:
+            final.append((left, right, verdicts.pop()))
+        else:
+            unresolved += 1
+
+    # Scores: per version, and paired per pair of versions rated side by side.
+    per_version = {v: {a: [] for a in axes} for v in ids}
+    paired = defaultdict(lambda: {a: ([], []) for a in axes})
+    for row in rows:
+        for axis in axes:
+            left, right = row.Rating.scores[axis]
+            per_version[row.left_id][axis].append(left)
+            per_version[row.right_id][axis].append(right)
+            x, y = paired[(row.left_id, row.right_id)][axis]
+            x.append(left)
+            y.append(right)
+    axis_means = {
+        names[v]: {a: (float(np.mean(s)) if s else None) for a, s in scores.items()}
+        for v, scores in per_version.items()
+    }
+    differences = {
+        f"{names[right]} - {names[left]}": {a: paired_difference(*pair[a]) for a in axes}
+        for (left, right), pair in paired.items()
+    }
+
+    # Agreement: per rater pair on the items both rated, and over everyone.
+    raters = sorted({row.rater for row in rows})
+    given = {(row.rater, row.item_id): row.Rating for row in rows}
+    pairs = {}
+    for a, b in itertools.combinations(raters, 2):
+        shared = sorted(i for (r, i) in given if r == a and (b, i) in given)
+        if not shared:
+            continue
+        entry = {
+            "items": len(shared),
+            "verdict_kappa": _kappa(
+                [given[a, i].verdict for i in shared], [given[b, i].verdict for i in shared]
+            ),
+        }
+        for axis in axes:
+            xs = [s for i in shared for s in given[a, i].scores[axis]]
+            ys = [s for i in shared for s in given[b, i].scores[axis]]
+            entry[f"{axis}_weighted_kappa"] = _kappa(xs, ys, weights="quadratic")
+        pairs[f"{a} ~ {b}"] = entry
+    units = sorted(by_item)
+    code = {v: n for n, v in enumerate(("left", "right", "tie", "both_bad"))}
+    overall = {
+        "verdict_alpha_nominal": _alpha(
+            [[code[given[r, i].verdict] if (r, i) in given else np.nan for i in units]
+             for r in raters],
+            "nominal",
+        )
+    }  # fmt: skip
+    for axis in axes:
+        overall[f"{axis}_alpha_ordinal"] = _alpha(
+            [[given[r, i].scores[axis][side] if (r, i) in given else np.nan
+              for i in units for side in (0, 1)] for r in raters],
+            "ordinal",
+        )  # fmt: skip
+
+    decisive = [(row.left_first, row.Rating.verdict) for row in rows
+                if row.Rating.verdict in ("left", "right")]  # fmt: skip
+    first_wins = sum((verdict == "left") == left_first for left_first, verdict in decisive)
+    share, low, high = wilson(first_wins, len(decisive))
+    seconds = defaultdict(list)
+    for row in rows:
+        if row.Rating.seconds is not None:
+            seconds[row.rater].append(row.Rating.seconds)
+
+    report = {
+        "study": name,
+        "versions": [{"name": v.name, "path": v.path} for v in versions],
+        "axes": axes,
+        "items": items,
+        "ratings": len(rows),
+        "rated_items": len(by_item),
+        "arbitrated": len(arbitrated),
+        "unresolved": unresolved,
+        "before_arbitration": {names[v]: o for v, o in outcomes(before, ids).items()},
+        "after_arbitration": {names[v]: o for v, o in outcomes(final, ids).items()},
+        "axis_means": axis_means,
+        "paired_differences": differences,
+        "agreement": {"pairs": pairs, "overall": overall},
+        "position_bias": {
+            "decisive": len(decisive),
+            "first_shown_wins": first_wins,
+            "share": share,
+            "low": low,
+            "high": high,
+        },
+        "median_seconds": {r: float(np.median(s)) for r, s in sorted(seconds.items())},
+    }
+    if len(versions) >= 3:
+        wins = [
+            (left, right) if verdict == "left" else (right, left)
+            for left, right, verdict in final
+            if verdict in ("left", "right")
+        ]
+        report["bradley_terry"] = {
+            names[v]: r for v, r in bradley_terry(wins, ids, study.seed).items()
+        }
+    return report
+
+
+def _cell(entry: dict) -> str:
+    if entry["count"] == 0 and math.isnan(entry["share"]):
+        return "-"
+    share, low, high = (100 * entry[k] for k in ("share", "low", "high"))
+    return f"{entry['count']} ({share:.0f} % [{low:.0f}, {high:.0f}])"
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.{digits}f}"
+    )
+
+
+def markdown(report: dict, chart: str | None) -> str:
+    lines = [
+        f"# Clinician review: {report['study']}",
+        "",
+        f"{report['items']} items, {report['ratings']} ratings, {report['arbitrated']} arbitrated, "
+        f"{report['unresolved']} still disputed. Shares with Wilson 95 % intervals.",
+        "",
+    ]
+    for stage in ("before_arbitration", "after_arbitration"):
+        lines += [
+            f"## {stage.replace('_', ' ').capitalize()}",
+            "",
+            "| version | n | win | tie | loss | both unacceptable |",
+            "|---|---|---|---|---|---|",
+        ]
+        for version, o in report[stage].items():
+            lines.append(
+                f"| {version} | {o['n']} | " + " | ".join(_cell(o[k]) for k in OUTCOMES) + " |"
+            )
+        lines.append("")
+    lines += [
+        "## Scores (1-5)",
+        "",
+        "| version | " + " | ".join(report["axes"]) + " |",
+        "|---" * (len(report["axes"]) + 1) + "|",
+    ]
+    for version, means in report["axis_means"].items():
+        lines.append(
+            f"| {version} | " + " | ".join(_number(means[a]) for a in report["axes"]) + " |"
+        )
+    for label, axes in report["paired_differences"].items():
+        lines += [
+            "",
+            f"Paired difference {label} (95 % t interval): "
+            + "; ".join(
+                f"{a} {_number(d['mean'])} [{_number(d['low'])}, {_number(d['high'])}]"
+                for a, d in axes.items()
+            ),
+        ]
+    lines += [
+        "",
+        "## Agreement",
+        "",
+        "| raters | items | verdict kappa | "
+        + " | ".join(f"{a} weighted kappa" for a in report["axes"])
+        + " |",
+        "|---" * (len(report["axes"]) + 3) + "|",
+    ]
+    for pair, entry in report["agreement"]["pairs"].items():
+        lines.append(
+            f"| {pair} | {entry['items']} | {_number(entry['verdict_kappa'])} | "
+            + " | ".join(_number(entry[f"{a}_weighted_kappa"]) for a in report["axes"])
+            + " |"
+        )
+    lines += [
+        "",
+        "Krippendorff's alpha over all raters: "
+        + ", ".join(f"{k} {_number(v)}" for k, v in report["agreement"]["overall"].items()),
+    ]
+    bias = report["position_bias"]
+    lines += [
+        "",
+        f"Position bias: the answer shown first won {bias['first_shown_wins']} of "
+        f"{bias['decisive']} decisive ratings "
+        f"({_number(100 * bias['share'] if bias['decisive'] else None, 0)} %).",
+        "",
+        "Median seconds per item: "
+        + ", ".join(f"{r} {s:.0f} s" for r, s in report["median_seconds"].items()),
+    ]
+    if "bradley_terry" in report:
+        lines += [
+            "",
+            "## Bradley-Terry (Elo scale)",
+            "",
+            "| version | rating | 95 % interval |",
+            "|---|---|---|",
+        ]
+        for version, r in sorted(report["bradley_terry"].items(), key=lambda kv: -kv[1]["rating"]):
+            lines.append(f"| {version} | {r['rating']:.0f} | [{r['low']:.0f}, {r['high']:.0f}] |")
+    if chart:
+        lines += ["", f"![outcomes]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    versions = list(report["after_arbitration"])
+    figure, axes = plt.subplots(1, 2, figsize=(10, 1.2 + 0.6 * len(versions)), sharey=True)
+    colours = {"win": "#2e7d32", "tie": "#9e9e9e", "loss": "#c62828", "both_bad": "#6a1b9a"}
+    for ax, stage in zip(axes, ("before_arbitration", "after_arbitration"), strict=True):
+        left = np.zeros(len(versions))
+        for outcome in OUTCOMES:
+            shares = np.array([np.nan_to_num(report[stage][v][outcome]["share"]) for v in versions])
+            ax.barh(versions, shares, left=left, color=colours[outcome], label=outcome)
+            left += shares
+        ax.set(xlim=(0, 1), title=stage.replace("_", " "), xlabel="share of comparisons")
+    axes[1].legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_report(store: Store, name: str, out: Path) -> dict:
+    """report.json, report.md and report.png in `out`; returns the report."""
+    report = build_report(store, name)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    png = chart(report, out / "report.png")
+    (out / "report.md").write_text(markdown(report, png.name), encoding="utf-8")
+    return report

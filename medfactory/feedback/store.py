@@ -1,0 +1,234 @@
+"""The feedback store: one SQLAlchemy schema on SQLite (embedded default) or PostgreSQL.
+
+Every review command takes `--db URL`; without it the store is one SQLite file
+under saves/review/ in WAL mode, where each transaction takes the write lock
+at its start (BEGIN IMMEDIATE), so concurrent submissions queue instead of
+failing. The schema carries its version in `medfactory_meta`: a store written
+by an older medfactory is upgraded in place by the steps in MIGRATIONS (Alembic
+operations, which work on both databases); a store from a newer one is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    inspect,
+    select,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from medfactory.feedback.errors import StoreError
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = "saves/review/review.db"
+# A stored verdict is relative to the item's pair of versions, never to what was shown.
+VERDICTS = ("left", "right", "tie", "both_bad")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, list: JSON}
+
+
+class Meta(Base):
+    __tablename__ = "medfactory_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    seed: Mapped[int] = mapped_column(Integer)
+    overlap: Mapped[int] = mapped_column(Integer)
+    axes: Mapped[list] = mapped_column(JSON)
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    name: Mapped[str] = mapped_column(String(256))  # shown in the lead's report only
+    path: Mapped[str] = mapped_column(Text)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("study_id", "position"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # 1..N, what raters and sheets call it
+    line: Mapped[int] = mapped_column(Integer)  # its line in the prediction files
+    conversation: Mapped[list] = mapped_column(JSON)  # chat messages, ending with the question
+    left_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    right_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    left_answer: Mapped[str] = mapped_column(Text)
+    right_answer: Mapped[str] = mapped_column(Text)
+
+
+class Rater(Base):
+    __tablename__ = "raters"
+    __table_args__ = (UniqueConstraint("study_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))  # rater | arbiter
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("item_id", "rater_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
+    left_first: Mapped[bool] = mapped_column(Boolean)  # "Answer 1" is the left version
+
+
+class Rating(Base):
+    """One submission; a revision adds a row and clears `current` on the earlier ones."""
+
+    __tablename__ = "ratings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id"), index=True)
+    verdict: Mapped[str] = mapped_column(String(16))  # VERDICTS
+    scores: Mapped[dict] = mapped_column(JSON)  # axis -> [left score, right score]
+    correction: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    source: Mapped[str] = mapped_column(String(16))  # page | sheet
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    current: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    submit_key: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+
+
+class Arbitration(Base):
+    __tablename__ = "arbitrations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"))
+    verdict: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    current: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    submit_key: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+
+
+# Version N's step takes a store at N - 1 to N: `step(operations)` with Alembic's
+# Operations bound to the open connection.
+MIGRATIONS: dict[int, Callable] = {}
+
+
+class Store:
+    """An open store: `with store.session() as s:` is one transaction."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def default_url(root: Path) -> str:
+    return f"sqlite:///{root / DEFAULT_DB}"
+
+
+def open_store(url: str) -> Store:
+    """Open (creating or upgrading) the store at `url`; StoreError with what to do."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            f"--db {url!r}: not a database URL; e.g. sqlite:///saves/review/review.db "
+            "or postgresql://user@host/db"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    engine = create_engine(parsed, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        _serialise_sqlite_writes(engine)
+    try:
+        _prepare(engine)
+    except OperationalError as error:
+        engine.dispose()
+        raise StoreError(f"cannot open the store {url}: {error.orig}") from None
+    return Store(engine)
+
+
+def _serialise_sqlite_writes(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(connection, _record) -> None:
+        connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _prepare(engine: Engine) -> None:
+    tables = set(inspect(engine).get_table_names())
+    if not tables:
+        Base.metadata.create_all(engine)
+        with Session(engine) as session, session.begin():
+            session.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+        return
+    if Meta.__tablename__ not in tables:
+        raise StoreError(
+            f"{engine.url.render_as_string(hide_password=True)} holds tables but is no "
+            "medfactory store; pass another --db"
+        )
+    with Session(engine) as session:
+        row = session.scalar(select(Meta).where(Meta.key == "schema_version"))
+    version = int(row.value) if row else 0
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store at {engine.url.render_as_string(hide_password=True)} has schema "
+            f"{version}, newer than this medfactory's {SCHEMA_VERSION}; upgrade medfactory"
+        )
+    if version < SCHEMA_VERSION:
+        _upgrade(engine, version)
+
+
+def _upgrade(engine: Engine, version: int) -> None:
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.begin() as connection:
+        operations = Operations(MigrationContext.configure(connection))
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[step](operations)
+        connection.execute(
+            Meta.__table__.update()
+            .where(Meta.key == "schema_version")
+            .values(value=str(SCHEMA_VERSION))
+        )

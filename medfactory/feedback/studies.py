@@ -1,0 +1,173 @@
+"""A blind A/B study: the same prompts answered by two or more versions, rated by doctors.
+
+`create_study` lines the prediction files up (same prompts, same order), draws
+the items and, with more than two versions, a pair per item; gives each item
+to `overlap` raters, always the least loaded, each with its own drawn order of
+the two answers. Everything drawn follows from `seed`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from medfactory.evaluation.compare import run_names
+from medfactory.evaluation.scoring import read_predictions
+from medfactory.feedback.errors import StudyError
+from medfactory.feedback.store import Assignment, Item, Rater, Store, Study, Version
+
+DEFAULT_AXES = ("accuracy", "safety", "completeness", "communication")  # HealthBench's
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_CHATML = re.compile(r"<\|im_start\|>(system|user|assistant)\n(.*?)<\|im_end\|>", re.S)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    predictions: list[Path]
+    raters: list[str]
+    arbiter: str | None = None
+    overlap: int = 2
+    items: int | None = None
+    seed: int = 0
+    axes: tuple[str, ...] = DEFAULT_AXES
+
+
+def conversation_of(row: dict) -> list[dict]:
+    """The chat a prediction answers: `messages` when the file has them (eval endpoint),
+    a ChatML prompt split into turns (LLaMA-Factory's predict), else the prompt as is."""
+    if isinstance(row.get("messages"), list):
+        return [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+    prompt = str(row.get("prompt", ""))
+    turns = [{"role": role, "content": text.strip()} for role, text in _CHATML.findall(prompt)]
+    return [t for t in turns if t["role"] != "assistant" or t["content"]] or [
+        {"role": "user", "content": prompt}
+    ]
+
+
+def line_up(paths: list[Path]) -> list[list[dict]]:
+    """Each file's rows; StudyError naming the first line where two files differ."""
+    if len(paths) < 2:
+        raise StudyError("a study needs at least two prediction files (--a and --b)")
+    runs = [read_predictions(path) for path in paths]
+    first, rows = paths[0], runs[0]
+    for path, other in zip(paths[1:], runs[1:], strict=True):
+        for number, (a, b) in enumerate(zip(rows, other, strict=False), 1):
+            for key in ("prompt", "label"):
+                if a.get(key) != b.get(key):
+                    raise StudyError(
+                        f"{path}:{number}: its {key} differs from {first}:{number} "
+                        f"({str(b.get(key))[:40]!r} vs {str(a.get(key))[:40]!r}); the files "
+                        "must answer the same prompts in the same order (the same split and "
+                        "--max-samples)"
+                    )
+        if len(other) != len(rows):
+            raise StudyError(
+                f"{path} has {len(other)} predictions and {first} has {len(rows)}; "
+                f"they differ from line {min(len(other), len(rows)) + 1} on"
+            )
+    return runs
+
+
+def create_study(store: Store, spec: StudySpec) -> Study:
+    if not NAME_RULE.fullmatch(spec.name):
+        raise StudyError(f"study name {spec.name!r}: use letters, digits, '_' and '-'")
+    raters = [r.strip() for r in spec.raters if r.strip()]
+    if len(set(raters)) != len(raters) or not raters:
+        raise StudyError(f"--raters {','.join(spec.raters)!r}: give distinct rater names")
+    if spec.arbiter in raters:
+        raise StudyError(f"--arbiter {spec.arbiter!r} is also a rater; arbitrate with someone else")
+    if not 1 <= spec.overlap <= len(raters):
+        raise StudyError(f"--overlap {spec.overlap}: between 1 and the {len(raters)} raters")
+    runs = line_up(spec.predictions)
+    rng = random.Random(spec.seed)
+    lines = list(range(len(runs[0])))
+    if spec.items is not None and spec.items < len(lines):
+        lines = sorted(rng.sample(lines, spec.items))
+    with store.session() as session:
+        if session.scalar(select(Study).where(Study.name == spec.name)):
+            raise StudyError(f"a study named {spec.name!r} exists in this store; choose another")
+        study = Study(name=spec.name, seed=spec.seed, overlap=spec.overlap, axes=list(spec.axes))
+        session.add(study)
+        session.flush()
+        names = run_names(spec.predictions)
+        versions = [
+            Version(study_id=study.id, name=name, path=str(path))
+            for name, path in zip(names, spec.predictions, strict=True)
+        ]
+        session.add_all(versions)
+        people = [Rater(study_id=study.id, name=n, role="rater") for n in raters]
+        if spec.arbiter:
+            people.append(Rater(study_id=study.id, name=spec.arbiter, role="arbiter"))
+        session.add_all(people)
+        session.flush()
+        load = dict.fromkeys(range(len(raters)), 0)
+        for position, line in enumerate(lines, 1):
+            left, right = (
+                (0, 1) if len(versions) == 2 else sorted(rng.sample(range(len(versions)), 2))
+            )
+            item = Item(
+                study_id=study.id,
+                position=position,
+                line=line + 1,
+                conversation=conversation_of(runs[0][line]),
+                left_id=versions[left].id,
+                right_id=versions[right].id,
+                left_answer=runs[left][line]["predict"],
+                right_answer=runs[right][line]["predict"],
+            )
+            session.add(item)
+            session.flush()
+            order = sorted(load, key=lambda r: (load[r], rng.random()))[: spec.overlap]
+            for r in order:
+                load[r] += 1
+                session.add(
+                    Assignment(
+                        item_id=item.id, rater_id=people[r].id, left_first=rng.random() < 0.5
+                    )
+                )
+    return study
+
+
+def find_study(session, name: str) -> Study:
+    study = session.scalar(select(Study).where(Study.name == name))
+    if study is None:
+        known = ", ".join(session.scalars(select(Study.name).order_by(Study.name))) or "none"
+        raise StudyError(f"no study {name!r} in this store (studies: {known}); check --db")
+    return study
+
+
+def find_rater(session, study: Study, name: str) -> Rater:
+    rater = session.scalar(select(Rater).where(Rater.study_id == study.id, Rater.name == name))
+    if rater is None:
+        known = ", ".join(session.scalars(select(Rater.name).where(Rater.study_id == study.id)))
+        raise StudyError(f"{study.name} has no rater {name!r} (raters: {known})")
+    return rater
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_links(store: Store, name: str, base_url: str) -> dict[str, str]:
+    """A fresh personal link per rater and arbiter (older links stop working)."""
+    links = {}
+    with store.session() as session:
+        study = find_study(session, name)
+        for rater in session.scalars(
+            select(Rater).where(Rater.study_id == study.id).order_by(Rater.id)
+        ):
+            token = secrets.token_urlsafe(24)
+            rater.token_hash = token_hash(token)
+            links[rater.name] = f"{base_url.rstrip('/')}/r/{token}"
+    return links
+
+
+def item_count(session, study: Study) -> int:
+    return session.scalar(select(func.count()).select_from(Item).where(Item.study_id == study.id))

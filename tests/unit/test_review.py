@@ -1,0 +1,497 @@
+"""Clinician review on the embedded store: studies, blind queues, ratings, sheets, report."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from medfactory.feedback.errors import NotYours, RatingError, SheetError, StoreError, StudyError
+from medfactory.feedback.rating import (
+    Submission,
+    arbitrate,
+    disagreements,
+    next_position,
+    queue,
+    rater_view,
+    status,
+    submit,
+)
+from medfactory.feedback.report import build_report
+from medfactory.feedback.sheets import columns, import_sheet, write_sheet
+from medfactory.feedback.store import Assignment, Item, Rater, Rating, Version, open_store
+from medfactory.feedback.studies import StudySpec, conversation_of, create_study, issue_links
+
+AXES = ("accuracy", "safety", "completeness", "communication")
+
+
+def predictions(folder: Path, name: str, count: int = 12, prompts: str = "q") -> Path:
+    path = folder / name / "generated_predictions.jsonl"
+    path.parent.mkdir(parents=True)
+    rows = [
+        {"prompt": f"<|im_start|>system\n你是医生。<|im_end|>\n<|im_start|>user\n{prompts}{i}"
+         "<|im_end|>\n<|im_start|>assistant\n", "predict": f"{name} says {i}", "label": f"ref {i}"}
+        for i in range(count)
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def study(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'review.db'}")
+    files = [predictions(tmp_path, "base"), predictions(tmp_path, "lora")]
+    spec = StudySpec("r1", files, ["d1", "d2", "d3"], arbiter="boss", overlap=2, seed=7)
+    create_study(store, spec)
+    yield store
+    store.close()
+
+
+def people(store) -> dict[str, Rater]:
+    with store.session() as session:
+        return {r.name: r for r in session.scalars(select(Rater))}
+
+
+def shown(store, rater: Rater, position: int) -> tuple[str, str]:
+    with store.session() as session:
+        return rater_view(session, rater, position).answers
+
+
+def rate_as_preferring(store, rater: Rater, version: str, position: int, **kw) -> None:
+    """Rate `position`, preferring the answer that `version` wrote, whichever side shows it."""
+    answers = shown(store, rater, position)
+    verdict = "1" if answers[0].startswith(version) else "2"
+    scores = kw.pop("scores", {a: (4, 2) if verdict == "1" else (2, 4) for a in AXES})
+    submit(
+        store,
+        rater.id,
+        position,
+        Submission(verdict, scores, **kw),
+        f"{rater.name}-{position}-{verdict}",
+    )
+
+
+def test_each_item_goes_to_two_raters_balanced_and_in_their_own_order(study):
+    raters = people(study)
+    with study.session() as session:
+        loads = {n: len(queue(session, r)) for n, r in raters.items() if r.role == "rater"}
+        per_item = {}
+        for a in session.scalars(select(Assignment)):
+            per_item.setdefault(a.item_id, []).append(a.left_first)
+    assert sorted(loads.values()) == [8, 8, 8]  # 12 items x 2 raters over 3
+    assert all(len(orders) == 2 for orders in per_item.values())
+    assert {tuple(o) for o in per_item.values()} > {(True, True)}  # orders drawn, not fixed
+
+
+def test_a_rater_sees_only_their_queue_and_never_a_model_name(study):
+    raters = people(study)
+    with study.session() as session:
+        mine = {i.position for i, _, _ in queue(session, raters["d1"])}
+        other = next(p for p in range(1, 13) if p not in mine)
+        with pytest.raises(NotYours):
+            rater_view(session, raters["d1"], other)
+        view = rater_view(session, raters["d1"], min(mine))
+    assert view.conversation == [
+        {"role": "system", "content": "你是医生。"},
+        {"role": "user", "content": f"q{min(mine) - 1}"},
+    ]
+    page_text = json.dumps(view.__dict__, ensure_ascii=False)
+    assert "generated_predictions" not in page_text and "lora/" not in page_text
+
+
+def test_verdicts_are_stored_relative_to_the_versions_not_the_screen(study):
+    raters = people(study)
+    with study.session() as session:
+        positions = [i.position for i, _, _ in queue(session, raters["d1"])]
+    for position in positions:
+        rate_as_preferring(study, raters["d1"], "lora", position)
+    with study.session() as session:
+        rows = session.execute(
+            select(Item, Rating)
+            .join(Assignment, Assignment.item_id == Item.id)
+            .join(Rating, Rating.assignment_id == Assignment.id)
+        ).all()
+        lora = session.scalar(select(Version.id).where(Version.name == "lora"))
+    assert rows and all((r.verdict == "left") == (i.left_id == lora) for i, r in rows)
+
+
+def test_a_double_submit_is_stored_once_and_a_revision_keeps_the_history(study):
+    d1 = people(study)["d1"]
+    with study.session() as session:
+        position = next_position(session, d1)
+    good = Submission("1", {a: (5, 3) for a in AXES})
+    submit(study, d1.id, position, good, "key-1")
+    submit(study, d1.id, position, good, "key-1")  # the same form, sent twice
+    submit(
+        study,
+        d1.id,
+        position,
+        Submission("tie", {a: (3, 3) for a in AXES}, comment="再看"),
+        "key-2",
+    )
+    with study.session() as session:
+        ratings = session.scalars(select(Rating).order_by(Rating.id)).all()
+        assert next_position(session, d1) != position
+    assert [(r.verdict in ("left", "right"), r.current) for r in ratings] == [
+        (True, False),
+        (False, True),
+    ]
+    assert ratings[-1].comment == "再看"
+
+
+@pytest.mark.parametrize(
+    ("submission", "message"),
+    [
+        (Submission("3", {a: (1, 1) for a in AXES}), "verdict '3'"),
+        (Submission("1", {a: (1, 6) for a in AXES}), "accuracy_2 6: a score from 1 to 5"),
+        (Submission("1", {a: (1, 1) for a in AXES[:3]}), "communication_1 None"),
+    ],
+)
+def test_a_bad_submission_names_the_field_and_stores_nothing(study, submission, message):
+    d1 = people(study)["d1"]
+    with study.session() as session:
+        position = next_position(session, d1)
+    with pytest.raises(RatingError, match=message):
+        submit(study, d1.id, position, submission, "k")
+    with study.session() as session:
+        assert session.scalars(select(Rating)).all() == []
+
+
+def test_disagreement_goes_to_the_arbiter_who_settles_it(study):
+    raters = people(study)
+    with study.session() as session:
+        both = sorted({i.position for i, _, _ in queue(session, raters["d1"])}
+                      & {i.position for i, _, _ in queue(session, raters["d2"])})  # fmt: skip
+    first, second = both[0], both[1]
+    rate_as_preferring(study, raters["d1"], "lora", first)
+    rate_as_preferring(study, raters["d2"], "base", first)  # verdicts differ
+    rate_as_preferring(study, raters["d1"], "lora", second)
+    wide = {a: (4, 2) for a in AXES} | {"safety": (4, 4)}  # the other answer: 2 -> 4
+    rate_as_preferring(study, raters["d2"], "lora", second)  # same verdict ...
+    with study.session() as session:
+        assert disagreements(session, 1) == [first]
+    answers = shown(study, raters["d2"], second)
+    verdict = "1" if answers[0].startswith("lora") else "2"
+    scores = wide if verdict == "1" else {a: (b, a_) for a, (a_, b) in wide.items()}
+    submit(
+        study, raters["d2"].id, second, Submission(verdict, scores), "wide"
+    )  # ... scores 2+ apart
+    with study.session() as session:
+        assert disagreements(session, 1) == [first, second]
+        assert next_position(session, raters["boss"]) == first
+    arbitrate(study, raters["boss"].id, first, "tie", "both fine", "a1")
+    assert status(study, "r1")["open_disagreements"] == 1
+    assert status(study, "r1")["arbitrated"] == 1
+
+
+def test_links_are_random_and_only_their_hash_is_stored(study, tmp_path):
+    links = issue_links(study, "r1", "http://127.0.0.1:8300")
+    assert set(links) == {"d1", "d2", "d3", "boss"}
+    tokens = [link.rsplit("/", 1)[1] for link in links.values()]
+    assert len(set(tokens)) == 4 and all(len(t) >= 32 for t in tokens)
+    stored = (tmp_path / "review.db").read_bytes()
+    assert not any(t.encode() in stored for t in tokens)
+
+
+def test_files_that_do_not_line_up_name_the_first_line(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    a = predictions(tmp_path, "a")
+    b = predictions(tmp_path, "b")
+    lines = b.read_text().splitlines()
+    lines[4] = lines[4].replace("q4", "another question")
+    b.write_text("\n".join(lines) + "\n")
+    with pytest.raises(StudyError, match=rf"{b}:5: its prompt differs from {a}:5"):
+        create_study(store, StudySpec("x", [a, b], ["d1", "d2"]))
+    short = predictions(tmp_path, "c", count=10)
+    with pytest.raises(StudyError, match="has 10 predictions .* 12; they differ from line 11"):
+        create_study(store, StudySpec("x", [a, short], ["d1", "d2"]))
+    with pytest.raises(StudyError, match="--overlap 3"):
+        create_study(store, StudySpec("x", [a, a], ["d1", "d2"], overlap=3))
+    create_study(store, StudySpec("x", [a, a], ["d1", "d2"]))
+    with pytest.raises(StudyError, match="a study named 'x' exists"):
+        create_study(store, StudySpec("x", [a, a], ["d1", "d2"]))
+
+
+def test_three_versions_get_a_pair_per_item_and_bradley_terry(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    files = [predictions(tmp_path, n, count=30) for n in ("v1", "v2", "v3")]
+    create_study(store, StudySpec("three", files, ["d1", "d2"], overlap=1, seed=1))
+    raters = people(store)
+    strength = {"v1": 0, "v2": 1, "v3": 2}
+    for rater in raters.values():
+        with store.session() as session:
+            positions = [i.position for i, _, _ in queue(session, rater)]
+        for position in positions:
+            answers = shown(store, rater, position)
+            versions = [a.split()[0] for a in answers]
+            best = max(versions, key=strength.get)
+            verdict = "1" if versions[0] == best else "2"
+            submit(store, rater.id, position, Submission(verdict, {a: (3, 3) for a in AXES}), None)
+    report = build_report(store, "three")
+    ratings = {v: r["rating"] for v, r in report["bradley_terry"].items()}
+    assert ratings["v3"] > ratings["v2"] > ratings["v1"]
+    assert math.isclose(sum(ratings.values()) / 3, 1000)
+
+
+def test_conversations_from_each_kind_of_prediction_file():
+    assert conversation_of({"messages": [{"role": "user", "content": "hi"}], "prompt": "hi"}) == [
+        {"role": "user", "content": "hi"}
+    ]
+    chatml = (
+        "<|im_start|>user\nq1<|im_end|>\n<|im_start|>assistant\na1<|im_end|>\n"
+        "<|im_start|>user\nq2<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert conversation_of({"prompt": chatml}) == [
+        {"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "q2"},
+    ]  # fmt: skip
+    assert conversation_of({"prompt": "plain"}) == [{"role": "user", "content": "plain"}]
+
+
+# --- sheets -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
+def test_a_sheet_round_trip_stores_what_the_rater_wrote(study, tmp_path, suffix):
+    from medfactory.feedback.sheets import _read_rows, _write_xlsx  # noqa: F401 -- same reader
+
+    path = tmp_path / f"d2{suffix}"
+    rows = write_sheet(study, "r1", "d2", path)
+    header, table, _ = _read_rows(path)
+    assert header == columns(list(AXES)) and len(table) == rows == 8
+    table[0].update(verdict="2", correction="先测血压", comment="")
+    for axis in AXES:
+        table[0][f"{axis}_1"], table[0][f"{axis}_2"] = 2, 5
+    _rewrite(path, header, table)
+    assert import_sheet(study, "r1", path, "d2") == {"rated": 1, "rows": 8}
+    assert import_sheet(study, "r1", path, "d2") == {"rated": 1, "rows": 8}  # again: no change
+    d2 = people(study)["d2"]
+    with study.session() as session:
+        [(item, _, rating)] = [row for row in queue(session, d2) if row[2] is not None]
+        assert item.position == int(table[0]["item"])
+        assert session.scalars(select(Rating)).all() == [rating]  # one revision, not two
+    assert rating.source == "sheet" and rating.correction == "先测血压"
+    view = shown(study, d2, item.position)
+    assert view[1] == table[0]["answer_2"]
+
+
+def _rewrite(path: Path, header: list, rows: list[dict]) -> None:
+    if path.suffix == ".csv":
+        import csv
+
+        with path.open("w", newline="", encoding="utf-8-sig") as out:
+            writer = csv.DictWriter(out, header)
+            writer.writeheader()
+            writer.writerows(rows)
+        return
+    from openpyxl import load_workbook
+
+    book = load_workbook(path)
+    sheet = book["ratings"]
+    for r, row in enumerate(rows, 2):
+        for c, name in enumerate(header, 1):
+            sheet.cell(r, c, row[name])
+    book.save(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda rows, header: header.remove("safety_2"), "missing column(s) safety_2"),
+        (
+            lambda rows, header: rows[1].update(accuracy_1=7),
+            "row 3, column accuracy_1: 7 is out of range",
+        ),
+        (lambda rows, header: rows[0].update(verdict="better"), "row 2, column verdict: 'better'"),
+        (
+            lambda rows, header: rows[0].update(item=999),
+            "row 2, column item: item 999 is not in d2's queue",
+        ),
+    ],
+)
+def test_a_bad_sheet_names_row_and_column_and_stores_nothing(study, tmp_path, change, message):
+    from medfactory.feedback.sheets import _read_rows
+
+    path = tmp_path / "d2.xlsx"
+    write_sheet(study, "r1", "d2", path)
+    header, rows, _ = _read_rows(path)
+    for row in rows:
+        row.update(verdict="1", **{f"{a}_{n}": 3 for a in AXES for n in (1, 2)})
+    change(rows, header)
+    csv_path = path.with_suffix(".csv")
+    _rewrite(csv_path, header, [{k: r.get(k) for k in header} for r in rows])
+    with pytest.raises(SheetError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        import_sheet(study, "r1", csv_path, "d2")
+    with study.session() as session:
+        assert session.scalars(select(Rating)).all() == []
+
+
+def test_a_sheet_imported_under_another_raters_name_is_refused(study, tmp_path):
+    path = tmp_path / "d2.xlsx"
+    write_sheet(study, "r1", "d2", path)
+    with pytest.raises(SheetError, match="this is d2's sheet, not d1's; import it with --rater d2"):
+        import_sheet(study, "r1", path, "d1")
+
+
+# --- the store ------------------------------------------------------------------
+
+
+def test_a_store_from_a_newer_medfactory_is_refused(tmp_path):
+    from medfactory.feedback import store as store_module
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    open_store(url).close()
+    with open_store(url).session() as session:
+        session.get(store_module.Meta, "schema_version").value = "99"
+    with pytest.raises(StoreError, match="schema 99, newer than this medfactory's 1; upgrade"):
+        open_store(url)
+
+
+def test_an_older_store_is_upgraded_in_place(tmp_path, monkeypatch):
+    """A store written at schema 1 opens under a medfactory at schema 2, and keeps its data."""
+    import sqlalchemy as sa
+
+    from medfactory.feedback import store as store_module
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    old = open_store(url)
+    create_study(
+        old,
+        StudySpec(
+            "kept", [predictions(tmp_path, "a"), predictions(tmp_path, "b")], ["d1"], overlap=1
+        ),
+    )
+    old.close()
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(
+        store_module.MIGRATIONS,
+        2,
+        lambda op: op.add_column("studies", sa.Column("note", sa.Text())),
+    )
+    store = open_store(url)
+    with store.engine.connect() as connection:
+        columns_now = [c["name"] for c in sa.inspect(connection).get_columns("studies")]
+        version = connection.execute(sa.text("select value from medfactory_meta")).scalar()
+    assert "note" in columns_now and version == "2"
+    assert status(store, "kept")["raters"] == {"d1": {"done": 0, "assigned": 12}}
+
+
+def test_a_wrong_url_or_a_foreign_database_is_one_message(tmp_path):
+    import sqlite3
+
+    with pytest.raises(StoreError, match="not a database URL"):
+        open_store("saves/review.db")
+    foreign = tmp_path / "other.db"
+    sqlite3.connect(foreign).execute("create table patients (id int)").connection.commit()
+    with pytest.raises(StoreError, match="holds tables but is no medfactory store"):
+        open_store(f"sqlite:///{foreign}")
+
+
+# --- the report against an independent computation ----------------------------
+
+
+def wilson_formula(k: int, n: int) -> tuple[float, float]:
+    z = 1.959963984540054
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return centre - half, centre + half
+
+
+def kappa_by_hand(a: list, b: list, quadratic: bool = False) -> float:
+    labels = sorted(set(a) | set(b))
+    index = {label: i for i, label in enumerate(labels)}
+    k = len(labels)
+    observed = [[0.0] * k for _ in range(k)]
+    for x, y in zip(a, b, strict=True):
+        observed[index[x]][index[y]] += 1 / len(a)
+    rows = [sum(r) for r in observed]
+    cols = [sum(observed[i][j] for i in range(k)) for j in range(k)]
+
+    def weight(i, j):
+        return ((i - j) / (k - 1)) ** 2 if quadratic else float(i != j)
+
+    disagreement = sum(weight(i, j) * observed[i][j] for i in range(k) for j in range(k))
+    chance = sum(weight(i, j) * rows[i] * cols[j] for i in range(k) for j in range(k))
+    return 1 - disagreement / chance
+
+
+def test_the_report_equals_an_independent_computation(tmp_path):
+    import random
+
+    store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    files = [predictions(tmp_path, "base", count=60), predictions(tmp_path, "lora", count=60)]
+    create_study(store, StudySpec("r", files, ["d1", "d2"], arbiter="boss", overlap=2, seed=5))
+    raters = people(store)
+    rng = random.Random(11)
+    given = {}  # (rater, position) -> (verdict about lora, lora score, base score) on accuracy
+    for name in ("d1", "d2"):
+        with store.session() as session:
+            positions = [i.position for i, _, _ in queue(session, raters[name])]
+        for position in positions:
+            choice = rng.choices(["lora", "base", "tie", "both_bad"], [5, 3, 1, 1])[0]
+            lora_score, base_score = rng.randint(1, 5), rng.randint(1, 5)
+            answers = shown(store, raters[name], position)
+            lora_first = answers[0].startswith("lora")
+            verdict = {"tie": "tie", "both_bad": "both_bad"}.get(choice) or (
+                "1" if (choice == "lora") == lora_first else "2"
+            )
+            pair = (lora_score, base_score) if lora_first else (base_score, lora_score)
+            scores = {a: pair for a in AXES}
+            submit(store, raters[name].id, position, Submission(verdict, scores), None)
+            given[name, position] = (choice, lora_score, base_score)
+    report = build_report(store, "r")
+
+    # Before arbitration: every rating counts once for each version.
+    choices = [c for c, _, _ in given.values()]
+    lora = report["before_arbitration"]["lora"]
+    assert lora["n"] == len(choices) == 120
+    assert lora["win"]["count"] == choices.count("lora")
+    assert lora["loss"]["count"] == choices.count("base")
+    assert report["before_arbitration"]["base"]["win"]["count"] == choices.count("base")
+    low, high = wilson_formula(choices.count("lora"), len(choices))
+    assert lora["win"]["low"] == pytest.approx(low) and lora["win"]["high"] == pytest.approx(high)
+
+    # After: the shared verdict where both agree; disputed items left out.
+    finals = [given["d1", p][0] for p in range(1, 61) if given["d1", p][0] == given["d2", p][0]]
+    after = report["after_arbitration"]["lora"]
+    assert after["n"] == len(finals) and after["win"]["count"] == finals.count("lora")
+    assert report["unresolved"] == 60 - len(finals)
+
+    # Agreement: plain formulas over the same ratings.
+    verdicts = [[given[r, p][0] for p in range(1, 61)] for r in ("d1", "d2")]
+    pair = report["agreement"]["pairs"]["d1 ~ d2"]
+    assert pair["items"] == 60
+    assert pair["verdict_kappa"] == pytest.approx(kappa_by_hand(*verdicts))
+    scores = [
+        [s for p in range(1, 61) for s in _left_right(store, p, given[r, p])] for r in ("d1", "d2")
+    ]
+    assert pair["accuracy_weighted_kappa"] == pytest.approx(kappa_by_hand(*scores, quadratic=True))
+
+    # Scores per version, and the paired difference's mean.
+    lora_scores = [s for _, s, _ in given.values()]
+    assert report["axis_means"]["lora"]["accuracy"] == pytest.approx(sum(lora_scores) / 120)
+    diff = report["paired_differences"]
+    [(label, axes)] = diff.items()
+    sign = 1 if label == "lora - base" else -1
+    expected = sum(s - b for _, s, b in given.values()) / 120
+    assert axes["accuracy"]["mean"] == pytest.approx(sign * expected)
+    assert axes["accuracy"]["low"] < axes["accuracy"]["mean"] < axes["accuracy"]["high"]
+
+
+def _left_right(store, position: int, rated: tuple) -> tuple[int, int]:
+    """A rating's (left, right) scores, as the store keeps them."""
+    _, lora_score, base_score = rated
+    with store.session() as session:
+        item = session.scalar(select(Item).where(Item.position == position))
+        lora = session.scalar(select(Version.id).where(Version.name == "lora"))
+    return (lora_score, base_score) if item.left_id == lora else (base_score, lora_score)
+
+
+def test_an_empty_study_has_no_report_yet_and_unknown_names_are_listed(study):
+    with pytest.raises(StudyError, match="study 'r1' has no ratings yet"):
+        build_report(study, "r1")
+    with pytest.raises(StudyError, match=r"no study 'r2' in this store \(studies: r1\)"):
+        build_report(study, "r2")
+    with pytest.raises(StudyError, match=r"r1 has no rater 'd9' \(raters: .*d1"):
+        write_sheet(study, "r1", "d9", Path("x.csv"))
