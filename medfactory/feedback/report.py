@@ -85,9 +85,9 @@ def _kappa(a: list, b: list, weights: str | None = None) -> float | None:
 def _alpha(matrix: list[list[float]], level: str) -> float | None:
     import krippendorff
 
-    data = np.array(matrix, dtype=float)
-    if data.size == 0 or np.sum(~np.isnan(data).all(axis=0)) < 2:
-        return None
+    data = np.array(matrix, dtype=float).reshape(len(matrix), -1)
+    if not np.any((~np.isnan(data)).sum(axis=0) >= 2):
+        return None  # no unit rated twice yet
     values = data[~np.isnan(data)]
     if len(np.unique(values)) < 2:
         return None

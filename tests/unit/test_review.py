@@ -495,3 +495,15 @@ def test_an_empty_study_has_no_report_yet_and_unknown_names_are_listed(study):
         build_report(study, "r2")
     with pytest.raises(StudyError, match=r"r1 has no rater 'd9' \(raters: .*d1"):
         write_sheet(study, "r1", "d9", Path("x.csv"))
+
+
+def test_a_report_with_one_raters_ratings_has_no_agreement_yet(study):
+    d1 = people(study)["d1"]
+    with study.session() as session:
+        positions = [i.position for i, _, _ in queue(session, d1)][:3]
+    for position in positions:
+        rate_as_preferring(study, d1, "lora", position)
+    report = build_report(study, "r1")
+    assert report["agreement"]["pairs"] == {}
+    assert set(report["agreement"]["overall"].values()) == {None}
+    assert report["before_arbitration"]["lora"]["win"]["count"] == 3
