@@ -274,12 +274,17 @@ def disagreements(session, study_id: int) -> list[int]:
     ]
 
 
+def _arbiter_order(item: Item, study: Study) -> bool:
+    """The arbiter's "Answer 1": fixed per item, and as blind as the raters' own orders."""
+    return (item.id + study.seed) % 2 == 0
+
+
 def arbiter_view(session, arbiter: Rater, position: int) -> ItemView:
     study = session.get(Study, arbiter.study_id)
     item = session.scalar(select(Item).where(Item.study_id == study.id, Item.position == position))
     if item is None or arbiter.role != "arbiter":
         raise NotYours(f"item {position} is not for {arbiter.name} to arbitrate")
-    left_first = (item.id + study.seed) % 2 == 0  # a fixed blind order for the arbiter
+    left_first = _arbiter_order(item, study)
     rated = session.scalars(
         select(Rating)
         .join(Assignment, Assignment.id == Rating.assignment_id)
@@ -322,7 +327,7 @@ def arbitrate(
                 )
             ):
                 earlier.current = False
-            left_first = (item.id + study.seed) % 2 == 0
+            left_first = _arbiter_order(item, study)
             session.add(
                 Arbitration(
                     item_id=item.id,
