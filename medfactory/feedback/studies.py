@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from medfactory.evaluation.compare import run_names
 from medfactory.evaluation.scoring import read_predictions
@@ -167,7 +167,3 @@ def issue_links(store: Store, name: str, base_url: str) -> dict[str, str]:
             rater.token_hash = token_hash(token)
             links[rater.name] = f"{base_url.rstrip('/')}/r/{token}"
     return links
-
-
-def item_count(session, study: Study) -> int:
-    return session.scalar(select(func.count()).select_from(Item).where(Item.study_id == study.id))
