@@ -181,9 +181,7 @@ def submit(
     """Store one rating in one transaction; a resent submit key is a no-op."""
     try:
         with store.session() as session:
-            if submit_key and session.scalar(
-                select(Rating.id).where(Rating.submit_key == submit_key)
-            ):
+            if _already_stored(session, Rating, submit_key):
                 return
             rater = session.get(Rater, rater_id)
             study = session.get(Study, rater.study_id)
@@ -279,11 +277,24 @@ def _arbiter_order(item: Item, study: Study) -> bool:
     return (item.id + study.seed) % 2 == 0
 
 
-def arbiter_view(session, arbiter: Rater, position: int) -> ItemView:
-    study = session.get(Study, arbiter.study_id)
+def _item_to_settle(session, arbiter: Rater, study: Study, position: int) -> Item:
     item = session.scalar(select(Item).where(Item.study_id == study.id, Item.position == position))
     if item is None or arbiter.role != "arbiter":
         raise NotYours(f"item {position} is not for {arbiter.name} to arbitrate")
+    return item
+
+
+def _already_stored(session, model, submit_key: str | None) -> bool:
+    """A form sent before under the same key (Rating or Arbitration)."""
+    return (
+        bool(submit_key)
+        and session.scalar(select(model.id).where(model.submit_key == submit_key)) is not None
+    )
+
+
+def arbiter_view(session, arbiter: Rater, position: int) -> ItemView:
+    study = session.get(Study, arbiter.study_id)
+    item = _item_to_settle(session, arbiter, study, position)
     left_first = _arbiter_order(item, study)
     rated = session.scalars(
         select(Rating)
@@ -310,17 +321,11 @@ def arbitrate(
         raise RatingError(f"verdict {verdict!r}: one of {', '.join(SHOWN_VERDICTS)}")
     try:
         with store.session() as session:
-            if submit_key and session.scalar(
-                select(Arbitration.id).where(Arbitration.submit_key == submit_key)
-            ):
+            if _already_stored(session, Arbitration, submit_key):
                 return
             arbiter = session.get(Rater, arbiter_id)
             study = session.get(Study, arbiter.study_id)
-            item = session.scalar(
-                select(Item).where(Item.study_id == study.id, Item.position == position)
-            )
-            if item is None or arbiter.role != "arbiter":
-                raise NotYours(f"item {position} is not for {arbiter.name} to arbitrate")
+            item = _item_to_settle(session, arbiter, study, position)
             for earlier in session.scalars(
                 select(Arbitration).where(
                     Arbitration.item_id == item.id, Arbitration.current.is_(True)
