@@ -39,8 +39,7 @@ class Endpoint:
 
     def check(self) -> str:
         """Reach the server, prove the key works, settle the model name; return it."""
-        reply = self._request("GET", "/v1/models", timeout=10)
-        served = [model["id"] for model in reply.get("data", [])]
+        served = self.models()
         if self.model is None:
             if not served:
                 raise EndpointError(f"{self.url} serves no model (GET /v1/models is empty)")
@@ -53,6 +52,11 @@ class Endpoint:
                 "pass one of those with --model-name"
             )
         return self.model
+
+    def models(self) -> list[str]:
+        """The served model names (GET /v1/models): the base first, then LoRA adapters."""
+        reply = self._request("GET", "/v1/models", timeout=10)
+        return [model["id"] for model in reply.get("data", [])]
 
     def chat(self, messages: list[dict], **params) -> dict:
         """One non-streamed chat completion; the server's JSON reply."""

@@ -47,7 +47,7 @@ class ServerSpec:
     template: str | None = None  # LLaMA-Factory template name (llamafactory backend)
     reasoning_parser: str | None = None
     enable_thinking: bool | None = None
-    adapter: Path | None = None
+    adapters: tuple[tuple[str, Path], ...] = ()  # (served name, LoRA folder)
     api_key: str | None = None
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int | None = None
@@ -63,8 +63,26 @@ class ServerSpec:
         return self.served_model_name or Path(self.model).name
 
     @property
-    def adapter_name(self) -> str:
-        return f"{self.model_name}-lora"
+    def served_names(self) -> list[str]:
+        """What GET /v1/models lists: the base model, then each adapter."""
+        return [self.model_name, *(name for name, _ in self.adapters)]
+
+
+def parse_adapters(values: list[str], model_name: str) -> tuple[tuple[str, Path], ...]:
+    """`--adapter NAME=PATH` (repeatable); a bare PATH is served as MODEL-lora."""
+    adapters = []
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or "/" in name or not name.strip():
+            name, path = f"{model_name}-lora", value
+        adapters.append((name.strip(), Path(path)))
+    names = [model_name, *(name for name, _ in adapters)]
+    if len(set(names)) < len(names):
+        raise ServerStartError(
+            f"--adapter: served names must differ from each other and from the model's "
+            f"({', '.join(names)}); name each adapter with NAME=PATH"
+        )
+    return tuple(adapters)
 
 
 def server_argv(spec: ServerSpec) -> list[str]:
@@ -72,8 +90,12 @@ def server_argv(spec: ServerSpec) -> list[str]:
     if spec.backend == "llamafactory":
         argv = [str(spec.python), "api", "--model_name_or_path", str(spec.model)]
         argv += ["--template", spec.template or "default", "--infer_backend", "huggingface"]
-        if spec.adapter:
-            argv += ["--adapter_name_or_path", str(spec.adapter)]
+        if len(spec.adapters) > 1:
+            raise ServerStartError(
+                "LLaMA-Factory's api serves one adapter; serve several with --backend vllm"
+            )
+        if spec.adapters:
+            argv += ["--adapter_name_or_path", str(spec.adapters[0][1])]
         if spec.enable_thinking is not None:
             argv += ["--enable_thinking", str(spec.enable_thinking).lower()]
         return argv + list(spec.extra_args)
@@ -89,9 +111,12 @@ def server_argv(spec: ServerSpec) -> list[str]:
         argv += ["--default-chat-template-kwargs", kwargs]
     if spec.reasoning_parser:
         argv += ["--reasoning-parser", spec.reasoning_parser]
-    if spec.adapter:
-        argv += ["--enable-lora", "--lora-modules", f"{spec.adapter_name}={spec.adapter}"]
-        argv += ["--max-lora-rank", str(lora_rank_limit(spec.adapter))]
+    if spec.adapters:
+        argv += ["--enable-lora", "--lora-modules"]
+        argv += [f"{name}={path}" for name, path in spec.adapters]
+        rank = max(lora_rank_limit(path) for _, path in spec.adapters)
+        # Every version in one batch: no adapter waits for another to be swapped out.
+        argv += ["--max-lora-rank", str(rank), "--max-loras", str(len(spec.adapters))]
     if spec.api_key:
         argv += ["--api-key", spec.api_key]
     if spec.gpu_memory_utilization:

@@ -16,7 +16,7 @@ from deploy.chat_templates import chat_template_path, reasoning_parser
 from deploy.client import Endpoint
 from deploy.process import ServerStartError
 from deploy.server import Server, ServerSpec
-from deploy.verify import verify
+from deploy.verify import verify_each
 
 
 class ParityFailed(ServerStartError):
@@ -33,11 +33,13 @@ class Served:
 def serving_spec(spec: ServerSpec) -> ServerSpec:
     """Fill in what follows from the training template: vLLM's chat template and reasoning
     parser (LLaMA-Factory's api applies its own template); check an adapter folder."""
-    if spec.adapter and not (Path(spec.adapter) / "adapter_config.json").is_file():
-        raise ServerStartError(
-            f"{spec.adapter}: not a LoRA adapter (adapter_config.json missing); pass the "
-            "output_dir of a LoRA training run, or serve a merged model with --model alone"
-        )
+    for name, path in spec.adapters:
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise ServerStartError(
+                f"--adapter {name}={path}: not a LoRA adapter (adapter_config.json missing); "
+                "pass the output_dir of a LoRA training run, or serve a merged model with "
+                "--model alone"
+            )
     if spec.backend != "vllm":
         return spec
     return replace(
@@ -66,10 +68,12 @@ def serve(
     say(f"serving {spec.model_name} at {spec.base_url}/v1 (pid {served.pid}, log {log})")
     try:
         if check_parity:
-            endpoint = Endpoint(spec.base_url, api_key=spec.api_key)
             thinking = spec.enable_thinking is not False
-            report = verify(endpoint, Path(spec.model), spec.template, thinking, say=say)
-            if not report.passed:
+            reports = verify_each(
+                Endpoint(spec.base_url, api_key=spec.api_key), Path(spec.model), spec.template,
+                thinking, spec.served_names, say=say,
+            )  # fmt: skip
+            if not all(report.passed for report in reports.values()):
                 raise ParityFailed(
                     "the server does not build the prompts the model was trained on; "
                     f"stopped it. Serve with --template {spec.template} and without "

@@ -110,3 +110,23 @@ def verify(
     else:
         say(f"verify: {verdict} -- chats complete; no token comparison (see SKIP)")
     return report
+
+
+def verify_each(
+    endpoint: Endpoint,
+    model_dir: Path,
+    template: str,
+    enable_thinking: bool = True,
+    names: list[str] | None = None,
+    max_tokens: int = 64,
+    say: Callable[[str], None] = print,
+) -> dict[str, VerifyReport]:
+    """`verify` for every served name (the base and each LoRA adapter), or for `names`."""
+    names = names or endpoint.models()
+    reports = {}
+    for name in names:
+        if len(names) > 1:
+            say(f"-- {name}")
+        served = Endpoint(endpoint.url, api_key=endpoint.api_key, model=name)
+        reports[name] = verify(served, model_dir, template, enable_thinking, max_tokens, say)
+    return reports

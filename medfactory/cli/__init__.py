@@ -14,8 +14,11 @@ from converters.records import SourceError
 from converters.registry import RegistryError
 from deploy.chat_templates import TemplateError
 from deploy.client import EndpointError
+from deploy.gateway import GatewayError
 from deploy.instances import NoSuchInstance
+from deploy.monitor import MonitorError
 from deploy.process import ServerStartError
+from medfactory.cli.ab import ab, chat, gateway, monitor
 from medfactory.cli.common import ExampleGroup, with_example
 from medfactory.cli.data import data
 from medfactory.cli.demo import demo
@@ -43,6 +46,8 @@ USER_ERRORS = (
     DownloadError,
     EndpointError,
     FileNotFoundError,
+    GatewayError,
+    MonitorError,
     NoSuchInstance,
     PredictionsError,
     RecipeError,
@@ -91,6 +96,9 @@ cli.add_command(
     with_example("medfactory review create r1 --a A.jsonl --b B.jsonl --raters d1,d2")(review)
 )
 cli.add_command(loadtest)
+for command in (gateway, chat, monitor):
+    cli.add_command(command)
+cli.add_command(with_example("medfactory ab report --json")(ab))
 cli.add_command(webui)
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
 

@@ -86,6 +86,20 @@ def registered_split(function: Callable) -> Callable:
     return function
 
 
+# The feedback store every review and A/B command reads and writes.
+DB = click.option(
+    "--db",
+    help="SQLAlchemy URL of the store: sqlite:///PATH or postgresql://USER@HOST/DB "
+    "[default: sqlite:///saves/review/review.db].",
+)
+
+
+def open_db(db: str | None):
+    from medfactory.feedback.store import default_url, open_store
+
+    return open_store(db or default_url(paths.PROJECT_ROOT))
+
+
 def unwind_on_termination() -> None:
     """SIGTERM and SIGHUP (a closed terminal) unwind like Ctrl-C.
 

@@ -7,20 +7,8 @@ from pathlib import Path
 
 import click
 
-from medfactory.cli.common import ExampleGroup, with_example
-
-DB = click.option(
-    "--db",
-    help="SQLAlchemy URL of the store: sqlite:///PATH or postgresql://USER@HOST/DB "
-    "[default: sqlite:///saves/review/review.db].",
-)
-
-
-def _store(db: str | None):
-    from medfactory import paths
-    from medfactory.feedback.store import default_url, open_store
-
-    return open_store(db or default_url(paths.PROJECT_ROOT))
+from medfactory.cli.common import DB, ExampleGroup, with_example
+from medfactory.cli.common import open_db as _store
 
 
 @click.group(cls=ExampleGroup)

@@ -31,7 +31,10 @@ def _state_dir() -> Path:
 
 @click.group(cls=ExampleGroup, invoke_without_command=True)
 @click.option("--model", type=click.Path(path_type=Path), help="Model folder (merged or base).")
-@click.option("--adapter", type=click.Path(path_type=Path), help="Serve this LoRA adapter too.")
+@click.option(
+    "--adapter", multiple=True, metavar="NAME=PATH",
+    help="Also serve this LoRA adapter as model NAME (repeatable; a bare PATH is MODEL-lora).",
+)  # fmt: skip
 @click.option("--template", help="The recipe's LLaMA-Factory template, e.g. qwen, deepseekr1.")
 @click.option("--port", default=8000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -74,17 +77,18 @@ def _serve(
     gpu_memory_utilization, tensor_parallel_size, backend, chat_template, thinking,
     foreground, no_verify, timeout,
 ) -> None:  # fmt: skip
-    from deploy.server import ServerSpec
+    from deploy.server import ServerSpec, parse_adapters
     from deploy.serving import serve as start_serving
     from medfactory import paths
 
     unwind_on_termination()  # the server it starts is stopped, not orphaned
     python = paths.vllm_python() if backend == "vllm" else paths.llamafactory_cli()
+    adapters = parse_adapters(adapter, served_model_name or Path(model).name)
     spec = ServerSpec(
         python=python, model=Path(model), port=port, host=host, backend=backend,
         served_model_name=served_model_name, max_model_len=max_model_len,
         chat_template=chat_template, template=template, enable_thinking=thinking,
-        adapter=adapter, api_key=api_key, gpu_memory_utilization=gpu_memory_utilization,
+        adapters=adapters, api_key=api_key, gpu_memory_utilization=gpu_memory_utilization,
         tensor_parallel_size=tensor_parallel_size,
     )  # fmt: skip
     spinner = _Spinner(f"starting {backend} on {spec.base_url} (log in {_state_dir()})")
@@ -170,15 +174,22 @@ def verify_command(
 
     Compares the server's /tokenize ids with LLaMA-Factory's training encoding
     over single-turn, multi-turn, system-prompt, Chinese/English and reasoning
-    conversations; then checks that two chats complete and stop.
+    conversations; then checks that two chats complete and stop. Every served
+    model (the base and each LoRA adapter) is checked, or --model-name alone.
     """
     from deploy.client import Endpoint
-    from deploy.verify import verify
+    from deploy.verify import verify_each
 
     server = Endpoint(endpoint, api_key=api_key, model=model_name)
-    result = verify(server, model, template, thinking is not False, max_tokens)
+    names = [server.check()] if model_name else None
+    results = verify_each(server, model, template, thinking is not False, names, max_tokens)
+    passed = all(result.passed for result in results.values())
     if report:
+        if len(results) == 1:
+            written = next(iter(results.values())).as_dict()
+        else:
+            written = {"passed": passed, "models": {n: r.as_dict() for n, r in results.items()}}
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(result.as_dict(), indent=1, ensure_ascii=False) + "\n")
-    if not result.passed:
+        report.write_text(json.dumps(written, indent=1, ensure_ascii=False) + "\n")
+    if not passed:
         raise SystemExit(1)

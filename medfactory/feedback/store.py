@@ -35,7 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from medfactory.feedback.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = "saves/review/review.db"
 # A stored verdict is relative to the item's pair of versions, never to what was shown.
 VERDICTS = ("left", "right", "tie", "both_bad")
@@ -131,9 +131,76 @@ class Arbitration(Base):
     submit_key: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
 
 
+class Experiment(Base):
+    """A live A/B experiment behind the gateway (`--name`)."""
+
+    __tablename__ = "experiments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    arms: Mapped[list] = mapped_column(JSON)  # [{name, endpoint, model, weight}] at the last start
+
+
+class ArmUser(Base):
+    """Which arm a user was given: theirs for the life of the experiment."""
+
+    __tablename__ = "arm_users"
+    __table_args__ = (UniqueConstraint("experiment_id", "user"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    user: Mapped[str] = mapped_column(String(256))
+    arm: Mapped[str] = mapped_column(String(128))
+    assigned_at: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class Exchange(Base):
+    """One request through the gateway and its answer (or its error)."""
+
+    __tablename__ = "exchanges"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    user: Mapped[str] = mapped_column(String(256), index=True)
+    arm: Mapped[str] = mapped_column(String(128))
+    served_model: Mapped[str] = mapped_column(String(256))
+    completion_id: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    conversation: Mapped[str] = mapped_column(String(64))
+    messages: Mapped[list] = mapped_column(JSON)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ttft: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stream: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class ExchangeFeedback(Base):
+    """A thumb, correction or comment on one answer; a newer one clears `current`."""
+
+    __tablename__ = "exchange_feedback"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"), index=True)
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1 up, -1 down
+    correction: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    current: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+
+
+LIVE_AB_TABLES = (Experiment, ArmUser, Exchange, ExchangeFeedback)
+
+
+def _add_live_ab(operations) -> None:
+    Base.metadata.create_all(
+        operations.get_bind(), tables=[model.__table__ for model in LIVE_AB_TABLES]
+    )
+
+
 # Version N's step takes a store at N - 1 to N: `step(operations)` with Alembic's
 # Operations bound to the open connection.
-MIGRATIONS: dict[int, Callable] = {}
+MIGRATIONS: dict[int, Callable] = {2: _add_live_ab}
 
 
 class Store:

@@ -344,15 +344,15 @@ def test_a_store_from_a_newer_medfactory_is_refused(tmp_path):
     open_store(url).close()
     with open_store(url).session() as session:
         session.get(store_module.Meta, "schema_version").value = "99"
-    with pytest.raises(StoreError, match="schema 99, newer than this medfactory's 1; upgrade"):
+    with pytest.raises(StoreError, match="schema 99, newer than this medfactory's 2; upgrade"):
         open_store(url)
 
 
-def test_an_older_store_is_upgraded_in_place(tmp_path, monkeypatch):
-    """A store written at schema 1 opens under a medfactory at schema 2, and keeps its data."""
+def test_a_schema_1_store_is_upgraded_in_place_and_keeps_its_studies(tmp_path):
+    """A store written before the live A/B tables (schema 1) gains them on open."""
     import sqlalchemy as sa
 
-    from medfactory.feedback import store as store_module
+    from medfactory.feedback.store import LIVE_AB_TABLES
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     old = open_store(url)
@@ -362,18 +362,17 @@ def test_an_older_store_is_upgraded_in_place(tmp_path, monkeypatch):
             "kept", [predictions(tmp_path, "a"), predictions(tmp_path, "b")], ["d1"], overlap=1
         ),
     )
+    with old.engine.begin() as connection:  # back to what schema 1 wrote
+        for model in reversed(LIVE_AB_TABLES):
+            model.__table__.drop(connection)
+        connection.execute(sa.text("update medfactory_meta set value = '1'"))
     old.close()
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(
-        store_module.MIGRATIONS,
-        2,
-        lambda op: op.add_column("studies", sa.Column("note", sa.Text())),
-    )
+
     store = open_store(url)
     with store.engine.connect() as connection:
-        columns_now = [c["name"] for c in sa.inspect(connection).get_columns("studies")]
+        tables = set(sa.inspect(connection).get_table_names())
         version = connection.execute(sa.text("select value from medfactory_meta")).scalar()
-    assert "note" in columns_now and version == "2"
+    assert {m.__tablename__ for m in LIVE_AB_TABLES} <= tables and version == "2"
     assert status(store, "kept")["raters"] == {"d1": {"done": 0, "assigned": 12}}
 
 

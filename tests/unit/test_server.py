@@ -1,11 +1,12 @@
 import json
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 
 from deploy.process import ServerStartError
-from deploy.server import Server, ServerSpec, server_argv, server_env
+from deploy.server import Server, ServerSpec, parse_adapters, server_argv, server_env
 
 
 def spec(tmp_path, **kw):
@@ -70,9 +71,13 @@ def test_vllm_gets_the_chat_template_reasoning_parser_key_and_lora(tmp_path):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text('{"r": 12}')
+    adapter2 = tmp_path / "adapter2"
+    adapter2.mkdir()
+    (adapter2 / "adapter_config.json").write_text('{"r": 40}')
     s = spec(
         tmp_path, chat_template=tmp_path / "t.jinja", reasoning_parser="deepseek_r1",
-        enable_thinking=False, adapter=adapter, api_key="k", served_model_name="med",
+        enable_thinking=False, adapters=parse_adapters([str(adapter), f"v2={adapter2}"], "med"),
+        api_key="k", served_model_name="med",
         gpu_memory_utilization=0.8, tensor_parallel_size=2,
     )  # fmt: skip
     argv = server_argv(s)
@@ -81,9 +86,11 @@ def test_vllm_gets_the_chat_template_reasoning_parser_key_and_lora(tmp_path):
     assert json.loads(argv[argv.index("--default-chat-template-kwargs") + 1]) == {
         "enable_thinking": False
     }
-    assert argv[argv.index("--lora-modules") + 1] == f"med-lora={adapter}"
+    modules = argv.index("--lora-modules")
+    assert argv[modules + 1 : modules + 3] == [f"med-lora={adapter}", f"v2={adapter2}"]
     assert "--enable-lora" in argv
-    assert argv[argv.index("--max-lora-rank") + 1] == "16"  # the next rank vLLM accepts
+    assert argv[argv.index("--max-lora-rank") + 1] == "64"  # the next rank vLLM accepts
+    assert argv[argv.index("--max-loras") + 1] == "2"  # both versions in one batch
     assert argv[argv.index("--api-key") + 1] == "k"
     assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.8"
     assert argv[argv.index("--tensor-parallel-size") + 1] == "2"
@@ -91,7 +98,18 @@ def test_vllm_gets_the_chat_template_reasoning_parser_key_and_lora(tmp_path):
 
 def test_an_adapter_without_its_config_is_named(tmp_path):
     with pytest.raises(ServerStartError, match="adapter_config.json: cannot read the LoRA rank"):
-        server_argv(spec(tmp_path, adapter=tmp_path))
+        server_argv(spec(tmp_path, adapters=(("a", tmp_path),)))
+
+
+def test_adapter_names_must_differ_and_llamafactory_serves_one(tmp_path):
+    with pytest.raises(ServerStartError, match="served names must differ"):
+        parse_adapters(["v1=a", "v1=b"], "med")
+    with pytest.raises(ServerStartError, match="served names must differ"):
+        parse_adapters(["med=a"], "med")
+    assert parse_adapters(["saves/x=1/lora"], "med") == (("med-lora", Path("saves/x=1/lora")),)
+    two = spec(tmp_path, backend="llamafactory", adapters=(("a", tmp_path), ("b", tmp_path)))
+    with pytest.raises(ServerStartError, match="serves one adapter"):
+        server_argv(two)
 
 
 def test_llamafactory_backend_runs_its_api_with_env_settings(tmp_path):

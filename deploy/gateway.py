@@ -1,0 +1,479 @@
+"""The A/B gateway: one OpenAI-compatible front for several served versions.
+
+Each request's `user` (OpenAI's own field) picks an arm by a stable hash,
+weighted; the arm's server answers under the arm's served model name, whatever
+`model` the client sent. The gateway adds the header `X-Medfactory-Arm`,
+keeps the backend's completion id, hands every exchange and every piece of
+feedback to a `Recorder` (the store lives outside `deploy/`), and counts per
+arm in its own Prometheus registry, because vLLM counts LoRA requests under the
+base model.
+
+The stream is forwarded event by event as it arrives; parsing it for the
+record happens on the side and the record is written before `[DONE]`, so a
+client that sends feedback right after the answer always finds it.
+"""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from deploy.client import Endpoint, EndpointError
+
+ARM_HEADER = "X-Medfactory-Arm"
+CONVERSATION_HEADER = "X-Medfactory-Conversation"
+DEFAULT_PORT = 8100
+ARM_EXAMPLE = "base=http://127.0.0.1:8000,model=tiny,weight=1"
+
+
+class GatewayError(RuntimeError):
+    """The gateway cannot start as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    endpoint: str  # the server's base URL, without /v1
+    model: str | None = None  # its served model name; settled at start-up
+    weight: float = 1.0
+
+
+def parse_arm(text: str) -> Arm:
+    """`NAME=ENDPOINT[,model=SERVED_NAME][,weight=W]` -> Arm."""
+    name, sep, rest = text.partition("=")
+    parts = rest.split(",")
+    if not sep or not name.strip() or not parts[0].strip():
+        raise GatewayError(
+            f"--arm {text!r}: expected NAME=ENDPOINT[,model=NAME][,weight=W], e.g. {ARM_EXAMPLE}"
+        )
+    options: dict[str, str] = {}
+    for part in parts[1:]:
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in ("model", "weight") or key.strip() in options:
+            raise GatewayError(
+                f"--arm {text!r}: {part!r} is not model=NAME or weight=W (each at most once)"
+            )
+        options[key.strip()] = value.strip()
+    try:
+        weight = float(options.get("weight", "1"))
+    except ValueError:
+        weight = -1.0
+    if not weight > 0 or weight == float("inf"):
+        raise GatewayError(f"--arm {text!r}: weight must be a positive number")
+    endpoint = parts[0].strip().rstrip("/").removesuffix("/v1")
+    if not endpoint.startswith(("http://", "https://")):
+        raise GatewayError(f"--arm {text!r}: the endpoint must be an http:// or https:// URL")
+    return Arm(name.strip(), endpoint, options.get("model") or None, weight)
+
+
+def check_arms(arms: list[Arm], api_key: str | None = None) -> list[Arm]:
+    """Reach every arm's server and settle its served model; GatewayError naming the arm
+    and address when one is down or does not serve that model."""
+    if len(arms) < 1:
+        raise GatewayError(f"no --arm given; e.g. --arm {ARM_EXAMPLE}")
+    names = [arm.name for arm in arms]
+    if len(set(names)) < len(names):
+        raise GatewayError(f"two arms share a name ({', '.join(names)}); name each arm once")
+    settled = []
+    for arm in arms:
+        endpoint = Endpoint(arm.endpoint, api_key=api_key, model=arm.model)
+        try:
+            served = endpoint.models()
+            if arm.model is None and len(served) > 1:
+                raise EndpointError(
+                    f"it serves several models ({', '.join(served)}); add model=NAME to the arm"
+                )
+            model = endpoint.check()
+        except EndpointError as error:
+            raise GatewayError(f"arm {arm.name!r} ({arm.endpoint}): {error}") from None
+        settled.append(Arm(arm.name, arm.endpoint, model, arm.weight))
+    return settled
+
+
+def assign(experiment: str, user: str, arms: list[Arm]) -> Arm:
+    """The arm for `user`: a stable hash (the same in every process and release) mapped
+    onto the arms' cumulative weights."""
+    digest = hashlib.sha256(f"{experiment}\x00{user}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(arm.weight for arm in arms)
+    for arm in arms:
+        point -= arm.weight
+        if point < 0:
+            return arm
+    return arms[-1]
+
+
+def conversation_key(user: str, messages: list) -> str:
+    """Turns of one chat share their opening: the user and everything up to the first
+    user message. A client can name the conversation itself with a header instead."""
+    opening = []
+    for message in messages:
+        opening.append(message)
+        if isinstance(message, dict) and message.get("role") == "user":
+            break
+    text = json.dumps([user, opening], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Exchange:
+    """One request through the gateway, as recorded."""
+
+    experiment: str
+    user: str
+    arm: str
+    served_model: str
+    conversation: str
+    messages: list
+    stream: bool
+    started: float = field(default_factory=time.time)
+    completion_id: str | None = None
+    answer: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft: float | None = None  # seconds to the first token (streamed requests)
+    latency: float | None = None  # seconds to the end of the answer
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Feedback:
+    completion_id: str
+    user: str
+    rating: int | None  # 1 thumbs up, -1 thumbs down
+    correction: str
+    comment: str
+
+
+class Recorder(Protocol):
+    def assignments(self) -> dict[str, str]:
+        """user -> arm name, as assigned so far in this experiment."""
+
+    def assign(self, user: str, arm: str) -> None: ...
+
+    def record(self, exchange: Exchange) -> None: ...
+
+    def feedback(self, feedback: Feedback) -> str | None:
+        """Store it; the arm of the completion, or None when this user got no such one."""
+
+
+class Metrics:
+    """The gateway's own Prometheus registry, every series labelled by arm."""
+
+    def __init__(self, arms: list[Arm]):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        buckets = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, float("inf"))
+        prefix = "medfactory_gateway_"
+        self.requests = Counter(
+            f"{prefix}requests", "Chat requests", ["arm"], registry=self.registry
+        )
+        self.errors = Counter(
+            f"{prefix}errors", "Failed chat requests", ["arm"], registry=self.registry
+        )
+        self.ttft = Histogram(
+            f"{prefix}time_to_first_token_seconds", "Time to the first streamed token",
+            ["arm"], buckets=buckets, registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            f"{prefix}request_latency_seconds", "Time to the end of the answer",
+            ["arm"], buckets=buckets, registry=self.registry,
+        )  # fmt: skip
+        self.tokens = Counter(f"{prefix}tokens", "Tokens", ["arm", "kind"], registry=self.registry)
+        self.feedback = Counter(
+            f"{prefix}feedback", "Thumbs up and down", ["arm", "rating"], registry=self.registry
+        )
+        for arm in arms:  # every arm shows up from the first scrape, at zero
+            for series in (self.requests, self.errors, self.ttft, self.latency):
+                series.labels(arm.name)
+            for kind in ("prompt", "completion"):
+                self.tokens.labels(arm.name, kind)
+            for rating in ("up", "down"):
+                self.feedback.labels(arm.name, rating)
+
+    def observe(self, exchange: Exchange) -> None:
+        arm = exchange.arm
+        self.requests.labels(arm).inc()
+        if exchange.error:
+            self.errors.labels(arm).inc()
+        if exchange.ttft is not None:
+            self.ttft.labels(arm).observe(exchange.ttft)
+        if exchange.latency is not None and not exchange.error:
+            self.latency.labels(arm).observe(exchange.latency)
+        self.tokens.labels(arm, "prompt").inc(exchange.prompt_tokens or 0)
+        self.tokens.labels(arm, "completion").inc(exchange.completion_tokens or 0)
+
+
+def openai_error(message: str, kind: str = "invalid_request_error", param: str | None = None,
+                 code: int | None = None) -> dict:  # fmt: skip
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def create_app(
+    arms: list[Arm],
+    recorder: Recorder,
+    experiment: str = "ab",
+    api_key: str | None = None,
+    backend_api_key: str | None = None,
+    timeout: float = 600.0,
+):
+    """The FastAPI app; `arms` as settled by `check_arms`."""
+    import httpx
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    by_name = {arm.name: arm for arm in arms}
+    metrics = Metrics(arms)
+    assigned = {user: arm for user, arm in recorder.assignments().items() if arm in by_name}
+    backend_headers = {"Authorization": f"Bearer {backend_api_key}"} if backend_api_key else {}
+    clients: dict[str, httpx.AsyncClient] = {}
+
+    async def lifespan(_app):
+        # No pool limit: the gateway must not queue what vLLM would batch.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+        for arm in arms:
+            clients[arm.name] = httpx.AsyncClient(
+                base_url=arm.endpoint, headers=backend_headers, limits=limits,
+                timeout=httpx.Timeout(timeout, connect=10.0),
+            )  # fmt: skip
+        yield
+        for client in clients.values():
+            await client.aclose()
+
+    app = FastAPI(title="medfactory A/B gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def require_key(request: Request, call_next):
+        if api_key and request.url.path != "/health":
+            sent = request.headers.get("authorization", "")
+            if not hmac.compare_digest(sent.encode(), f"Bearer {api_key}".encode()):
+                return JSONResponse(
+                    openai_error("missing or wrong API key (Authorization: Bearer KEY)",
+                                 "authentication_error"), status_code=401,
+                )  # fmt: skip
+        return await call_next(request)
+
+    async def arm_for(user: str) -> Arm:
+        name = assigned.get(user)
+        if name is None:
+            name = assign(experiment, user, arms).name
+            assigned[user] = name
+            await asyncio.to_thread(recorder.assign, user, name)
+        return by_name[name]
+
+    async def finish(exchange: Exchange) -> None:
+        exchange.latency = time.time() - exchange.started
+        metrics.observe(exchange)
+        await asyncio.to_thread(recorder.record, exchange)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models():
+        card = {"id": experiment, "object": "model", "created": 0, "owned_by": "medfactory"}
+        return {"object": "list", "data": [card]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        started = time.time()
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse(openai_error("the body is not JSON"), status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse(openai_error("the body must be a JSON object"), status_code=400)
+        user = body.get("user")
+        if not isinstance(user, str) or not user.strip():
+            message = "'user' is required: the A/B gateway assigns each user to one version"
+            return JSONResponse(openai_error(message, param="user"), status_code=400)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            message = "'messages' must be a non-empty list of chat messages"
+            return JSONResponse(openai_error(message, param="messages"), status_code=400)
+        arm = await arm_for(user)
+        stream = bool(body.get("stream"))
+        exchange = Exchange(
+            experiment, user, arm.name, arm.model,
+            request.headers.get(CONVERSATION_HEADER) or conversation_key(user, messages),
+            messages, stream, started=started,
+        )  # fmt: skip
+        forwarded = {**body, "model": arm.model}
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if stream:  # usage is what the record needs; the client sees it only if it asked
+            forwarded["stream_options"] = {
+                **(body.get("stream_options") or {}),
+                "include_usage": True,
+            }
+        headers = {ARM_HEADER: arm.name}
+        client = clients[arm.name]
+        try:
+            reply = await client.send(
+                client.build_request("POST", "/v1/chat/completions", json=forwarded), stream=True
+            )
+        except httpx.HTTPError as error:
+            exchange.error = f"backend unreachable: {type(error).__name__}: {error}"
+            await finish(exchange)
+            message = "the model server behind this gateway is unavailable; try again later"
+            return JSONResponse(
+                openai_error(message, "server_error", code=502), status_code=502, headers=headers
+            )
+        if reply.status_code >= 400 or not stream:
+            try:
+                content = await reply.aread()
+            except httpx.HTTPError as error:
+                content, reply.status_code = b"", 502
+                exchange.error = f"backend failed mid-answer: {type(error).__name__}"
+            finally:
+                await reply.aclose()
+            _read_reply(exchange, reply.status_code, content)
+            await finish(exchange)
+            if reply.status_code >= 400 and not content:
+                content = json.dumps(openai_error("the model server failed", "server_error",
+                                                  code=reply.status_code)).encode()  # fmt: skip
+            return Response(content, status_code=reply.status_code, headers=headers,
+                            media_type="application/json")  # fmt: skip
+        return StreamingResponse(
+            _relay(reply, exchange, wants_usage, finish), headers=headers,
+            media_type="text/event-stream",
+        )  # fmt: skip
+
+    class FeedbackIn(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        id: str
+        user: str
+        rating: Literal[1, -1] | None = None
+        correction: str = ""
+        comment: str = ""
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        try:
+            given = FeedbackIn.model_validate_json(await request.body())
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
+            )
+            return JSONResponse(openai_error(f"feedback: {problems}"), status_code=400)
+        if given.rating is None and not given.correction.strip() and not given.comment.strip():
+            message = "feedback needs a rating (1 or -1), a correction or a comment"
+            return JSONResponse(openai_error(message), status_code=400)
+        item = Feedback(given.id, given.user, given.rating, given.correction, given.comment)
+        arm = await asyncio.to_thread(recorder.feedback, item)
+        if arm is None:
+            message = f"no completion {given.id!r} was given to user {given.user!r}"
+            return JSONResponse(openai_error(message, "not_found_error"), status_code=404)
+        if given.rating is not None:
+            metrics.feedback.labels(arm, "up" if given.rating > 0 else "down").inc()
+        return {"id": given.id, "object": "feedback", "status": "recorded"}
+
+    return app
+
+
+def _read_reply(exchange: Exchange, status: int, content: bytes) -> None:
+    """Fill the record from a whole (non-streamed or refused) reply."""
+    try:
+        reply = json.loads(content) if content else {}
+    except ValueError:
+        reply = {}
+    if status >= 400:
+        error = reply.get("error") if isinstance(reply, dict) else None
+        detail = error.get("message") if isinstance(error, dict) else reply.get("message", "")
+        exchange.error = exchange.error or f"HTTP {status}: {str(detail)[:300]}"
+        return
+    exchange.completion_id = reply.get("id")
+    choice = (reply.get("choices") or [{}])[0]
+    exchange.answer = (choice.get("message") or {}).get("content") or ""
+    exchange.finish_reason = choice.get("finish_reason")
+    usage = reply.get("usage") or {}
+    exchange.prompt_tokens = usage.get("prompt_tokens")
+    exchange.completion_tokens = usage.get("completion_tokens")
+
+
+def _event_payload(event: bytes) -> bytes | None:
+    for line in event.splitlines():
+        if line.startswith(b"data:"):
+            return line[5:].strip()
+    return None
+
+
+async def _relay(reply, exchange: Exchange, wants_usage: bool, finish) -> AsyncIterator[bytes]:
+    """Forward the backend's server-sent events, reading the record off them."""
+    import httpx
+
+    pieces: list[str] = []
+    buffer = b""
+    done = False
+    try:
+        async for chunk in reply.aiter_bytes():
+            buffer += chunk
+            *events, buffer = buffer.split(b"\n\n")
+            out = []
+            for event in events:
+                payload = _event_payload(event)
+                if payload == b"[DONE]":
+                    done = True
+                    continue  # sent after the record is written
+                if payload and not _take_chunk(payload, exchange, pieces) and not wants_usage:
+                    continue  # the usage chunk the gateway asked for on its own account
+                out.append(event + b"\n\n")
+            if out:
+                yield b"".join(out)
+        if not done and not exchange.error:
+            exchange.error = "the model server ended the stream before [DONE]"
+    except httpx.HTTPError as error:
+        exchange.error = f"the model server failed mid-stream: {type(error).__name__}"
+    except BaseException:  # the client went away: still recorded, never lost
+        exchange.error = exchange.error or "the client disconnected mid-stream"
+        exchange.answer = "".join(pieces)
+        await reply.aclose()
+        await asyncio.shield(finish(exchange))
+        raise
+    await reply.aclose()
+    exchange.answer = "".join(pieces)
+    await finish(exchange)
+    if exchange.error and not done:
+        error = openai_error(exchange.error, "server_error", code=502)
+        yield b"data: " + json.dumps(error).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def _take_chunk(payload: bytes, exchange: Exchange, pieces: list[str]) -> bool:
+    """Read one chunk into the record; False for a usage-only chunk (no choices)."""
+    try:
+        chunk = json.loads(payload)
+    except ValueError:
+        return True
+    if "error" in chunk:
+        error = chunk["error"]
+        exchange.error = str(error.get("message") if isinstance(error, dict) else error)[:300]
+        return True
+    exchange.completion_id = exchange.completion_id or chunk.get("id")
+    usage = chunk.get("usage")
+    if usage:
+        exchange.prompt_tokens = usage.get("prompt_tokens")
+        exchange.completion_tokens = usage.get("completion_tokens")
+    choices = chunk.get("choices") or []
+    for choice in choices:
+        delta = choice.get("delta") or {}
+        text = delta.get("content") or ""
+        if (text or delta.get("reasoning_content")) and exchange.ttft is None:
+            exchange.ttft = time.time() - exchange.started
+        if text:
+            pieces.append(text)
+        if choice.get("finish_reason"):
+            exchange.finish_reason = choice["finish_reason"]
+    return bool(choices)

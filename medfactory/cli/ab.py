@@ -1,0 +1,144 @@
+"""`medfactory gateway|chat|ab|monitor`: live A/B of served versions."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from medfactory.cli.common import DB, ExampleGroup, open_db, with_example
+
+NAME = click.option(
+    "--name", default="ab", show_default=True, help="The experiment (what /v1/models lists)."
+)
+
+
+@with_example(
+    "medfactory gateway --arm base=http://127.0.0.1:8000,model=tiny "
+    "--arm lora=http://127.0.0.1:8000,model=lora --port 8100"
+)
+@click.command()
+@click.option(
+    "--arm", "arms", multiple=True, required=True, metavar="NAME=ENDPOINT[,model=M][,weight=W]",
+    help="A version: its server, served model name and share of users (repeatable).",
+)  # fmt: skip
+@NAME
+@click.option("--port", default=8100, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--api-key", envvar="MEDFACTORY_GATEWAY_API_KEY", help="Require this key of clients.")
+@click.option("--backend-api-key", envvar="MEDFACTORY_API_KEY", help="The arms' servers' API key.")
+@DB
+def gateway(arms, name, port, host, api_key, backend_api_key, db) -> None:
+    """An OpenAI-compatible gateway that splits users between versions and records it all.
+
+    Each request's `user` field picks the user's arm (a stable, weighted hash;
+    theirs for the life of the experiment). Every exchange and every
+    thumbs-up, thumbs-down or correction (POST /v1/feedback) goes into the
+    store; /metrics has per-arm Prometheus series. Ctrl-C stops it.
+    """
+    from deploy.gateway import parse_arm
+    from medfactory.feedback.exchanges import serve_gateway
+
+    parsed = [parse_arm(arm) for arm in arms]
+    serve_gateway(parsed, name, open_db(db), host, port, api_key, backend_api_key, click.echo)
+
+
+@with_example("medfactory chat --gateway http://127.0.0.1:8100 --port 7870")
+@click.command()
+@click.option("--gateway", "gateway_url", required=True, help="The A/B gateway's URL.")
+@click.option("--port", default=7870, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--api-key", envvar="MEDFACTORY_GATEWAY_API_KEY", help="The gateway's --api-key.")
+@click.option("--access-code", envvar="MEDFACTORY_ACCESS_CODE", help="Shared code to log in.")
+@click.option("--max-tokens", default=512, show_default=True, help="Longest answer.")
+def chat(gateway_url, port, host, api_key, access_code, max_tokens) -> None:
+    """A chat page for clinicians: streamed answers, thumbs, better answers; no version shown.
+
+    Each clinician logs in with a name (and --access-code when given), which
+    is the user the gateway assigns to a version. Ctrl-C stops it.
+    """
+    from deploy.client import Endpoint
+    from deploy.process import port_in_use
+    from medfactory.feedback.chat import serve_chat_page
+
+    if port_in_use(host, port):
+        raise click.ClickException(f"port {port} on {host} is already in use; pass another --port")
+    Endpoint(gateway_url, api_key=api_key).models()  # a wrong address or key: one message now
+    click.echo(f"chat page on http://{host}:{port} for {gateway_url} (Ctrl-C stops it)")
+    serve_chat_page(gateway_url, host, port, api_key, access_code, max_tokens)
+
+
+@click.group(cls=ExampleGroup)
+def ab() -> None:
+    """The live A/B experiment's record: per-version report."""
+
+
+@with_example("medfactory ab report --since 7d --json")
+@ab.command()
+@NAME
+@click.option("--since", help="Only exchanges from then: 2026-12-01, 2026-12-01T09:30, 2h, 7d.")
+@click.option("--out", type=click.Path(path_type=Path), help="[default: saves/ab/NAME]")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@DB
+def report(name, since, out, as_json, db) -> None:
+    """Per arm: users, answers, thumbs-up rate with its interval, the difference and its test,
+    corrections, errors, TTFT and latency; report.md/json/png."""
+    from medfactory import paths
+    from medfactory.feedback.ab_report import markdown, write_ab_report
+    from medfactory.feedback.exchanges import parse_since
+
+    out = out or paths.PROJECT_ROOT / "saves" / "ab" / name
+    result = write_ab_report(open_db(db), name, out, parse_since(since))
+    if as_json:
+        click.echo(json.dumps(result, indent=1, ensure_ascii=False))
+        return
+    click.echo(markdown(result, None))
+    click.echo(f"report: {out / 'report.md'} ({out / 'report.json'}, {out / 'report.png'})")
+
+
+@with_example(
+    "medfactory monitor --endpoint http://127.0.0.1:8000 --gateway http://127.0.0.1:8100 "
+    "--max-error-rate 0.05 --max-p95-latency 10 --csv monitor.csv"
+)
+@click.command()
+@click.option("--endpoint", help="The vLLM server's URL.")
+@click.option("--gateway", "gateway_url", help="The A/B gateway's URL.")
+@click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="The vLLM server's API key.")
+@click.option("--gateway-api-key", envvar="MEDFACTORY_GATEWAY_API_KEY")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append every refresh's figures to this CSV.")  # fmt: skip
+@click.option("--max-error-rate", type=float, help="Red above this share of failed requests.")
+@click.option("--max-p95-latency", type=float, help="Red above this p95 latency (seconds).")
+@click.option("--iterations", type=click.IntRange(min=1), help="Stop after N refreshes.")
+def monitor(
+    endpoint, gateway_url, api_key, gateway_api_key, interval, csv_path, max_error_rate,
+    max_p95_latency, iterations,
+) -> None:  # fmt: skip
+    """A live view of vLLM's metrics and the gateway's per-arm metrics.
+
+    Every figure is over the last interval: requests and errors per second,
+    running and waiting requests, KV-cache use, TTFT and latency p50/p95,
+    thumbs. Ctrl-C stops it.
+    """
+    from rich.console import Console
+    from rich.live import Live
+
+    from deploy.monitor import Monitor, table
+
+    watch = Monitor(endpoint, gateway_url, api_key, gateway_api_key, csv_path)
+    console = Console()
+    done = 0
+    with Live(console=console, auto_refresh=False, transient=not console.is_terminal) as live:
+        try:
+            while iterations is None or done < iterations:
+                time.sleep(interval)
+                rows = watch.refresh()
+                done += 1
+                live.update(table(rows, max_error_rate, max_p95_latency, interval), refresh=True)
+        except KeyboardInterrupt:
+            pass
+    if not console.is_terminal and done:
+        console.print(table(rows, max_error_rate, max_p95_latency, interval))

@@ -1,0 +1,194 @@
+"""The clinicians' chat page (Gradio): streamed multi-turn chat through the A/B gateway.
+
+A clinician enters a name (and the shared access code, when one is set), which
+is the `user` the gateway splits on; thumbs up or down and "suggest a better
+answer" under the replies go to the gateway's /v1/feedback. The page never
+shows which version answered.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import uuid
+from collections.abc import Iterator
+
+from deploy.gateway import CONVERSATION_HEADER
+
+MAX_TOKENS = 512
+
+
+class GatewayClient:
+    """The page's way to the gateway: streamed chats and feedback, as one clinician."""
+
+    def __init__(self, url: str, api_key: str | None = None, max_tokens: int = MAX_TOKENS):
+        import httpx
+
+        self.url = url.rstrip("/").removesuffix("/v1")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=600.0)
+        self.max_tokens = max_tokens
+
+    def stream(self, user: str, conversation: str, messages: list[dict]) -> Iterator[tuple]:
+        """Yield (text so far, completion id) as the answer streams in."""
+        body = {
+            "model": "ab", "messages": messages, "user": user, "stream": True,
+            "max_tokens": self.max_tokens,
+        }  # fmt: skip
+        headers = {CONVERSATION_HEADER: conversation}
+        text, completion_id = "", None
+        with self.http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as reply:
+            if reply.status_code >= 400:
+                reply.read()
+                raise ChatError(_message_of(reply.text) or f"HTTP {reply.status_code}")
+            for line in reply.iter_lines():
+                if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                    continue
+                chunk = json.loads(line[5:])
+                if "error" in chunk:
+                    raise ChatError(_message_of(json.dumps(chunk)))
+                completion_id = completion_id or chunk.get("id")
+                for choice in chunk.get("choices") or []:
+                    text += (choice.get("delta") or {}).get("content") or ""
+                yield text, completion_id
+
+    def feedback(self, user: str, completion_id: str, **fields) -> None:
+        reply = self.http.post(
+            "/v1/feedback", json={"id": completion_id, "user": user, **fields}, timeout=30
+        )
+        if reply.status_code >= 400:
+            raise ChatError(_message_of(reply.text) or f"HTTP {reply.status_code}")
+
+
+class ChatError(RuntimeError):
+    pass
+
+
+def _message_of(text: str) -> str:
+    try:
+        return json.loads(text)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return text[:300]
+
+
+def create_chat_page(client: GatewayClient, access_code: str | None = None):
+    """The Gradio Blocks of the page."""
+    import gradio as gr
+
+    def log_in(name: str, code: str):
+        name = (name or "").strip()
+        if not name:
+            return "", gr.update(), gr.update(), "Enter your name to start."
+        if access_code and not hmac.compare_digest((code or "").encode(), access_code.encode()):
+            return "", gr.update(), gr.update(), "Wrong access code."
+        return name, gr.update(visible=False), gr.update(visible=True), ""
+
+    def ask(question: str, history: list, user: str, conversation: str, ids: dict):
+        question = (question or "").strip()
+        if not question or not user:
+            yield history, question, ids, ""
+            return
+        messages = [{"role": m["role"], "content": m["content"]} for m in history]
+        messages.append({"role": "user", "content": question})
+        shown = [*messages, {"role": "assistant", "content": ""}]
+        yield shown, "", ids, ""
+        try:
+            for text, completion_id in client.stream(user, conversation, messages):
+                shown[-1] = {"role": "assistant", "content": text}
+                ids = {**ids, str(len(shown) - 1): completion_id}
+                yield shown, "", ids, ""
+        except ChatError as error:
+            yield messages, question, ids, f"The model could not answer: {error}"
+
+    def rate(user: str, ids: dict, data: gr.LikeData):
+        completion_id = ids.get(str(_index(data.index)))
+        if completion_id is None or data.liked not in (True, False):
+            return ""
+        try:
+            client.feedback(user, completion_id, rating=1 if data.liked else -1)
+        except ChatError as error:
+            return f"Feedback not saved: {error}"
+        return "Thank you: feedback saved."
+
+    def choose(data: gr.SelectData):
+        return _index(data.index)
+
+    def suggest(text: str, user: str, ids: dict, chosen: int | None):
+        text = (text or "").strip()
+        if not text:
+            return text, "Write the better answer first."
+        if not ids:
+            return text, "There is no answer to improve yet."
+        index = str(chosen) if str(chosen) in ids else max(ids, key=int)
+        try:
+            client.feedback(user, ids[index], correction=text)
+        except ChatError as error:
+            return text, f"Suggestion not saved: {error}"
+        return "", "Thank you: your suggested answer is saved."
+
+    def restart():
+        return [], str(uuid.uuid4()), {}, None, ""
+
+    with gr.Blocks(title="medfactory chat", analytics_enabled=False) as page:
+        user = gr.State("")
+        conversation = gr.State(lambda: str(uuid.uuid4()))
+        ids = gr.State({})  # message index -> completion id
+        chosen = gr.State(None)
+        gr.Markdown("## medfactory chat")
+        with gr.Column(visible=True) as login_box:
+            name = gr.Textbox(label="Your name", elem_id="login-name")
+            code = gr.Textbox(
+                label="Access code", type="password", visible=bool(access_code),
+                elem_id="login-code",
+            )  # fmt: skip
+            enter = gr.Button("Start", variant="primary", elem_id="login-button")
+            refused = gr.Markdown(elem_id="login-message")
+        with gr.Column(visible=False) as chat_box:
+            chatbot = gr.Chatbot(
+                type="messages", elem_id="chat", height=420, feedback_options=("Like", "Dislike"),
+                show_copy_button=True,
+            )  # fmt: skip
+            question = gr.Textbox(
+                label="Question", placeholder="Ask the model", elem_id="question", lines=2
+            )
+            with gr.Row():
+                send = gr.Button("Send", variant="primary", elem_id="send")
+                new = gr.Button("New conversation", elem_id="new-conversation")
+            correction = gr.Textbox(
+                label="Suggest a better answer (for the reply you clicked, else the last one)",
+                elem_id="correction", lines=3,
+            )  # fmt: skip
+            suggest_button = gr.Button("Send suggestion", elem_id="send-suggestion")
+            notice = gr.Markdown(elem_id="notice")
+
+        enter.click(log_in, [name, code], [user, login_box, chat_box, refused])
+        name.submit(log_in, [name, code], [user, login_box, chat_box, refused])
+        chat_inputs = [question, chatbot, user, conversation, ids]
+        chat_outputs = [chatbot, question, ids, notice]
+        send.click(ask, chat_inputs, chat_outputs)
+        question.submit(ask, chat_inputs, chat_outputs)
+        chatbot.like(rate, [user, ids], notice)
+        chatbot.select(choose, None, chosen)
+        suggest_button.click(suggest, [correction, user, ids, chosen], [correction, notice])
+        new.click(restart, None, [chatbot, conversation, ids, chosen, notice])
+    return page
+
+
+def _index(index) -> int:
+    return index[0] if isinstance(index, list | tuple) else int(index)
+
+
+def serve_chat_page(
+    gateway: str, host: str, port: int, api_key: str | None = None,
+    access_code: str | None = None, max_tokens: int = MAX_TOKENS,
+) -> None:  # fmt: skip
+    """Serve until Ctrl-C."""
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    client = GatewayClient(gateway, api_key, max_tokens)
+    page = create_chat_page(client, access_code)
+    page.queue(default_concurrency_limit=32).launch(
+        server_name=host, server_port=port, share=False, show_api=False, quiet=True,
+        inbrowser=False,
+    )  # fmt: skip
