@@ -80,3 +80,22 @@ def ensure_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = DEFAULT_SE
     build_tiny_model(out_dir, tokenizer_dir, seed=seed)
     stamp.write_text(json.dumps(wanted, indent=2))
     return out_dir
+
+
+def build_tiny_adapter(model_dir: Path, out_dir: Path, seed: int = DEFAULT_SEED) -> Path:
+    """A random LoRA adapter for the tiny model (PEFT's own format, as training writes it).
+
+    Its B matrices are random, not zero, so it answers differently from the base
+    model: a second version to serve beside it without a training run.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    config = LoraConfig(
+        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    get_peft_model(model, config).save_pretrained(out_dir)
+    return Path(out_dir)
