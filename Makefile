@@ -15,6 +15,7 @@ PREDICTIONS := saves/tiny/lora/predict/generated_predictions.jsonl
 BASE_PREDICTIONS := saves/tiny/base/predict/generated_predictions.jsonl
 REVIEW_PORT ?= 8300
 MERGED := saves/tiny/lora/merged
+ADAPTER := saves/tiny/lora/sft
 PORT ?= 8000
 DEMO_DATA := --dataset huatuo_sample --dataset medical_o1_sample
 # One stage of `medfactory demo`: the demo's stages are the one definition of these targets.
@@ -34,7 +35,7 @@ PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
 # package indexes that do not carry that package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install browser postgres review data recipes train predict eval export serve verify stop loadtest webui bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
+.PHONY: help install browser postgres review abtest data recipes train predict eval export serve verify stop loadtest webui bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -130,6 +131,10 @@ review: $(TINY_MODEL)/config.json ## a blind review of the tiny model before and
 		--b $(PREDICTIONS) --raters doctor1,doctor2 --arbiter doctor3 --items 20 --seed 7
 	$(MF) review serve demo --port $(REVIEW_PORT)
 
+abtest: $(TINY_MODEL)/config.json ## live A/B: the base and LoRA tiny model on one vLLM, the gateway, scripted clinicians, the report
+	@test -f $(ADAPTER)/adapter_config.json || $(DEMO_STAGE) convert-huatuo --only convert-medical-o1 --only train
+	$(MF) dev abtest --adapter $(ADAPTER)
+
 webui: $(TINY_MODEL)/config.json ## LLaMA-Factory's WebUI on 127.0.0.1:7860 with our datasets and the tiny model
 	$(MF) webui --model tiny --port 7860
 
@@ -140,6 +145,7 @@ bench: $(TINY_MODEL)/config.json ## benchmarks, with ratios against their baseli
 	$(VENV)/bin/python benchmarks/metrics.py
 	$(VENV)/bin/python benchmarks/loadtest_crosscheck.py
 	$(VENV)/bin/python benchmarks/review.py
+	$(VENV)/bin/python benchmarks/gateway.py
 	$(VENV)/bin/python benchmarks/vram.py
 
 tiny-model: $(TINY_MODEL)/config.json ## build the tiny random-weight test model into .cache/tiny-model

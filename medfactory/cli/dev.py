@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from medfactory import paths
-from medfactory.cli.common import ExampleGroup, with_example
+from medfactory.cli.common import DATASET_DIR, ExampleGroup, unwind_on_termination, with_example
 
 
 @click.group(cls=ExampleGroup)
@@ -67,3 +67,38 @@ def smoke(work_dir: Path | None, steps: int) -> None:
         f"smoke passed: {len(result.losses)} LoRA steps (loss {result.losses[-1]:.3f}), "
         f"vLLM answered {result.completion_tokens} tokens ({result.finish_reason})"
     )
+
+
+@with_example("medfactory dev abtest --adapter saves/tiny/lora/sft --users 8 --turns 2")
+@dev.command()
+@click.option(
+    "--adapter", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="The LoRA version served beside the base model (the demo's: saves/tiny/lora/sft).",
+)  # fmt: skip
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The base model [default: .cache/tiny-model].")  # fmt: skip
+@click.option("--dataset", default="huatuo_sample_test", show_default=True,
+              help="The scripted clinicians' questions and reference answers.")  # fmt: skip
+@DATASET_DIR
+@click.option("--users", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--turns", default=2, show_default=True, type=click.IntRange(min=1))
+def abtest(adapter, model_dir, dataset, dataset_dir, users, turns) -> None:
+    """A live A/B on this machine: the base model and a LoRA adapter on one vLLM server,
+    the gateway in front, scripted clinicians chatting and rating, then the report.
+
+    A scripted clinician gives a thumbs-up when an answer's ROUGE-L against the
+    dataset's answer reaches 0.05, else a thumbs-down (with the dataset's answer
+    as the better one, once per clinician). The record is saves/ab/abtest.db.
+    """
+    from medfactory.dev.abtest import EXPERIMENT, run_abtest
+    from medfactory.feedback.ab_report import markdown
+
+    unwind_on_termination()  # the server it starts is stopped, not orphaned
+    report, _ = run_abtest(
+        paths.PROJECT_ROOT, model_dir or paths.cache_dir() / "tiny-model", adapter, dataset_dir,
+        dataset, users, turns, say=click.echo,
+    )  # fmt: skip
+    click.echo(markdown(report, None))
+    out = paths.PROJECT_ROOT / "saves" / "ab" / EXPERIMENT
+    click.echo(f"report: {out / 'report.md'}; again with: medfactory ab report --name "
+               f"{EXPERIMENT} --db sqlite:///saves/ab/{EXPERIMENT}.db")  # fmt: skip

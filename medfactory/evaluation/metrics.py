@@ -137,7 +137,7 @@ def _score_chunk(pairs: list[tuple[str, str]]) -> list[dict[str, float]]:
     return [score_pair(predict, label) for predict, label in pairs]
 
 
-def _init_worker() -> None:
+def load_jieba_quietly() -> None:
     import logging
 
     import jieba
@@ -156,7 +156,7 @@ def score_pairs(
     chunks = [list(pairs[i : i + _CHUNK]) for i in range(0, len(pairs), _CHUNK)]
     results: list[dict[str, float]] = []
     if workers == 1 or len(chunks) <= 1:
-        _init_worker()
+        load_jieba_quietly()
         for chunk in chunks:
             results.extend(_score_chunk(chunk))
             if on_progress:
@@ -164,7 +164,7 @@ def score_pairs(
         return results
     # Load the dictionary once here: forked workers inherit it instead of each
     # spending a second loading their own.
-    _init_worker()
+    load_jieba_quietly()
     with ProcessPoolExecutor(workers, mp_context=_fork_context()) as pool:
         for chunk, scores in zip(chunks, pool.map(_score_chunk, chunks), strict=True):
             results.extend(scores)

@@ -6,14 +6,12 @@ answer" under the replies go to the gateway's /v1/feedback. The page never
 shows which version answered.
 """
 
-from __future__ import annotations
-
 import hmac
 import json
 import uuid
 from collections.abc import Iterator
 
-from deploy.gateway import CONVERSATION_HEADER
+from deploy.gateway import ARM_HEADER, CONVERSATION_HEADER
 
 MAX_TOKENS = 512
 
@@ -30,7 +28,7 @@ class GatewayClient:
         self.max_tokens = max_tokens
 
     def stream(self, user: str, conversation: str, messages: list[dict]) -> Iterator[tuple]:
-        """Yield (text so far, completion id) as the answer streams in."""
+        """Yield (text so far, completion id, arm) as the answer streams in."""
         body = {
             "model": "ab", "messages": messages, "user": user, "stream": True,
             "max_tokens": self.max_tokens,
@@ -41,6 +39,7 @@ class GatewayClient:
             if reply.status_code >= 400:
                 reply.read()
                 raise ChatError(_message_of(reply.text) or f"HTTP {reply.status_code}")
+            arm = reply.headers.get(ARM_HEADER)
             for line in reply.iter_lines():
                 if not line.startswith("data:") or line[5:].strip() == "[DONE]":
                     continue
@@ -50,7 +49,14 @@ class GatewayClient:
                 completion_id = completion_id or chunk.get("id")
                 for choice in chunk.get("choices") or []:
                     text += (choice.get("delta") or {}).get("content") or ""
-                yield text, completion_id
+                yield text, completion_id, arm
+
+    def ask(self, user: str, conversation: str, messages: list[dict]) -> tuple[str, str, str]:
+        """The whole streamed answer: (text, completion id, arm)."""
+        answer = ("", "", "")
+        for streamed in self.stream(user, conversation, messages):
+            answer = streamed
+        return answer
 
     def feedback(self, user: str, completion_id: str, **fields) -> None:
         reply = self.http.post(
@@ -83,22 +89,26 @@ def create_chat_page(client: GatewayClient, access_code: str | None = None):
             return "", gr.update(), gr.update(), "Wrong access code."
         return name, gr.update(visible=False), gr.update(visible=True), ""
 
-    def ask(question: str, history: list, user: str, conversation: str, ids: dict):
+    def ask(question: str, messages: list, user: str, conversation: str, ids: dict):
+        # The conversation sent to the model is kept here, not read back from the chatbot,
+        # which may reformat what it shows (whitespace, markdown).
         question = (question or "").strip()
         if not question or not user:
-            yield history, question, ids, ""
+            yield messages, question, messages, ids, ""
             return
-        messages = [{"role": m["role"], "content": m["content"]} for m in history]
-        messages.append({"role": "user", "content": question})
-        shown = [*messages, {"role": "assistant", "content": ""}]
-        yield shown, "", ids, ""
+        asked = [*messages, {"role": "user", "content": question}]
+        shown = [*asked, {"role": "assistant", "content": ""}]
+        yield shown, "", messages, ids, ""
+        text = ""
         try:
-            for text, completion_id in client.stream(user, conversation, messages):
+            for text, completion_id, _arm in client.stream(user, conversation, asked):
                 shown[-1] = {"role": "assistant", "content": text}
                 ids = {**ids, str(len(shown) - 1): completion_id}
-                yield shown, "", ids, ""
+                yield shown, "", messages, ids, ""
         except ChatError as error:
-            yield messages, question, ids, f"The model could not answer: {error}"
+            yield messages, question, messages, ids, f"The model could not answer: {error}"
+            return
+        yield shown, "", [*asked, {"role": "assistant", "content": text}], ids, ""
 
     def rate(user: str, ids: dict, data: gr.LikeData):
         completion_id = ids.get(str(_index(data.index)))
@@ -127,11 +137,12 @@ def create_chat_page(client: GatewayClient, access_code: str | None = None):
         return "", "Thank you: your suggested answer is saved."
 
     def restart():
-        return [], str(uuid.uuid4()), {}, None, ""
+        return [], [], str(uuid.uuid4()), {}, None, ""
 
     with gr.Blocks(title="medfactory chat", analytics_enabled=False) as page:
         user = gr.State("")
         conversation = gr.State(lambda: str(uuid.uuid4()))
+        messages = gr.State([])  # the conversation as the model got it
         ids = gr.State({})  # message index -> completion id
         chosen = gr.State(None)
         gr.Markdown("## medfactory chat")
@@ -145,8 +156,8 @@ def create_chat_page(client: GatewayClient, access_code: str | None = None):
             refused = gr.Markdown(elem_id="login-message")
         with gr.Column(visible=False) as chat_box:
             chatbot = gr.Chatbot(
-                type="messages", elem_id="chat", height=420, feedback_options=("Like", "Dislike"),
-                show_copy_button=True,
+                type="messages", label="Conversation", elem_id="chat", height=420,
+                feedback_options=("Like", "Dislike"), show_copy_button=True,
             )  # fmt: skip
             question = gr.Textbox(
                 label="Question", placeholder="Ask the model", elem_id="question", lines=2
@@ -163,14 +174,16 @@ def create_chat_page(client: GatewayClient, access_code: str | None = None):
 
         enter.click(log_in, [name, code], [user, login_box, chat_box, refused])
         name.submit(log_in, [name, code], [user, login_box, chat_box, refused])
-        chat_inputs = [question, chatbot, user, conversation, ids]
-        chat_outputs = [chatbot, question, ids, notice]
+        chat_inputs = [question, messages, user, conversation, ids]
+        chat_outputs = [chatbot, question, messages, ids, notice]
         send.click(ask, chat_inputs, chat_outputs)
         question.submit(ask, chat_inputs, chat_outputs)
         chatbot.like(rate, [user, ids], notice)
         chatbot.select(choose, None, chosen)
         suggest_button.click(suggest, [correction, user, ids, chosen], [correction, notice])
-        new.click(restart, None, [chatbot, conversation, ids, chosen, notice])
+        fresh = [chatbot, messages, conversation, ids, chosen, notice]
+        new.click(restart, None, fresh)
+        chatbot.clear(restart, None, fresh)
     return page
 
 

@@ -1,0 +1,31 @@
+"""`make abtest`'s run: two versions on one vLLM, the gateway, scripted clinicians, the report."""
+
+import json
+
+from medfactory.dev.abtest import EXPERIMENT, run_abtest
+from medfactory.dev.tiny_model import build_tiny_adapter
+from medfactory.feedback.exchanges import exchanges_since
+from medfactory.feedback.store import open_store
+
+
+def test_the_report_says_what_the_scripted_clinicians_did(tiny_model, data_dir, tmp_path):
+    adapter = build_tiny_adapter(tiny_model, tmp_path / "adapter")
+    lines = []
+    report, run = run_abtest(tmp_path, tiny_model, adapter, data_dir, users=5, turns=2,
+                             say=lines.append)  # fmt: skip
+
+    assert any(line.startswith("verify tiny-lora: 5/5 prompts identical") for line in lines)
+    assert len(run.users) == 5 and set(run.users.values()) <= {"base", "lora"}
+    for arm, counts in report["arms"].items():
+        users = sum(1 for a in run.users.values() if a == arm)
+        assert counts["users"] == counts["conversations"] == users
+        assert counts["answers"] == run.answers.get(arm, 0) == 2 * users
+        assert counts["thumbs_up"] == run.thumbs_up.get(arm, 0)
+        assert counts["thumbs_down"] == run.thumbs_down.get(arm, 0)
+        assert counts["corrections"] == run.corrections.get(arm, 0)
+        assert counts["errors"]["count"] == 0
+    saved = tmp_path / "saves" / "ab" / EXPERIMENT
+    assert json.loads((saved / "report.json").read_text())["arms"] == report["arms"]
+    rows = exchanges_since(open_store(f"sqlite:///{saved}.db"), EXPERIMENT)
+    second_turns = [r for r in rows if len(r["messages"]) == 3]
+    assert len(second_turns) == 5  # each clinician's second turn carried the first

@@ -1,0 +1,233 @@
+"""The live A/B pieces that need no server: arms, the split, the record, the report, monitor."""
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from deploy.gateway import (
+    Arm,
+    Exchange,
+    Feedback,
+    GatewayError,
+    assign,
+    conversation_key,
+    parse_arm,
+)
+from deploy.monitor import Row, histogram_quantile, parse_metrics, table
+from deploy.process import free_port
+from medfactory.cli import cli
+from medfactory.feedback.ab_report import build_ab_report
+from medfactory.feedback.errors import StoreError
+from medfactory.feedback.exchanges import StoreRecorder, exchanges_since, parse_since
+from medfactory.feedback.store import open_store
+
+# --- arms and the split ---------------------------------------------------------
+
+
+def test_an_arm_is_parsed_with_its_model_and_weight():
+    assert parse_arm("base=http://h:8000/v1/,model=tiny,weight=2.5") == Arm(
+        "base", "http://h:8000", "tiny", 2.5
+    )
+    assert parse_arm("lora=https://h") == Arm("lora", "https://h", None, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("http://h:8000", "expected NAME=ENDPOINT"),
+        ("a=", "expected NAME=ENDPOINT"),
+        ("a=h:8000", "http:// or https://"),
+        ("a=http://h,weight=0", "positive number"),
+        ("a=http://h,weight=x", "positive number"),
+        ("a=http://h,modle=x", "'modle=x' is not model=NAME or weight=W"),
+        ("a=http://h,model=x,model=y", "each at most once"),
+    ],
+)
+def test_a_wrong_arm_is_one_message_naming_it(text, says):
+    with pytest.raises(GatewayError, match=f"--arm '{text}'.*{says}"):
+        parse_arm(text)
+
+
+def test_the_split_is_stable_and_follows_the_weights():
+    arms = [Arm("a", "http://h", "m", 1), Arm("b", "http://h", "m", 3)]
+    counts = Counter(assign("ab", f"user-{i}", arms).name for i in range(20_000))
+    assert abs(counts["b"] / 20_000 - 0.75) < 0.015
+    # Another experiment draws again: the same user may land elsewhere.
+    moved = sum(
+        assign("ab", f"user-{i}", arms) != assign("trial-2", f"user-{i}", arms) for i in range(400)
+    )
+    assert 100 < moved < 200  # 2 * 0.25 * 0.75 = 37.5 % expected
+
+
+def test_the_hash_is_sha256_of_experiment_and_user_onto_cumulative_weights():
+    import hashlib
+
+    arms = [Arm("a", "http://h", weight=1), Arm("b", "http://h", weight=1), Arm("c", "http://h")]
+    for user in ("alice", "Dr. 王", "x" * 300):
+        digest = hashlib.sha256(f"ab\x00{user}".encode()).digest()
+        share = int.from_bytes(digest[:8], "big") / 2**64
+        assert assign("ab", user, arms).name == "abc"[int(share * 3)]
+
+
+def test_turns_of_one_chat_share_a_conversation_key():
+    first = [{"role": "system", "content": "s"}, {"role": "user", "content": "q1"}]
+    later = [*first, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"}]
+    assert conversation_key("u", first) == conversation_key("u", later)
+    assert conversation_key("u", first) != conversation_key("v", first)
+    assert conversation_key("u", first) != conversation_key("u", [{"role": "user", "content": "x"}])
+
+
+def test_a_gateway_whose_backend_is_down_refuses_to_start_naming_arm_and_address(tmp_path):
+    port = free_port()
+    result = CliRunner().invoke(
+        cli,
+        ["gateway", "--arm", f"lora=http://127.0.0.1:{port},model=m", "--port", str(free_port()),
+         "--db", f"sqlite:///{tmp_path / 'ab.db'}"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert f"arm 'lora' (http://127.0.0.1:{port}): no server answers" in result.output
+    assert "Traceback" not in result.output
+
+
+# --- the record and the report --------------------------------------------------
+
+
+def exchange(user, arm, completion_id, error=None, ttft=None, latency=1.0, tokens=5):
+    return Exchange(
+        "ab", user, arm, f"{arm}-model", "c-" + user, [{"role": "user", "content": "q"}],
+        stream=ttft is not None, completion_id=completion_id, answer="a", finish_reason="stop",
+        prompt_tokens=10, completion_tokens=tokens, ttft=ttft, latency=latency, error=error,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'ab.db'}")
+    arms = [Arm("base", "http://h", "m"), Arm("lora", "http://h", "l")]
+    return StoreRecorder(store, "ab", arms)
+
+
+def test_feedback_needs_the_users_own_completion_and_a_later_one_keeps_what_it_does_not_resend(
+    recorder,
+):
+    recorder.record(exchange("alice", "lora", "c1"))
+    assert recorder.feedback(Feedback("c1", "bob", 1, "", "")) is None
+    assert recorder.feedback(Feedback("c9", "alice", 1, "", "")) is None
+    assert recorder.feedback(Feedback("c1", "alice", 1, "", "")) == "lora"
+    assert recorder.feedback(Feedback("c1", "alice", None, " better ", "")) == "lora"
+    (row,) = exchanges_since(recorder.store, "ab")
+    assert (row["rating"], row["correction"]) == (1, "better")
+    recorder.feedback(Feedback("c1", "alice", -1, "", "too long"))
+    (row,) = exchanges_since(recorder.store, "ab")
+    assert (row["rating"], row["correction"], row["comment"]) == (-1, "better", "too long")
+
+
+def test_assignments_survive_a_restart_of_the_recorder(recorder):
+    recorder.assign("alice", "lora")
+    recorder.assign("bob", "base")
+    again = StoreRecorder(recorder.store, "ab", [Arm("base", "http://h", "m")])
+    assert again.assignments() == {"alice": "lora", "bob": "base"}
+    assert StoreRecorder(recorder.store, "other", []).assignments() == {}
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    z = 1.959963984540054
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return centre - half, centre + half
+
+
+def test_the_report_counts_per_arm_and_its_intervals_match_the_formulas(recorder):
+    rng = np.random.default_rng(3)
+    thumbs = {"base": (12, 18), "lora": (25, 5)}  # up, down
+    n = 0
+    for arm, (up, down) in thumbs.items():
+        for rating in [1] * up + [-1] * down + [None] * 4:
+            n += 1
+            user = f"{arm}-u{n % 7}"
+            ttft = float(rng.uniform(0.05, 0.2)) if n % 2 else None
+            recorder.record(exchange(user, arm, f"c{n}", ttft=ttft, latency=0.1 * (n % 10 + 1)))
+            if rating is not None:
+                recorder.feedback(Feedback(f"c{n}", user, rating, "fix" if n % 9 == 0 else "", ""))
+    recorder.record(exchange("base-u1", "base", "c-err", error="HTTP 500: boom", latency=9.0))
+
+    report = build_ab_report(recorder.store, "ab")
+    base, lora = report["arms"]["base"], report["arms"]["lora"]
+    assert (base["requests"], base["answers"], base["errors"]["count"]) == (35, 34, 1)
+    assert (lora["thumbs_up"], lora["thumbs_down"], base["users"]) == (25, 5, 7)
+    low, high = wilson(25, 30)
+    assert lora["thumbs_up_rate"]["low"] == pytest.approx(low)
+    assert lora["thumbs_up_rate"]["high"] == pytest.approx(high)
+    rows = exchanges_since(recorder.store, "ab")
+    base_latencies = [r["latency"] for r in rows if r["arm"] == "base" and not r["error"]]
+    assert base["latency_s"]["p95"] == pytest.approx(np.percentile(base_latencies, 95))
+    assert base["corrections"] + lora["corrections"] == sum(1 for r in rows if r["correction"])
+
+    (diff,) = report["comparisons"]
+    assert (diff["arm"], diff["control"]) == ("lora", "base")
+    assert diff["difference"] == pytest.approx(25 / 30 - 12 / 30)
+    # Newcomb's hybrid score interval, from the two Wilson intervals.
+    (l1, u1), (l2, u2) = wilson(25, 30), wilson(12, 30)
+    p1, p2 = 25 / 30, 12 / 30
+    newcomb_low = p1 - p2 - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    newcomb_high = p1 - p2 + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    assert (diff["low"], diff["high"]) == pytest.approx((newcomb_low, newcomb_high))
+    pooled = 37 / 60
+    z = (p1 - p2) / math.sqrt(pooled * (1 - pooled) * (2 / 30))
+    assert diff["p_value"] == pytest.approx(math.erfc(abs(z) / math.sqrt(2)))
+
+    since = build_ab_report(recorder.store, "ab", since=9e12)
+    assert since["arms"]["base"]["requests"] == 0 and since["comparisons"][0]["p_value"] is None
+
+
+def test_an_unknown_experiment_or_a_bad_since_is_one_message(recorder):
+    with pytest.raises(StoreError, match="no A/B experiment 'nope'.*it has: ab"):
+        build_ab_report(recorder.store, "nope")
+    with pytest.raises(StoreError, match="--since 'yesterday'"):
+        parse_since("yesterday")
+    assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
+    assert parse_since("2026-12-01T00:00:00+00:00") == 1796083200.0
+
+
+# --- monitor --------------------------------------------------------------------
+
+PAGE = """# TYPE t histogram
+t_bucket{arm="a",le="0.1"} 2
+t_bucket{arm="a",le="0.5"} 6
+t_bucket{arm="a",le="1.0"} 10
+t_bucket{arm="a",le="+Inf"} 10
+t_count{arm="a"} 10
+t_sum{arm="a"} 4.2
+"""
+
+
+def test_histogram_quantiles_interpolate_as_prometheus_does():
+    samples = parse_metrics(PAGE)
+    buckets = [
+        (float(dict(labels)["le"]), value)
+        for (name, labels), value in samples.items()
+        if name == "t_bucket"
+    ]
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.1 + 0.4 * (5 - 2) / 4)
+    assert histogram_quantile(0.95, buckets) == pytest.approx(0.5 + 0.5 * (9.5 - 6) / 4)
+    assert histogram_quantile(0.99, [(0.1, 0), (float("inf"), 3)]) == 0.1
+    assert histogram_quantile(0.5, [(0.1, 0), (float("inf"), 0)]) is None
+
+
+def test_a_row_past_a_threshold_is_red():
+    from rich.console import Console
+
+    quiet = Row("gateway", "a", {"requests_per_s": 1.0, "error_rate": 0.01, "latency_p95_s": 2.0,
+                                 "thumbs_up": 0, "thumbs_down": 0})  # fmt: skip
+    failing = Row("gateway", "b", {**quiet.values, "error_rate": 0.2})
+    slow = Row("gateway", "c", {**quiet.values, "latency_p95_s": 12.0})
+    assert not quiet.alarming(0.05, 10)
+    assert failing.alarming(0.05, None) and slow.alarming(None, 10)
+    view = table([quiet, failing, slow], 0.05, 10, 5)
+    assert [row.style for row in view.rows] == [None, "bold red", "bold red"]
+    console = Console(record=True, width=160)
+    console.print(view)
+    assert "20.0%" in console.export_text()
