@@ -118,17 +118,19 @@ def browser(tmp_path):
 
 @pytest.fixture(scope="session")
 def ab_server(tiny_model, tmp_path_factory):
-    """A vLLM server with two versions: the tiny model as `tiny` and a random LoRA adapter
-    as `lora`, behind API key `backend-key`."""
+    """A vLLM server with two versions, as `medfactory serve` starts it (the qwen chat
+    template): the tiny model as `tiny` and a random LoRA adapter as `lora`, behind API key
+    `backend-key`."""
     from deploy.server import parse_adapters
+    from deploy.serving import serving_spec
     from medfactory.dev.tiny_model import build_tiny_adapter
 
     folder = tmp_path_factory.mktemp("ab")
     adapter = build_tiny_adapter(tiny_model, folder / "adapter")
-    spec = ServerSpec(
-        python=paths.vllm_python(), model=tiny_model, port=free_port(),
+    spec = serving_spec(ServerSpec(
+        python=paths.vllm_python(), model=tiny_model, port=free_port(), template="qwen",
         served_model_name="tiny", max_model_len=2048, api_key="backend-key",
         adapters=parse_adapters([f"lora={adapter}"], "tiny"),
-    )  # fmt: skip
+    ))  # fmt: skip
     with Server(spec, folder / "vllm.log").start() as server:
         yield server

@@ -246,3 +246,19 @@ def test_monitor_shows_the_interval_per_arm_and_per_served_model(ab_server, tmp_
     sources = {tuple(line.split(",")[1:3]) for line in lines[1:]}
     assert sources == {("vllm", "tiny"), ("gateway", "base"), ("gateway", "lora")}
     assert "base" in watched.stdout and "lora" in watched.stdout
+
+
+def test_verify_checks_token_parity_for_every_served_version(ab_server, tiny_model, tmp_path):
+    report = tmp_path / "verify.json"
+    checked = subprocess.run(
+        [sys.executable, "-m", "medfactory", "verify", "--endpoint", ab_server.spec.base_url,
+         "--api-key", BACKEND_KEY, "--model", str(tiny_model), "--template", "qwen",
+         "--max-tokens", "8", "--report", str(report)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    written = json.loads(report.read_text())
+    assert written["passed"] and list(written["models"]) == ["tiny", "lora"]
+    for result in written["models"].values():
+        assert result["prompts_identical"] == result["prompts_compared"] == 5
+    assert "-- lora" in checked.stdout
