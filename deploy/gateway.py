@@ -223,8 +223,8 @@ def create_app(
     timeout: float = 600.0,
 ):
     """The FastAPI app; `arms` as settled by `check_arms`."""
-    import httpx
-    from fastapi import FastAPI, Request
+    import aiohttp
+    from fastapi import Depends, FastAPI, Request
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     from pydantic import BaseModel, ConfigDict, ValidationError
@@ -233,33 +233,42 @@ def create_app(
     metrics = Metrics(arms)
     assigned = {user: arm for user, arm in recorder.assignments().items() if arm in by_name}
     backend_headers = {"Authorization": f"Bearer {backend_api_key}"} if backend_api_key else {}
-    clients: dict[str, httpx.AsyncClient] = {}
+    clients: dict[str, aiohttp.ClientSession] = {}
 
     async def lifespan(_app):
-        # No pool limit: the gateway must not queue what vLLM would batch.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+        # aiohttp rather than httpx: measured, half the CPU per proxied request. No
+        # connection limit: the gateway must not queue what vLLM would batch.
         for arm in arms:
-            clients[arm.name] = httpx.AsyncClient(
-                base_url=arm.endpoint, headers=backend_headers, limits=limits,
-                timeout=httpx.Timeout(timeout, connect=10.0),
+            clients[arm.name] = aiohttp.ClientSession(
+                base_url=arm.endpoint + "/", headers=backend_headers,
+                connector=aiohttp.TCPConnector(limit=0),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout),
             )  # fmt: skip
         yield
         for client in clients.values():
-            await client.aclose()
+            await client.close()
 
-    app = FastAPI(title="medfactory A/B gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.metrics = metrics
+    class Unauthorized(Exception):
+        pass
 
-    @app.middleware("http")
-    async def require_key(request: Request, call_next):
+    # A dependency, not a middleware: Starlette's HTTP middleware re-streams every
+    # response through a memory channel, a cost on every token.
+    async def require_key(request: Request) -> None:
         if api_key and request.url.path != "/health":
             sent = request.headers.get("authorization", "")
             if not hmac.compare_digest(sent.encode(), f"Bearer {api_key}".encode()):
-                return JSONResponse(
-                    openai_error("missing or wrong API key (Authorization: Bearer KEY)",
-                                 "authentication_error"), status_code=401,
-                )  # fmt: skip
-        return await call_next(request)
+                raise Unauthorized
+
+    app = FastAPI(
+        title="medfactory A/B gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
+        openapi_url=None, dependencies=[Depends(require_key)],
+    )  # fmt: skip
+    app.state.metrics = metrics
+
+    @app.exception_handler(Unauthorized)
+    async def refuse(_request, _error):
+        message = "missing or wrong API key (Authorization: Bearer KEY)"
+        return JSONResponse(openai_error(message, "authentication_error"), status_code=401)
 
     async def arm_for(user: str) -> Arm:
         name = assigned.get(user)
@@ -321,30 +330,29 @@ def create_app(
         headers = {ARM_HEADER: arm.name}
         client = clients[arm.name]
         try:
-            reply = await client.send(
-                client.build_request("POST", "/v1/chat/completions", json=forwarded), stream=True
-            )
-        except httpx.HTTPError as error:
+            reply = await client.post("v1/chat/completions", json=forwarded)
+        except (aiohttp.ClientError, TimeoutError) as error:
             exchange.error = f"backend unreachable: {type(error).__name__}: {error}"
             await finish(exchange)
             message = "the model server behind this gateway is unavailable; try again later"
             return JSONResponse(
                 openai_error(message, "server_error", code=502), status_code=502, headers=headers
             )
-        if reply.status_code >= 400 or not stream:
+        if reply.status >= 400 or not stream:
+            status = reply.status
             try:
-                content = await reply.aread()
-            except httpx.HTTPError as error:
-                content, reply.status_code = b"", 502
+                content = await reply.read()
+            except (aiohttp.ClientError, TimeoutError) as error:
+                content, status = b"", 502
                 exchange.error = f"backend failed mid-answer: {type(error).__name__}"
             finally:
-                await reply.aclose()
-            _read_reply(exchange, reply.status_code, content)
+                reply.release()
+            _read_reply(exchange, status, content)
             await finish(exchange)
-            if reply.status_code >= 400 and not content:
+            if status >= 400 and not content:
                 content = json.dumps(openai_error("the model server failed", "server_error",
-                                                  code=reply.status_code)).encode()  # fmt: skip
-            return Response(content, status_code=reply.status_code, headers=headers,
+                                                  code=status)).encode()  # fmt: skip
+            return Response(content, status_code=status, headers=headers,
                             media_type="application/json")  # fmt: skip
         return StreamingResponse(
             _relay(reply, exchange, wants_usage, finish), headers=headers,
@@ -412,13 +420,13 @@ def _event_payload(event: bytes) -> bytes | None:
 
 async def _relay(reply, exchange: Exchange, wants_usage: bool, finish) -> AsyncIterator[bytes]:
     """Forward the backend's server-sent events, reading the record off them."""
-    import httpx
+    import aiohttp
 
     pieces: list[str] = []
     buffer = b""
     done = False
     try:
-        async for chunk in reply.aiter_bytes():
+        async for chunk in reply.content.iter_any():
             buffer += chunk
             *events, buffer = buffer.split(b"\n\n")
             out = []
@@ -434,15 +442,15 @@ async def _relay(reply, exchange: Exchange, wants_usage: bool, finish) -> AsyncI
                 yield b"".join(out)
         if not done and not exchange.error:
             exchange.error = "the model server ended the stream before [DONE]"
-    except httpx.HTTPError as error:
+    except (aiohttp.ClientError, TimeoutError) as error:
         exchange.error = f"the model server failed mid-stream: {type(error).__name__}"
     except BaseException:  # the client went away: still recorded, never lost
         exchange.error = exchange.error or "the client disconnected mid-stream"
         exchange.answer = "".join(pieces)
-        await reply.aclose()
+        reply.close()
         await asyncio.shield(finish(exchange))
         raise
-    await reply.aclose()
+    reply.release()
     exchange.answer = "".join(pieces)
     await finish(exchange)
     if exchange.error and not done:

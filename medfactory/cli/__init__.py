@@ -33,6 +33,7 @@ from medfactory.cli.vram import vram
 from medfactory.cli.webui import webui
 from medfactory.dev.demo import DemoFailed
 from medfactory.evaluation.scoring import PredictionsError
+from medfactory.feedback.chat import ChatError
 from medfactory.feedback.errors import REVIEW_ERRORS
 from medfactory.recipes.presets import RecipeError
 from medfactory.recipes.run import CommandFailed
@@ -41,6 +42,7 @@ from medfactory.recipes.webui import WebUIError
 # Mistakes a user can fix: shown as one message, without a traceback.
 USER_ERRORS = (
     *REVIEW_ERRORS,
+    ChatError,
     CommandFailed,
     DemoFailed,
     DownloadError,

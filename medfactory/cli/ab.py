@@ -59,15 +59,12 @@ def chat(gateway_url, port, host, api_key, access_code, max_tokens) -> None:
     Each clinician logs in with a name (and --access-code when given), which
     is the user the gateway assigns to a version. Ctrl-C stops it.
     """
-    from deploy.client import Endpoint
     from deploy.process import port_in_use
     from medfactory.feedback.chat import serve_chat_page
 
     if port_in_use(host, port):
         raise click.ClickException(f"port {port} on {host} is already in use; pass another --port")
-    Endpoint(gateway_url, api_key=api_key).models()  # a wrong address or key: one message now
-    click.echo(f"chat page on http://{host}:{port} for {gateway_url} (Ctrl-C stops it)")
-    serve_chat_page(gateway_url, host, port, api_key, access_code, max_tokens)
+    serve_chat_page(gateway_url, host, port, api_key, access_code, max_tokens, click.echo)
 
 
 @click.group(cls=ExampleGroup)

@@ -27,6 +27,23 @@ class GatewayClient:
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=600.0)
         self.max_tokens = max_tokens
 
+    def check(self) -> None:
+        """Reach the gateway once before serving the page: a wrong address or key is one
+        message now, not an error under every question."""
+        import httpx
+
+        try:
+            reply = self.http.get("/v1/models", timeout=10)
+        except httpx.HTTPError:
+            raise ChatError(
+                f"no gateway answers at {self.url}; start one with `medfactory gateway` "
+                "or check --gateway"
+            ) from None
+        if reply.status_code == 401:
+            raise ChatError(f"the gateway at {self.url} refused the key; pass its --api-key")
+        if reply.status_code != 200:
+            raise ChatError(f"{self.url}/v1/models answered HTTP {reply.status_code}")
+
     def stream(self, user: str, conversation: str, messages: list[dict]) -> Iterator[tuple]:
         """Yield (text so far, completion id, arm) as the answer streams in."""
         body = {
@@ -67,7 +84,7 @@ class GatewayClient:
 
 
 class ChatError(RuntimeError):
-    pass
+    """The gateway cannot be used or refused a request; the message says why."""
 
 
 def _message_of(text: str) -> str:
@@ -193,14 +210,16 @@ def _index(index) -> int:
 
 def serve_chat_page(
     gateway: str, host: str, port: int, api_key: str | None = None,
-    access_code: str | None = None, max_tokens: int = MAX_TOKENS,
+    access_code: str | None = None, max_tokens: int = MAX_TOKENS, on_ready=print,
 ) -> None:  # fmt: skip
-    """Serve until Ctrl-C."""
+    """Serve until Ctrl-C (ChatError first when the gateway cannot be reached)."""
     import os
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     client = GatewayClient(gateway, api_key, max_tokens)
+    client.check()
     page = create_chat_page(client, access_code)
+    on_ready(f"chat page on http://{host}:{port} for {client.url} (Ctrl-C stops it)")
     page.queue(default_concurrency_limit=32).launch(
         server_name=host, server_port=port, share=False, show_api=False, quiet=True,
         inbrowser=False,

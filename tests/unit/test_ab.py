@@ -231,3 +231,24 @@ def test_a_row_past_a_threshold_is_red():
     console = Console(record=True, width=160)
     console.print(view)
     assert "20.0%" in console.export_text()
+
+
+def test_a_chat_page_without_its_gateway_or_a_gateway_on_a_taken_port_is_one_message(tmp_path):
+    import socket
+
+    chat = CliRunner().invoke(
+        cli, ["chat", "--gateway", f"http://127.0.0.1:{free_port()}", "--port", str(free_port())]
+    )
+    assert chat.exit_code == 1 and "Traceback" not in chat.output
+    assert "no gateway answers at" in chat.output and "`medfactory gateway`" in chat.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        gateway = CliRunner().invoke(
+            cli, ["gateway", "--arm", "a=http://127.0.0.1:1", "--port", str(port),
+                  "--db", f"sqlite:///{tmp_path / 'ab.db'}"],
+        )  # fmt: skip
+    assert (
+        gateway.exit_code == 1 and f"port {port} on 127.0.0.1 is already in use" in gateway.output
+    )
