@@ -8,11 +8,15 @@ from pathlib import Path
 
 import click
 
-from medfactory.cli.common import DB, ExampleGroup, open_db, with_example
+from medfactory.cli.common import DB, ExampleGroup, export_options, open_db, with_example
 
 NAME = click.option(
     "--name", default="ab", show_default=True, help="The experiment (what /v1/models lists)."
 )
+EXPERIMENT = click.option(
+    "--experiment", "--name", "name", default="ab", show_default=True,
+    help="The experiment, as the gateway's --name.",
+)  # fmt: skip
 
 
 @with_example(
@@ -74,7 +78,7 @@ def ab() -> None:
 
 @with_example("medfactory ab report --since 7d --json")
 @ab.command()
-@NAME
+@EXPERIMENT
 @click.option("--since", help="Only exchanges from then: 2026-12-01, 2026-12-01T09:30, 2h, 7d.")
 @click.option("--out", type=click.Path(path_type=Path), help="[default: saves/ab/NAME]")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -139,3 +143,27 @@ def monitor(
             pass
     if not console.is_terminal and done:
         console.print(table(rows, max_error_rate, max_p95_latency, interval))
+
+
+@with_example("medfactory ab export --name ab_feedback --since 7d")
+@ab.command()
+@click.option("--experiment", default="ab", show_default=True, help="As the gateway's --name.")
+@click.option("--since", help="Only exchanges from then: 2026-12-01, 2026-12-01T09:30, 2h, 7d.")
+@export_options
+@DB
+def export(experiment, since, name, dataset_dir, fmt, split, seed, force, as_json, db) -> None:
+    """Thumbs as KTO data and corrections as SFT data, registered for training.
+
+    Failed exchanges and answers without feedback are skipped and counted.
+    Every text is scrubbed of identifiers.
+    """
+    from medfactory.cli.tables import print_export_summary
+    from medfactory.feedback.exchanges import parse_since
+    from medfactory.feedback.exports import ab_export, write_export
+
+    result = ab_export(open_db(db), experiment, parse_since(since))
+    summary = write_export(result, dataset_dir, name, fmt, split, seed, force)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1, ensure_ascii=False))
+    else:
+        print_export_summary(summary)

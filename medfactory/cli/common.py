@@ -100,6 +100,43 @@ def open_db(db: str | None):
     return open_store(db or default_url(paths.PROJECT_ROOT))
 
 
+def _split_ratios(_ctx, _param, value: str) -> tuple[float, ...]:
+    from converters.split import parse_split
+
+    try:
+        return parse_split(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def export_options(function: Callable) -> Callable:
+    """How `review export` and `ab export` write and register what they export."""
+    for option in (
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+        click.option("--force", is_flag=True, help="Replace datasets of the same names."),
+        click.option("--seed", default=42, show_default=True, help="Seed of the split."),
+        click.option(
+            "--split",
+            default="0.8,0.1,0.1",
+            show_default=True,
+            callback=_split_ratios,
+            help="train,val,test ratios.",
+        ),  # fmt: skip
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["sharegpt", "alpaca"]),
+            default="sharegpt",
+            show_default=True,
+            help="LLaMA-Factory format (KTO data is always ShareGPT).",
+        ),  # fmt: skip
+        DATASET_DIR,
+        click.option("--name", required=True, help="Datasets NAME_dpo|kto|sft_train/_val/_test."),
+    ):
+        function = option(function)
+    return function
+
+
 def unwind_on_termination() -> None:
     """SIGTERM and SIGHUP (a closed terminal) unwind like Ctrl-C.
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from medfactory.cli.common import DB, ExampleGroup, with_example
+from medfactory.cli.common import DB, ExampleGroup, export_options, with_example
 from medfactory.cli.common import open_db as _store
 
 
@@ -157,3 +157,26 @@ def import_(name, file, rater, db) -> None:
 
     result = import_sheet(_store(db), name, file, rater)
     click.echo(f"{file}: {result['rated']} rated rows stored for {rater}")
+
+
+@with_example("medfactory review export r1 --name r1_verdicts")
+@review.command()
+@click.argument("study")
+@export_options
+@DB
+def export(study, name, dataset_dir, fmt, split, seed, force, as_json, db) -> None:
+    """Final verdicts as DPO pairs, corrected answers as SFT data, registered for training.
+
+    Chosen is the answer the final verdict (the arbiter's, or every rater's)
+    preferred; ties, both-unacceptable and unsettled items are skipped and
+    counted. Every text is scrubbed of identifiers.
+    """
+    from medfactory.cli.tables import print_export_summary
+    from medfactory.feedback.exports import review_export, write_export
+
+    result = review_export(_store(db), study)
+    summary = write_export(result, dataset_dir, name, fmt, split, seed, force)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1, ensure_ascii=False))
+    else:
+        print_export_summary(summary)

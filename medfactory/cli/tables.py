@@ -47,3 +47,19 @@ def print_stats(stats: dict) -> None:
     if "tokens" in stats:
         table.add_row("tokens", _percentile_text(stats["tokens"]))
     console.print(table)
+
+
+def print_export_summary(data: dict) -> None:
+    table = Table(title=f"exported {data['source']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("rows read", f"{data['rows']:,}")
+    for kind, splits in data["written"].items():
+        table.add_row(f"written {kind}", "  ".join(f"{s} {n:,}" for s, n in splits.items()))
+    for reason, count in data["skipped"].items():
+        table.add_row(f"skipped: {reason}", f"{count:,}")
+    for kind, count in data["identifiers_scrubbed"].items():
+        table.add_row(f"PII replaced: {kind}", f"{count:,}")
+    for path in data["files"]:
+        table.add_row("file", path)
+    console.print(table)

@@ -21,4 +21,8 @@ class SheetError(ValueError):
     """A sheet that cannot be imported; the message names file, row and column."""
 
 
-REVIEW_ERRORS = (NotYours, RatingError, SheetError, StoreError, StudyError)
+class ExportError(ValueError):
+    """Nothing to export, or a format that cannot hold the data; the message says what."""
+
+
+REVIEW_ERRORS = (ExportError, NotYours, RatingError, SheetError, StoreError, StudyError)
