@@ -26,8 +26,8 @@ from converters.registry import register
 from converters.split import SPLIT_NAMES, assign_split
 from medfactory.feedback.errors import ExportError
 from medfactory.feedback.exchanges import exchanges_since
-from medfactory.feedback.rating import current_ratings
-from medfactory.feedback.store import Arbitration, Assignment, Item, Store
+from medfactory.feedback.rating import arbitrated_verdicts, current_ratings
+from medfactory.feedback.store import Assignment, Item, Store
 from medfactory.feedback.studies import find_study
 
 KINDS = ("dpo", "kto", "sft")
@@ -93,14 +93,7 @@ def review_export(store: Store, study_name: str) -> Export:
         assigned = Counter(
             session.scalars(select(Assignment.item_id).join(Item).where(Item.study_id == study.id))
         )
-        settled = {
-            a.item_id: a.verdict
-            for a in session.scalars(
-                select(Arbitration)
-                .join(Item)
-                .where(Item.study_id == study.id, Arbitration.current.is_(True))
-            )
-        }
+        settled = arbitrated_verdicts(session, study.id)
         rated: dict[int, list] = {}
         for row in current_ratings(session, study.id):
             rated.setdefault(row.item_id, []).append(row.Rating)

@@ -240,6 +240,16 @@ def current_ratings(session, study_id: int) -> list:
     ).all()  # fmt: skip
 
 
+def arbitrated_verdicts(session, study_id: int) -> dict[int, str]:
+    """item id -> the arbiter's current verdict, for the items of a study an arbiter settled."""
+    settled = session.scalars(
+        select(Arbitration)
+        .join(Item, Item.id == Arbitration.item_id)
+        .where(Item.study_id == study_id, Arbitration.current.is_(True))
+    )
+    return {arbitration.item_id: arbitration.verdict for arbitration in settled}
+
+
 def disagree(ratings: list[Rating]) -> bool:
     if len({r.verdict for r in ratings}) > 1:
         return True

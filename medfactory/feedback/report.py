@@ -26,8 +26,8 @@ import numpy as np
 from sqlalchemy import func, select
 
 from medfactory.feedback.errors import StudyError
-from medfactory.feedback.rating import current_ratings
-from medfactory.feedback.store import Arbitration, Item, Store, Version
+from medfactory.feedback.rating import arbitrated_verdicts, current_ratings
+from medfactory.feedback.store import Item, Store, Version
 from medfactory.feedback.studies import find_study
 
 OUTCOMES = ("win", "tie", "loss", "both_bad")
@@ -163,14 +163,7 @@ def build_report(store: Store, name: str) -> dict:
         items = session.scalar(
             select(func.count()).select_from(Item).where(Item.study_id == study.id)
         )
-        arbitrated = {
-            a.item_id: a.verdict
-            for a in session.scalars(
-                select(Arbitration)
-                .join(Item)
-                .where(Item.study_id == study.id, Arbitration.current.is_(True))
-            )
-        }
+        arbitrated = arbitrated_verdicts(session, study.id)
         axes = list(study.axes)
     if not rows:
         raise StudyError(
