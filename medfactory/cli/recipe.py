@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from medfactory.cli.common import ExampleGroup, with_example
-from medfactory.recipes.render import METHODS, STAGES
+from medfactory.recipes.render import METHODS, STAGES, TRAINING_STAGES
 
 
 @click.group(cls=ExampleGroup)
@@ -32,7 +32,7 @@ def render(preset: str, method: str, stage: str, datasets: tuple[str, ...], over
     from medfactory.recipes.render import parse_overrides, recipe_path
     from medfactory.recipes.render import render as render_recipe
 
-    if stage in ("train", "predict") and not datasets:
+    if stage in (*TRAINING_STAGES, "predict") and not datasets:
         raise click.UsageError(f"--stage {stage} needs at least one --dataset")
     text = render_recipe(preset, method, stage, list(datasets), parse_overrides(overrides))
     path = recipe_path(preset, stage, method)

@@ -21,7 +21,11 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--zero", type=click.Choice(["0", "3"]), default="0", show_default=True,
               help="DeepSpeed ZeRO stage (3 shards weights, gradients, optimizer).")  # fmt: skip
 @click.option("--lora-rank", default=8, show_default=True, type=POSITIVE)
-def vram(model, method, batch, seq, gpus, zero, lora_rank) -> None:
+@click.option("--stage", type=click.Choice(["sft", "dpo", "kto"]), default="sft",
+              show_default=True, help="dpo/kto: chosen and rejected in one forward, and the "
+              "reference model.")  # fmt: skip
+@click.option("--no-reference", is_flag=True, help="DPO with orpo or simpo: no reference model.")
+def vram(model, method, batch, seq, gpus, zero, lora_rank, stage, no_reference) -> None:
     """Estimate GPU memory per card: weights, gradients, optimizer, activations.
 
     The formula is in medfactory/recipes/vram.py. Against real runs on an H100 (1.5B and
@@ -32,11 +36,19 @@ def vram(model, method, batch, seq, gpus, zero, lora_rank) -> None:
 
     from medfactory.recipes.vram import GIB, estimate, load_architecture
 
-    result = estimate(load_architecture(model), method, batch, seq, gpus, int(zero), lora_rank)
+    result = estimate(
+        load_architecture(model), method, batch, seq, gpus, int(zero), lora_rank, stage,
+        reference=not no_reference,
+    )  # fmt: skip
     console = Console()
     console.print(
-        f"{model}: {method}, micro-batch {batch} x {seq} tokens, {gpus} GPU(s), ZeRO {zero}"
+        f"{model}: {method} {stage}, micro-batch {batch} x {seq} tokens, {gpus} GPU(s), ZeRO {zero}"
     )
+    if stage != "sft":
+        reference = "none" if no_reference else (
+            "a frozen bf16 copy" if method == "full" else "the base, adapter off"
+        )  # fmt: skip
+        console.print(f"chosen and rejected in one forward; reference model: {reference}")
     table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")

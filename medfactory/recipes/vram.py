@@ -19,6 +19,14 @@ GPUs (ZeRO-3 shards the model states over N; plain data parallelism does not):
                with batch and length)
   overhead     CUDA context, allocator caching and fragmentation: 1.5 GiB
 
+DPO and KTO (LLaMA-Factory): chosen and rejected (KTO: the answer and its
+mismatched KL pair) go through one forward, so twice the tokens a micro-batch;
+the reference model is the base with the adapter switched off for LoRA and
+QLoRA (no extra weights; its forward runs without gradients, so it keeps no
+activations), and a second, frozen bf16 copy, 2P, for full fine-tuning (none
+for orpo and simpo). These preference terms follow LLaMA-Factory's trainers;
+unlike the SFT terms they have not yet been checked against a GPU run.
+
 LoRA on all linear layers with rank r trains T = r * sum(in + out) per layer.
 """
 
@@ -33,6 +41,7 @@ from medfactory.recipes.presets import Architecture, get_preset
 GIB = 1024**3
 CARDS = (24, 48, 80)
 OVERHEAD = 1.5 * GIB
+STAGES = ("sft", "dpo", "kto")
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,8 @@ def estimate(
     gpus: int = 1,
     zero: int = 0,
     lora_rank: int = 8,
+    stage: str = "sft",
+    reference: bool = True,
 ) -> Estimate:
     for name, value in (("batch", batch), ("seq", seq), ("gpus", gpus), ("lora_rank", lora_rank)):
         if value < 1:
@@ -103,9 +114,13 @@ def estimate(
         if method == "qlora":
             weights -= (2.0 - 0.55) * (parameters - embedding_parameters(arch))
         gradients, optimizer = 4.0 * trainable, 8.0 * trainable
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    if stage != "sft" and method == "full" and reference:
+        weights += 2.0 * parameters  # the frozen reference copy
     if zero == 3 and gpus > 1:  # model states sharded over the GPUs
         weights, gradients, optimizer = weights / gpus, gradients / gpus, optimizer / gpus
     h, m, L = arch.hidden_size, arch.intermediate_size, arch.num_hidden_layers
-    tokens = batch * seq
+    tokens = batch * seq * (1 if stage == "sft" else 2)
     activations = tokens * (2 * h * L + 2 * (10 * h + 3 * m) + 14 * arch.vocab_size)
     return Estimate(parameters, trainable, weights, gradients, optimizer, activations, OVERHEAD)

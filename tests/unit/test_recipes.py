@@ -157,3 +157,25 @@ def test_overrides_keep_yaml_1_1_words_as_strings():
     }
     argv = llamafactory_command("train", Path("r.yaml"), parse_overrides(["eval_strategy=no"]))
     assert argv[-1] == "eval_strategy='no'"
+
+
+@pytest.mark.parametrize(("stage", "method"), [("dpo", "lora"), ("dpo", "qlora"), ("dpo", "full"),
+                                               ("kto", "lora")])  # fmt: skip
+def test_preference_recipes_extend_the_methods_recipe_and_llamafactory_accepts_them(stage, method):
+    from medfactory.recipes.check import llamafactory_problems
+
+    registry = {f"r1_{stage}_train": {}, f"r1_{stage}_val": {}}
+    text = render("qwen2.5-7b-instruct", method, stage, [f"r1_{stage}"], registry=registry)
+    recipe = yaml.safe_load(text)
+    trained = yaml.safe_load(render("qwen2.5-7b-instruct", method, "train", DATA))
+    assert recipe["stage"] == stage and recipe["learning_rate"] == 5.0e-6
+    assert (recipe["dataset"], recipe["eval_dataset"]) == (f"r1_{stage}_train", f"r1_{stage}_val")
+    assert recipe["output_dir"] == f"saves/qwen2.5-7b-instruct/{method}/{stage}"
+    assert recipe["pref_beta"] == 0.1
+    for key in ("finetuning_type", "quantization_bit", "deepspeed", "lora_rank", "cutoff_len"):
+        assert recipe.get(key) == trained.get(key), key  # the method's settings, unchanged
+    if stage == "dpo":
+        assert recipe["pref_loss"] == "sigmoid"
+    else:
+        assert recipe["kto_chosen_weight"] == recipe["kto_rejected_weight"] == 1.0
+    assert llamafactory_problems(Path(f"{stage}_{method}.yaml"), recipe) == []

@@ -82,3 +82,18 @@ def test_cli_prints_the_verdicts():
     result = CliRunner().invoke(cli, ["vram", "--model", "qwen2.5-7b-instruct", "--method", "full"])
     assert result.exit_code == 0, result.output
     assert "80 GB card" in result.output and "does not fit" in result.output
+
+
+def test_preference_stages_double_the_tokens_and_full_adds_the_reference_copy():
+    arch = load_architecture("qwen2.5-7b-instruct")
+    sft = estimate(arch, "lora", batch=2, seq=1024)
+    dpo = estimate(arch, "lora", batch=1, seq=1024, stage="dpo")
+    assert dpo.activations == sft.activations and dpo.weights == sft.weights  # base = reference
+    full_sft, full_dpo = estimate(arch, "full"), estimate(arch, "full", stage="dpo")
+    assert full_dpo.weights - full_sft.weights == 2.0 * full_dpo.parameters
+    orpo = estimate(arch, "full", stage="dpo", reference=False)
+    assert orpo.weights == full_sft.weights
+    sharded = estimate(arch, "full", gpus=8, zero=3, stage="kto")
+    assert sharded.weights == full_dpo.weights / 8
+    with pytest.raises(ValueError, match="stage must be one of sft, dpo, kto"):
+        estimate(arch, "lora", stage="ppo")
