@@ -21,11 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "dataset_info" / "samples"
 
 
-def load_with_llamafactory(model: Path, dataset_dir: Path, name: str, output_dir: Path) -> dict:
-    """What LLaMA-Factory keeps of NAME_train/_val/_test, loaded in a fresh process."""
+def load_with_llamafactory(
+    model: Path, dataset_dir: Path, name: str, output_dir: Path, stage: str = "sft"
+) -> dict:
+    """What LLaMA-Factory keeps of NAME_train/_val/_test for `stage`, in a fresh process."""
     script = Path(__file__).with_name("llamafactory_load.py")
     out = subprocess.run(
-        [sys.executable, str(script), str(model), str(dataset_dir), name, str(output_dir)],
+        [sys.executable, str(script), str(model), str(dataset_dir), name, str(output_dir), stage],
         capture_output=True,
         text=True,
     )

@@ -1,0 +1,102 @@
+"""From clinicians' verdicts and thumbs to DPO and KTO training on the tiny model, for real."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from review_helpers import REPO, prediction_files
+from test_llamafactory_loading import load_with_llamafactory
+
+from deploy.gateway import Arm, Exchange, Feedback
+from medfactory.feedback.exchanges import StoreRecorder
+from medfactory.feedback.exports import ab_export, review_export, write_export
+from medfactory.feedback.rating import Submission, queue, rater_view, submit
+from medfactory.feedback.store import Rater, open_store
+from medfactory.feedback.studies import StudySpec, create_study
+from medfactory.recipes.render import render
+
+ITEMS = 16
+AXES = ("accuracy", "safety", "completeness", "communication")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A study where both doctors prefer the answer that sends the patient to a doctor, and
+    an A/B record with a thumb on every answer; both exported into one dataset folder."""
+    folder = tmp_path_factory.mktemp("preference")
+    store = open_store(f"sqlite:///{folder / 'review.db'}")
+    base, lora = prediction_files(folder, ITEMS)
+    create_study(store, StudySpec("r1", [base, lora], ["d1", "d2"], overlap=2, seed=3))
+    pending = []
+    with store.session() as session:
+        for rater in session.query(Rater):
+            for item, _, _ in queue(session, rater):
+                answers = rater_view(session, rater, item.position).answers
+                verdict = "1" if "就医" in answers[0] else "2"
+                scores = {a: (4, 2) if verdict == "1" else (2, 4) for a in AXES}
+                pending.append((rater.id, item.position, Submission(verdict, scores)))
+    for rater_id, position, submission in pending:
+        submit(store, rater_id, position, submission, f"{rater_id}-{position}")
+    data = folder / "data"
+    review = write_export(review_export(store, "r1"), data, "r1", split=(1.0,))
+
+    recorder = StoreRecorder(store, "ab", [Arm("lora", "http://h", "lora")])
+    for i in range(ITEMS):
+        good = i % 2 == 0
+        answer = "请及时到医院就诊。" if good else "不用管它，多喝热水就好了。"
+        question = [{"role": "user", "content": f"头痛第{i}天，怎么办？"}]
+        recorder.record(Exchange("ab", f"u{i}", "lora", "lora", "c", question, True,
+                                 completion_id=f"c{i}", answer=answer))  # fmt: skip
+        recorder.feedback(Feedback(f"c{i}", f"u{i}", 1 if good else -1, "", ""))
+    feedback = write_export(ab_export(store, "ab"), data, "fb", split=(1.0,))
+    return data, review, feedback
+
+
+def test_llamafactorys_own_loader_keeps_every_pair_and_every_kto_row(
+    exported, tiny_model, tmp_path
+):
+    data, review, feedback = exported
+    assert review["written"] == {"dpo": {"train": ITEMS}} and review["skipped"] == {}
+    assert feedback["written"] == {"kto": {"train": ITEMS}}
+    pairs = load_with_llamafactory(tiny_model, data, "r1_dpo", tmp_path / "rm", stage="rm")
+    assert pairs["kept"] == {"train": ITEMS}
+    kto = load_with_llamafactory(tiny_model, data, "fb_kto", tmp_path / "kto", stage="kto")
+    assert kto["kept"] == {"train": ITEMS}
+
+
+def train(recipe: dict, folder) -> list[dict]:
+    """`medfactory train` on a recipe written to `folder`; the run's logged steps."""
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
+    run = subprocess.run(
+        [sys.executable, "-m", "medfactory", "train", str(path)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    state = json.loads((folder / "out" / "trainer_state.json").read_text())
+    return [step for step in state["log_history"] if "loss" in step]
+
+
+@pytest.mark.parametrize("stage", ["dpo", "kto"])
+def test_dpo_and_kto_train_the_tiny_model_and_it_learns_the_preference(
+    exported, tiny_model, stage, tmp_path
+):
+    data, _, _ = exported
+    name = {"dpo": "r1_dpo", "kto": "fb_kto"}[stage]
+    registry = json.loads((data / "dataset_info.json").read_text())
+    recipe = yaml.safe_load(render("tiny", "lora", stage, [name], registry=registry))
+    recipe |= {
+        "model_name_or_path": str(tiny_model), "dataset_dir": str(data),
+        "output_dir": str(tmp_path / "out"), "num_train_epochs": 2.0, "logging_steps": 4,
+        "save_steps": 1000, "per_device_train_batch_size": 2,
+    }  # fmt: skip
+    logged = train(recipe, tmp_path)
+    assert len(logged) >= 4
+    first, last = logged[0], logged[-1]
+    assert last["loss"] < first["loss"]
+    if stage == "dpo":
+        assert last["rewards/accuracies"] > 0.5  # chosen now above rejected
+        assert last["rewards/margins"] > first["rewards/margins"]
+    assert (tmp_path / "out" / "adapter_model.safetensors").stat().st_size > 0
