@@ -87,6 +87,13 @@ def print_summary(summary: dict) -> None:
         f"{scores['bleu-4']:.2f} / {scores['rouge-1']:.2f} / {scores['rouge-2']:.2f} / "
         f"{scores['rouge-l']:.2f}  ({scores['samples']} test samples)",
     )
+    for metric, change in summary["compare"].items():
+        mark = "  significant" if change["significant"] else ""
+        table.add_row(
+            f"{metric} base -> tuned",
+            f"{change['baseline']:.2f} -> {change['candidate']:.2f}  "
+            f"({change['delta']:+.2f} [{change['low']:+.2f}, {change['high']:+.2f}]{mark})",
+        )
     verify = summary["verify"]
     table.add_row(
         "verify",

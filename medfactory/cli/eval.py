@@ -112,7 +112,10 @@ def endpoint(
     _score(path, think or "strip", workers)
 
 
-@with_example("medfactory eval compare saves/eval/base/scores.json saves/eval/lora/scores.json")
+@with_example(
+    "medfactory eval compare saves/tiny/base/predict/generated_predictions.jsonl "
+    "saves/tiny/lora/predict/generated_predictions.jsonl --names base,lora"
+)
 @eval_group.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--names", help="Comma-separated run names [default: their folder names].")
@@ -121,17 +124,27 @@ def endpoint(
     default="saves/compare",
     show_default=True,
     type=click.Path(path_type=Path),
-    help="Folder for report.md and scores.png.",
+    help="Folder for report.md, comparison.json and scores.png.",
 )
-def compare(files, names, out) -> None:
+@THINK
+def compare(files, names, out, think) -> None:
     """Compare scored runs: the first is the baseline, the others are compared with it.
+
+    FILES are scores.json files, or generated_predictions.jsonl files, which are
+    scored first (--think, as `eval predictions`).
 
     Prints a table with per-metric deltas and 95 % paired-bootstrap confidence
     intervals; writes a Markdown report and a bar chart.
     """
     from medfactory.evaluation.compare import write_comparison
 
-    result, report = write_comparison(list(files), names.split(",") if names else None, out)
+    scored = []
+    for file in files:
+        if file.suffix == ".jsonl":  # predictions: score them first, as `eval predictions`
+            _score(file, think or "keep", None)
+            file = file.with_name("scores.json")
+        scored.append(file)
+    result, report = write_comparison(scored, names.split(",") if names else None, out)
 
     table = Table(title=f"{result.samples} paired samples; baseline {result.names[0]}")
     table.add_column("metric")

@@ -21,6 +21,7 @@ from pathlib import Path
 from converters.registry import read_registry
 from deploy.process import free_port, log_tail, port_in_use, stop_group
 from medfactory import paths
+from medfactory.evaluation.metrics import METRICS
 from medfactory.recipes.run import read_recipe
 
 SAMPLES = "dataset_info/samples"
@@ -31,10 +32,13 @@ DATASETS = ("huatuo_sample", "medical_o1_sample")
 LOADTEST_DATASET = "huatuo_sample_test"
 LOADTEST_OUT = "saves/loadtest"
 DEMO_OUT = "saves/demo"
+COMPARE_OUT = f"{DEMO_OUT}/compare"
+# The base model's answers to the same test splits: the predict recipe without its adapter.
+BASE_PREDICT = "saves/tiny/base/predict"
 SPLITS = ("train", "val", "test")
 STAGE_NAMES = (
-    "convert-huatuo", "convert-medical-o1", "tiny-model", "recipes", "train", "predict", "eval",
-    "export", "serve", "verify", "loadtest",
+    "convert-huatuo", "convert-medical-o1", "tiny-model", "recipes", "train", "predict",
+    "predict-base", "eval", "compare", "export", "serve", "verify", "loadtest",
 )  # fmt: skip
 
 
@@ -86,7 +90,15 @@ def plan(port: int, sweep: str, duration: str, out: Outputs) -> list[Stage]:
         Stage("recipes", "render and check the recipes", ("recipe", "check")),
         Stage("train", "LoRA training", ("train", f"{RECIPES}/train_lora.yaml")),
         Stage("predict", "predict on the test splits", ("predict", f"{RECIPES}/predict_lora.yaml")),
+        Stage("predict-base", "predict with the base model (no adapter)", (
+            "predict", f"{RECIPES}/predict_lora.yaml", "adapter_name_or_path=null",
+            f"output_dir={BASE_PREDICT}",
+        )),
         Stage("eval", "score BLEU-4 / ROUGE", ("eval", "predictions", str(out.predictions))),
+        Stage("compare", "base against tuned, paired 95 % intervals", (
+            "eval", "compare", f"{BASE_PREDICT}/generated_predictions.jsonl",
+            str(out.predictions), "--names", "base,tuned", "--out", COMPARE_OUT,
+        )),
         Stage("export", "merge the LoRA adapter", ("export", f"{RECIPES}/export_lora.yaml")),
         Stage("serve", f"serve with vLLM on {endpoint}", (
             "serve", "--model", str(out.merged), "--template", out.template, "--port", str(port),
@@ -219,6 +231,7 @@ def collect(root: Path, out: Outputs) -> dict:
         data[name] = counts
     train = json.loads((root / out.adapter / "all_results.json").read_text())
     scores = json.loads((root / out.predictions).with_name("scores.json").read_text())
+    compared = json.loads((root / COMPARE_OUT / "comparison.json").read_text())
     verify = json.loads((root / DEMO_OUT / "verify.json").read_text())
     report = json.loads((root / LOADTEST_OUT / "report.json").read_text())
     levels = [
@@ -237,15 +250,22 @@ def collect(root: Path, out: Outputs) -> dict:
     return {
         "data": data,
         "train": {k: train.get(k) for k in ("train_loss", "eval_loss", "epoch", "train_runtime")},
-        "eval": {m: scores[m] for m in ("bleu-4", "rouge-1", "rouge-2", "rouge-l")}
-        | {"samples": len(scores["per_sample"])},
+        "eval": {m: scores[m] for m in METRICS} | {"samples": len(scores["per_sample"])},
+        # base -> tuned on the same test samples, with the paired 95 % interval of the change
+        "compare": {
+            m: {k: d[k] for k in ("baseline", "candidate", "delta", "low", "high", "significant")}
+            for m, d in compared["deltas"]["tuned"].items()
+        },
         "verify": {k: verify[k] for k in ("passed", "prompts_identical", "prompts_compared")},
         "loadtest": levels,
         "artefacts": {
             "registry": _shown(data_dir / "dataset_info.json", root),
             "LoRA adapter": str(out.adapter),
+            "loss curve": str(out.adapter / "training_loss.png"),
             "predictions": str(out.predictions),
             "scores": str(out.predictions.with_name("scores.json")),
+            "base predictions": f"{BASE_PREDICT}/generated_predictions.jsonl",
+            "comparison": f"{COMPARE_OUT}/report.md",
             "merged model": str(out.merged),
             "verify report": f"{DEMO_OUT}/verify.json",
             "load-test report": f"{LOADTEST_OUT}/report.md",

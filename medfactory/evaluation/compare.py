@@ -8,6 +8,7 @@ mean of the per-sample differences, take the 2.5th and 97.5th percentiles.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,13 +157,34 @@ def bar_chart(comparison: Comparison, path: Path) -> Path:
     return path
 
 
+def as_dict(comparison: Comparison) -> dict:
+    """The comparison as JSON: means per run, and each later run's deltas to the first."""
+    return {
+        "baseline": comparison.names[0],
+        "samples": comparison.samples,
+        "means": comparison.means,
+        "deltas": {
+            name: {
+                d.metric: {
+                    "baseline": d.baseline, "candidate": d.candidate, "delta": d.delta,
+                    "low": d.low, "high": d.high, "significant": d.significant,
+                }
+                for d in deltas
+            }
+            for name, deltas in comparison.deltas.items()
+        },
+        "interval": f"95 % paired bootstrap, {RESAMPLES} resamples",
+    }  # fmt: skip
+
+
 def write_comparison(
     paths: list[Path], names: list[str] | None, out: Path
 ) -> tuple[Comparison, Path]:
-    """Compare the runs; write OUT/report.md and OUT/scores.png. Returns the comparison
-    and the report's path."""
+    """Compare the runs; write OUT/report.md, OUT/comparison.json and OUT/scores.png.
+    Returns the comparison and the report's path."""
     result = compare_runs(paths, names)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.json").write_text(json.dumps(as_dict(result), indent=1) + "\n")
     chart = bar_chart(result, out / "scores.png")
     report = out / "report.md"
     report.write_text(markdown_report(result, chart), encoding="utf-8")

@@ -92,6 +92,21 @@ def test_demo_summary_matches_the_artefacts(demo, copy):
     data_rows = sum(counts["test"] for counts in summary["data"].values())
     assert rows == data_rows  # every test record was predicted
 
+    # The fine-tune beats its own base on the held-out test split, significantly.
+    base_rows = count_lines(copy / "saves/tiny/base/predict/generated_predictions.jsonl")
+    assert base_rows == rows
+    compared = json.loads((copy / "saves/demo/compare/comparison.json").read_text())
+    assert compared["baseline"] == "base" and compared["samples"] == rows
+    for metric, change in summary["compare"].items():
+        written = compared["deltas"]["tuned"][metric]
+        assert change == {k: written[k] for k in change}
+        assert change["candidate"] == pytest.approx(ours[metric])
+        assert f"{change['baseline']:.2f} -> {change['candidate']:.2f}" in table
+    for metric in ("bleu-4", "rouge-l"):
+        assert summary["compare"][metric]["low"] > 0 and summary["compare"][metric]["significant"]
+    curve = copy / summary["artefacts"]["loss curve"]
+    assert curve.read_bytes()[:4] == b"\x89PNG" and curve.stat().st_size > 10_000
+
     verify = json.loads((copy / "saves/demo/verify.json").read_text())
     assert summary["verify"]["passed"] is verify["passed"] is True
     assert verify["prompts_identical"] == verify["prompts_compared"] == 5

@@ -128,6 +128,30 @@ def test_compare_reports_means_deltas_and_a_chart(tmp_path):
     assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 10  # bars were drawn
 
 
+def test_compare_scores_prediction_files_itself_and_writes_the_comparison_as_json(tmp_path):
+    rows = [dict(r, predict="不知道。") for r in ROWS]
+    for run in ("base", "lora"):
+        (tmp_path / run).mkdir()
+    base = write(tmp_path / "base" / "generated_predictions.jsonl", rows)
+    tuned = write(tmp_path / "lora" / "generated_predictions.jsonl", ROWS)  # perfect answers
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        cli, ["eval", "compare", str(base), str(tuned), "--names", "base,tuned", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "base" / "scores.json").is_file()  # scored first, as eval predictions
+    written = json.loads((out / "comparison.json").read_text())
+    scored = [base.with_name("scores.json"), tuned.with_name("scores.json")]
+    expected = compare_runs(scored, ["base", "tuned"])
+    assert written["baseline"] == "base" and written["samples"] == expected.samples
+    for delta in expected.deltas["tuned"]:
+        entry = written["deltas"]["tuned"][delta.metric]
+        assert (entry["delta"], entry["low"], entry["high"]) == pytest.approx(
+            (delta.delta, delta.low, delta.high)
+        )
+        assert entry["significant"] == delta.significant
+
+
 def test_compare_refuses_runs_on_different_samples(tmp_path):
     base = scored_run(tmp_path / "base", ["a", "b", "c"])
     other = tmp_path / "other"
