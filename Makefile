@@ -35,7 +35,7 @@ PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
 # package indexes that do not carry that package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install browser postgres review abtest data recipes train predict eval export serve verify stop loadtest webui bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
+.PHONY: help install browser postgres review abtest preference data recipes train predict eval export serve verify stop loadtest webui bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -89,6 +89,8 @@ recipes: $(VENV)/.installed ## render the checked-in recipes in llamafactory_con
 	$(MF) recipe render --model tiny --method lora --stage predict $(DEMO_DATA)
 	$(MF) recipe render --model tiny --method lora --stage export
 	$(MF) recipe render --model tiny --method lora --stage infer
+	$(MF) recipe render --model tiny --method lora --stage dpo --dataset abtest_dpo
+	$(MF) recipe render --model tiny --method lora --stage kto --dataset abtest_kto
 	$(MF) recipe render $(R1_7B) --method lora --stage train --dataset medical_o1_sample
 	$(MF) recipe render $(R1_7B) --method qlora --stage train --dataset medical_o1_sample
 	$(MF) recipe render $(R1_7B) --method full --stage train --dataset medical_o1_sample
@@ -133,6 +135,11 @@ review: $(TINY_MODEL)/config.json ## a blind review of the tiny model before and
 abtest: $(TINY_MODEL)/config.json ## live A/B: the base and LoRA tiny model on one vLLM, the gateway, scripted clinicians, the report
 	@test -f $(ADAPTER)/adapter_config.json || $(DEMO_STAGE) convert-huatuo --only convert-medical-o1 --only train
 	$(MF) dev abtest --adapter $(ADAPTER)
+
+preference: $(TINY_MODEL)/config.json ## DPO and KTO on the tiny model from make abtest's corrections and thumbs
+	@test -f $(DATA_DIR)/abtest_kto_train.jsonl || $(MAKE) abtest
+	$(MF) train llamafactory_configs/tiny/dpo_lora.yaml
+	$(MF) train llamafactory_configs/tiny/kto_lora.yaml
 
 webui: $(TINY_MODEL)/config.json ## LLaMA-Factory's WebUI on 127.0.0.1:7860 with our datasets and the tiny model
 	$(MF) webui --model tiny --port 7860

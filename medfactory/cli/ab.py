@@ -152,7 +152,7 @@ def monitor(
 @export_options
 @DB
 def export(experiment, since, name, dataset_dir, fmt, split, seed, force, as_json, db) -> None:
-    """Thumbs as KTO data and corrections as SFT data, registered for training.
+    """Thumbs as KTO data, corrections as SFT data and DPO pairs, registered for training.
 
     Failed exchanges and answers without feedback are skipped and counted.
     Every text is scrubbed of identifiers.

@@ -88,17 +88,21 @@ def abtest(adapter, model_dir, dataset, dataset_dir, users, turns) -> None:
 
     A scripted clinician gives a thumbs-up when an answer's ROUGE-L against the
     dataset's answer reaches 0.05, else a thumbs-down (with the dataset's answer
-    as the better one, once per clinician). The record is saves/ab/abtest.db.
+    as the better one, once per clinician). The record is saves/ab/abtest.db;
+    its feedback is registered as abtest_kto, abtest_sft and abtest_dpo.
     """
     from medfactory.dev.abtest import EXPERIMENT, run_abtest
     from medfactory.feedback.ab_report import markdown
 
     unwind_on_termination()  # the server it starts is stopped, not orphaned
-    report, _ = run_abtest(
+    report, _, exported = run_abtest(
         paths.PROJECT_ROOT, model_dir or paths.cache_dir() / "tiny-model", adapter, dataset_dir,
         dataset, users, turns, say=click.echo,
     )  # fmt: skip
+    from medfactory.cli.tables import print_export_summary
+
     click.echo(markdown(report, None))
+    print_export_summary(exported)
     out = paths.PROJECT_ROOT / "saves" / "ab" / EXPERIMENT
     click.echo(f"report: {out / 'report.md'}; again with: medfactory ab report --name "
                f"{EXPERIMENT} --db sqlite:///saves/ab/{EXPERIMENT}.db")  # fmt: skip

@@ -53,7 +53,7 @@ def print_export_summary(data: dict) -> None:
     table = Table(title=f"exported {data['source']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("rows read", f"{data['rows']:,}")
+    table.add_row("read", f"{data['read']:,}")
     for kind, splits in data["written"].items():
         table.add_row(f"written {kind}", "  ".join(f"{s} {n:,}" for s, n in splits.items()))
     for reason, count in data["skipped"].items():

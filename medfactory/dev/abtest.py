@@ -6,7 +6,9 @@ clinician chats a few turns through it, streamed, then judges every answer
 the way the script's clinicians do: a thumbs-up when the answer's ROUGE-L
 against the dataset's own answer reaches the threshold, a thumbs-down
 otherwise, with the dataset's answer sent as the better answer on their first
-thumbs-down. The report is then read back from the store like any other.
+thumbs-down. The report is then read back from the store like any other, and
+the feedback is exported as training data (`abtest_kto`, `abtest_sft`,
+`abtest_dpo`, train split only), which the tiny DPO and KTO recipes train on.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from medfactory.evaluation.metrics import load_jieba_quietly, score_pair
 from medfactory.feedback.ab_report import write_ab_report
 from medfactory.feedback.chat import GatewayClient
 from medfactory.feedback.exchanges import gateway_app
+from medfactory.feedback.exports import ab_export, write_export
 from medfactory.feedback.store import open_store
 
 EXPERIMENT = "abtest"
@@ -108,8 +111,9 @@ def run_abtest(
     root: Path, model_dir: Path, adapter_dir: Path, dataset_dir: Path,
     dataset: str = "huatuo_sample_test", users: int = 8, turns: int = 2,
     say: Callable[[str], None] = print,
-) -> tuple[dict, ScriptedRun]:  # fmt: skip
-    """Serve, verify, split, chat, rate, report; everything stopped afterwards."""
+) -> tuple[dict, ScriptedRun, dict]:  # fmt: skip
+    """Serve, verify, split, chat, rate, report, export; everything stopped afterwards.
+    Returns the report, what the script did, and the export's summary."""
     conversations = load_conversations(dataset_dir, dataset)
     out = Path(root) / "saves" / "ab"
     db = out / f"{EXPERIMENT}.db"
@@ -135,7 +139,9 @@ def run_abtest(
         app, _ = gateway_app(arms, EXPERIMENT, store)
         with _GatewayThread(app, free_port()) as gateway:
             say(f"gateway on {gateway.url}: {users} scripted clinicians, {turns} turns each")
-            client = GatewayClient(gateway.url, max_tokens=48)
+            # Greedy answers: the same run gives the same thumbs, so the same training data.
+            client = GatewayClient(gateway.url, max_tokens=48, temperature=0.0)
             run = scripted_clinicians(client, conversations, users, turns, say)
     report = write_ab_report(store, EXPERIMENT, out / EXPERIMENT)
-    return report, run
+    exported = write_export(ab_export(store, EXPERIMENT), dataset_dir, EXPERIMENT, split=(1.0,))
+    return report, run, exported

@@ -19,13 +19,17 @@ MAX_TOKENS = 512
 class GatewayClient:
     """The page's way to the gateway: streamed chats and feedback, as one clinician."""
 
-    def __init__(self, url: str, api_key: str | None = None, max_tokens: int = MAX_TOKENS):
+    def __init__(
+        self, url: str, api_key: str | None = None, max_tokens: int = MAX_TOKENS,
+        temperature: float | None = None,
+    ):  # fmt: skip
         import httpx
 
         self.url = url.rstrip("/").removesuffix("/v1")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=600.0)
         self.max_tokens = max_tokens
+        self.temperature = temperature  # None: the server's default
 
     def check(self) -> None:
         """Reach the gateway once before serving the page: a wrong address or key is one
@@ -50,6 +54,8 @@ class GatewayClient:
             "model": "ab", "messages": messages, "user": user, "stream": True,
             "max_tokens": self.max_tokens,
         }  # fmt: skip
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         headers = {CONVERSATION_HEADER: conversation}
         text, completion_id = "", None
         with self.http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as reply:

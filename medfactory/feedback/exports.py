@@ -3,8 +3,9 @@
 From a review study: DPO pairs from each item's final verdict (the arbiter's,
 or the verdict every assigned rater gave), chosen the preferred answer and
 rejected the other; and SFT records from the raters' corrected answers. From
-the live A/B record: KTO records from thumbs (`kto_tag`), and SFT records from
-the corrections sent with feedback. Every text is scrubbed of identifiers by
+the live A/B record: KTO records from thumbs (`kto_tag`), SFT records from the
+corrections sent with feedback, and a DPO pair of each correction (chosen) and
+the answer it corrects (rejected). Every text is scrubbed of identifiers by
 the converters' scrubber; every verdict or feedback row is written or skipped
 with its reason; each kind is split and registered as `data convert` does
 (NAME_KIND_train/_val/_test, atomically, refusing to replace without force).
@@ -56,6 +57,7 @@ class Example:
 @dataclass
 class Export:
     source: str
+    read: int = 0  # review items or A/B exchanges examined
     examples: dict[str, list[Example]] = field(default_factory=lambda: {k: [] for k in KINDS})
     skipped: Counter = field(default_factory=Counter)
     identifiers: Counter = field(default_factory=Counter)
@@ -65,7 +67,7 @@ class Export:
     def summary(self) -> dict:
         return {
             "source": self.source,
-            "rows": sum(len(e) for e in self.examples.values()) + sum(self.skipped.values()),
+            "read": self.read,
             "written": self.written,
             "skipped": dict(self.skipped),
             "identifiers_scrubbed": dict(self.identifiers),
@@ -97,6 +99,7 @@ def review_export(store: Store, study_name: str) -> Export:
         rated: dict[int, list] = {}
         for row in current_ratings(session, study.id):
             rated.setdefault(row.item_id, []).append(row.Rating)
+    export.read = len(items)
     for item_id, item in sorted(items.items(), key=lambda pair: pair[1].position):
         system, turns, question = _split_chat(item.conversation)
         ratings = rated.get(item_id, [])
@@ -133,9 +136,11 @@ def _final_verdict(arbitrated: str | None, ratings: list, assigned: int) -> str:
 
 
 def ab_export(store: Store, experiment: str, since: float | None = None) -> Export:
-    """KTO records from thumbs and SFT records from corrections of the live A/B."""
+    """KTO records from thumbs; SFT records and DPO pairs from corrections of the live A/B."""
     export = Export(source=f"ab {experiment}")
-    for row in exchanges_since(store, experiment, since):
+    rows = exchanges_since(store, experiment, since)
+    export.read = len(rows)
+    for row in rows:
         if row["error"]:
             export.skipped["failed exchange"] += 1
             continue
@@ -148,6 +153,10 @@ def ab_export(store: Store, experiment: str, since: float | None = None) -> Expo
             export.examples["sft"].append(
                 Example(system, turns, question, answer=row["correction"])
             )
+            if row["correction"].strip() != row["answer"].strip():
+                export.examples["dpo"].append(
+                    Example(system, turns, question, row["correction"], row["answer"])
+                )
         if row["rating"] in (1, -1):
             export.examples["kto"].append(
                 Example(system, turns, question, answer=row["answer"], tag=row["rating"] == 1)

@@ -15,7 +15,6 @@ from medfactory.feedback.exports import ab_export, review_export, write_export
 from medfactory.feedback.rating import Submission, queue, rater_view, submit
 from medfactory.feedback.store import Rater, open_store
 from medfactory.feedback.studies import StudySpec, create_study
-from medfactory.recipes.render import render
 
 ITEMS = 16
 AXES = ("accuracy", "safety", "completeness", "communication")
@@ -66,12 +65,17 @@ def test_llamafactorys_own_loader_keeps_every_pair_and_every_kto_row(
     assert kto["kept"] == {"train": ITEMS}
 
 
-def train(recipe: dict, folder) -> list[dict]:
-    """`medfactory train` on a recipe written to `folder`; the run's logged steps."""
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe, allow_unicode=True))
+def train(stage: str, dataset: str, data, tiny_model, folder) -> list[dict]:
+    """`medfactory train` on the checked-in tiny recipe, pointed at the exported data; the
+    run's logged steps."""
+    overrides = [
+        f"dataset={dataset}_train", f"dataset_dir={data}", f"model_name_or_path={tiny_model}",
+        f"output_dir={folder / 'out'}", "num_train_epochs=2.0", "logging_steps=4",
+        "save_steps=1000", "per_device_train_batch_size=2",
+    ]  # fmt: skip
+    recipe = f"llamafactory_configs/tiny/{stage}_lora.yaml"
     run = subprocess.run(
-        [sys.executable, "-m", "medfactory", "train", str(path)],
+        [sys.executable, "-m", "medfactory", "train", recipe, *overrides],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
@@ -80,19 +84,14 @@ def train(recipe: dict, folder) -> list[dict]:
 
 
 @pytest.mark.parametrize("stage", ["dpo", "kto"])
-def test_dpo_and_kto_train_the_tiny_model_and_it_learns_the_preference(
+def test_the_checked_in_dpo_and_kto_recipes_train_the_tiny_model_and_it_learns(
     exported, tiny_model, stage, tmp_path
 ):
     data, _, _ = exported
-    name = {"dpo": "r1_dpo", "kto": "fb_kto"}[stage]
-    registry = json.loads((data / "dataset_info.json").read_text())
-    recipe = yaml.safe_load(render("tiny", "lora", stage, [name], registry=registry))
-    recipe |= {
-        "model_name_or_path": str(tiny_model), "dataset_dir": str(data),
-        "output_dir": str(tmp_path / "out"), "num_train_epochs": 2.0, "logging_steps": 4,
-        "save_steps": 1000, "per_device_train_batch_size": 2,
-    }  # fmt: skip
-    logged = train(recipe, tmp_path)
+    recipe = yaml.safe_load((REPO / f"llamafactory_configs/tiny/{stage}_lora.yaml").read_text())
+    assert recipe["stage"] == stage and recipe["finetuning_type"] == "lora"
+    dataset = {"dpo": "r1_dpo", "kto": "fb_kto"}[stage]
+    logged = train(stage, dataset, data, tiny_model, tmp_path)
     assert len(logged) >= 4
     first, last = logged[0], logged[-1]
     assert last["loss"] < first["loss"]

@@ -69,7 +69,7 @@ def test_final_verdicts_become_dpo_pairs_and_corrections_sft_every_item_accounte
         "tie": 1, "raters disagree, not arbitrated": 1, "waiting for its other raters": 1,
         "not rated": 7,
     }  # fmt: skip
-    assert summary["rows"] == 12 + 1 and summary["identifiers_scrubbed"] == {"mobile": 1}
+    assert summary["read"] == 12 and summary["identifiers_scrubbed"] == {"mobile": 1}
 
     pairs = lines(data / "r1_dpo_train.jsonl")
     by_question = {p["conversations"][-1]["value"]: p for p in pairs}
@@ -128,8 +128,13 @@ def test_thumbs_become_kto_rows_corrections_sft_and_failures_are_counted(tmp_pat
     recorder.feedback(Feedback("c2", "u2", None, "建议测血压", ""))
 
     summary = write_export(ab_export(store, "ab"), tmp_path / "data", "fb", "alpaca", (1.0,))
-    assert summary["written"] == {"kto": {"train": 2}, "sft": {"train": 2}}
+    assert summary["written"] == {"dpo": {"train": 2}, "kto": {"train": 2}, "sft": {"train": 2}}
     assert summary["skipped"] == {"failed exchange": 1, "no feedback": 1}
+    assert summary["read"] == 5
+    pairs = lines(tmp_path / "data" / "fb_dpo_train.jsonl")  # a correction beats its answer
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [
+        ("请到神经内科就诊，电话[PHONE]", "答1"), ("建议测血压", "答2"),
+    ]  # fmt: skip
     kto = [
         json.loads(x)
         for x in (tmp_path / "data" / "fb_kto_train.jsonl").read_text().split("\n")
@@ -180,3 +185,19 @@ def test_the_export_commands_print_their_accounting_and_refuse_a_bad_split(study
         cli, ["ab", "export", "--name", "x", "--db", url, "--dataset-dir", str(tmp_path)]
     )
     assert missing.exit_code == 1 and "no A/B experiment 'ab'" in missing.output
+
+
+def test_the_checked_in_registry_has_the_entries_make_abtest_registers(tmp_path):
+    """`make abtest` exports its feedback as abtest_*; the tiny DPO and KTO recipes train on
+    them, so `recipe check` needs their entries in the checked-in registry."""
+    from pathlib import Path
+
+    store = open_store(f"sqlite:///{tmp_path / 'ab.db'}")
+    recorder = StoreRecorder(store, "abtest", [Arm("lora", "http://h", "lora")])
+    recorder.record(exchange("u", "c1", [{"role": "user", "content": "头痛"}]))
+    recorder.feedback(Feedback("c1", "u", -1, "请就医", ""))
+    write_export(ab_export(store, "abtest"), tmp_path / "data", "abtest", split=(1.0,))
+    fresh = read_registry(tmp_path / "data")
+    checked_in = read_registry(Path(__file__).resolve().parents[2] / "dataset_info")
+    assert set(fresh) == {"abtest_dpo_train", "abtest_kto_train", "abtest_sft_train"}
+    assert fresh == {name: checked_in[name] for name in fresh}, "run `make abtest` and commit"
