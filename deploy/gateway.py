@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ ARM_HEADER = "X-Medfactory-Arm"
 CONVERSATION_HEADER = "X-Medfactory-Conversation"
 DEFAULT_PORT = 8100
 ARM_EXAMPLE = "base=http://127.0.0.1:8000,model=tiny,weight=1"
+MAX_USER = 256  # the store's column
+log = logging.getLogger("medfactory.gateway")
 
 
 class GatewayError(RuntimeError):
@@ -188,6 +191,10 @@ class Metrics:
         self.feedback = Counter(
             f"{prefix}feedback", "Thumbs up and down", ["arm", "rating"], registry=self.registry
         )
+        self.unrecorded = Counter(
+            f"{prefix}unrecorded", "Exchanges the store could not take", ["arm"],
+            registry=self.registry,
+        )  # fmt: skip
         for arm in arms:  # every arm shows up from the first scrape, at zero
             for series in (self.requests, self.errors, self.ttft, self.latency):
                 series.labels(arm.name)
@@ -281,7 +288,13 @@ def create_app(
     async def finish(exchange: Exchange) -> None:
         exchange.latency = time.time() - exchange.started
         metrics.observe(exchange)
-        await asyncio.to_thread(recorder.record, exchange)
+        try:
+            await asyncio.to_thread(recorder.record, exchange)
+        except Exception as error:  # the store is down: the answer still goes out
+            metrics.unrecorded.labels(exchange.arm).inc()
+            # Only the error's type: its message could quote the prompt.
+            log.error("could not record an exchange of arm %s (%s)", exchange.arm,
+                      type(error).__name__)  # fmt: skip
 
     @app.get("/health")
     async def health():
@@ -306,8 +319,11 @@ def create_app(
         if not isinstance(body, dict):
             return JSONResponse(openai_error("the body must be a JSON object"), status_code=400)
         user = body.get("user")
-        if not isinstance(user, str) or not user.strip():
-            message = "'user' is required: the A/B gateway assigns each user to one version"
+        if not isinstance(user, str) or not user.strip() or len(user) > MAX_USER:
+            message = (
+                f"'user' is required (at most {MAX_USER} characters): the A/B gateway "
+                "assigns each user to one version"
+            )
             return JSONResponse(openai_error(message, param="user"), status_code=400)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -317,7 +333,7 @@ def create_app(
         stream = bool(body.get("stream"))
         exchange = Exchange(
             experiment, user, arm.name, arm.model,
-            request.headers.get(CONVERSATION_HEADER) or conversation_key(user, messages),
+            request.headers.get(CONVERSATION_HEADER, "")[:64] or conversation_key(user, messages),
             messages, stream, started=started,
         )  # fmt: skip
         forwarded = {**body, "model": arm.model}

@@ -236,7 +236,8 @@ def open_store(url: str) -> Store:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    engine = create_engine(parsed, pool_pre_ping=True)
+    # hide_parameters: an error message never quotes a prompt, an answer or a rating.
+    engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         _serialise_sqlite_writes(engine)
     try:

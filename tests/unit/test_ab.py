@@ -252,3 +252,16 @@ def test_a_chat_page_without_its_gateway_or_a_gateway_on_a_taken_port_is_one_mes
     assert (
         gateway.exit_code == 1 and f"port {port} on 127.0.0.1 is already in use" in gateway.output
     )
+
+
+def test_a_store_error_never_quotes_what_was_said(tmp_path):
+    """The store hides statement parameters, so a failed write cannot put a prompt in a log."""
+    import sqlalchemy as sa
+
+    store = open_store(f"sqlite:///{tmp_path / 'ab.db'}")
+    with pytest.raises(sa.exc.IntegrityError) as error, store.session() as session:
+        session.execute(
+            sa.text("insert into arm_users (id, experiment_id, user, arm) values (1, 99, :u, 'a')"),
+            {"u": "患者王某某的问题"},
+        )
+    assert "患者王某某" not in str(error.value)
