@@ -9,7 +9,6 @@ interval and a two-proportion z-test (statsmodels).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medfactory.feedback.exchanges import exchanges_since
-from medfactory.feedback.report import wilson
+from medfactory.feedback.report import save_report, wilson
 from medfactory.feedback.store import Experiment, Store
 
 CLUSTER_NOTE = (
@@ -190,9 +189,4 @@ def chart(report: dict, path: Path) -> Path:
 
 def write_ab_report(store: Store, experiment: str, out: Path, since: float | None = None) -> dict:
     """report.json, report.md and report.png in `out`; returns the report."""
-    report = build_ab_report(store, experiment, since)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    png = chart(report, out / "report.png")
-    (out / "report.md").write_text(markdown(report, png.name), encoding="utf-8")
-    return report
+    return save_report(build_ab_report(store, experiment, since), out, markdown, chart)

@@ -409,11 +409,15 @@ def chart(report: dict, path: Path) -> Path:
     return path
 
 
-def write_report(store: Store, name: str, out: Path) -> dict:
-    """report.json, report.md and report.png in `out`; returns the report."""
-    report = build_report(store, name)
+def save_report(report: dict, out: Path, to_markdown, draw) -> dict:
+    """report.json, report.png (`draw`) and report.md (`to_markdown`) in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    png = chart(report, out / "report.png")
-    (out / "report.md").write_text(markdown(report, png.name), encoding="utf-8")
+    png = draw(report, out / "report.png")
+    (out / "report.md").write_text(to_markdown(report, png.name), encoding="utf-8")
     return report
+
+
+def write_report(store: Store, name: str, out: Path) -> dict:
+    """report.json, report.md and report.png in `out`; returns the report."""
+    return save_report(build_report(store, name), out, markdown, chart)
