@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,10 +44,10 @@ THRESHOLD = 0.05  # ROUGE-L (0-1) an answer needs for a scripted thumbs-up
 class ScriptedRun:
     """What the scripted clinicians did, per arm: the report must say the same."""
 
-    answers: dict[str, int] = field(default_factory=dict)
-    thumbs_up: dict[str, int] = field(default_factory=dict)
-    thumbs_down: dict[str, int] = field(default_factory=dict)
-    corrections: dict[str, int] = field(default_factory=dict)
+    answers: Counter = field(default_factory=Counter)
+    thumbs_up: Counter = field(default_factory=Counter)
+    thumbs_down: Counter = field(default_factory=Counter)
+    corrections: Counter = field(default_factory=Counter)
     users: dict[str, str] = field(default_factory=dict)  # user -> arm
 
 
@@ -70,11 +71,10 @@ def scripted_clinicians(
             if not good and not corrected:
                 fields["correction"] = asked.reference
                 corrected = True
-                run.corrections[arm] = run.corrections.get(arm, 0) + 1
+                run.corrections[arm] += 1
             client.feedback(user, completion_id, **fields)
-            tally = run.thumbs_up if good else run.thumbs_down
-            tally[arm] = tally.get(arm, 0) + 1
-            run.answers[arm] = run.answers.get(arm, 0) + 1
+            (run.thumbs_up if good else run.thumbs_down)[arm] += 1
+            run.answers[arm] += 1
             run.users[user] = arm
         say(f"{user}: {turns} turns rated")
     return run

@@ -33,7 +33,7 @@ from medfactory.feedback.studies import find_study
 
 KINDS = ("dpo", "kto", "sft")
 FORMATS = ("sharegpt", "alpaca")
-ROLE_TAGS = {"user": SHAREGPT_TAGS["user_tag"], "assistant": SHAREGPT_TAGS["assistant_tag"]}
+USER, ASSISTANT = SHAREGPT_TAGS["user_tag"], SHAREGPT_TAGS["assistant_tag"]
 
 
 @dataclass
@@ -185,35 +185,30 @@ def _scrubbed(example: Example, counts: Counter) -> Example:
 
 
 def record(kind: str, fmt: str, example: Example) -> dict:
-    """One row of LLaMA-Factory's format for `kind`."""
-    if kind == "sft":
+    """One row of LLaMA-Factory's format for `kind`; the system column is written for every
+    row, so it always exists."""
+    system = {"system": example.system}
+    if kind in ("sft", "kto"):  # a whole dialogue, as the converters write it
         dialogue = Dialogue((*example.turns, (example.question, example.answer)), example.system)
+        if kind == "kto":  # ShareGPT only in LLaMA-Factory
+            return to_sharegpt(dialogue) | {"kto_tag": example.tag} | system
+        return (to_alpaca if fmt == "alpaca" else to_sharegpt)(dialogue) | system
+    if fmt == "alpaca":
         return {
-            **(to_alpaca if fmt == "alpaca" else to_sharegpt)(dialogue),
-            "system": example.system,
-        }
-    if fmt == "alpaca":  # dpo only: KTO is ShareGPT-only in LLaMA-Factory
-        row = {
             "instruction": example.question, "input": "", "chosen": example.chosen,
             "rejected": example.rejected, "history": [list(t) for t in example.turns],
-        }  # fmt: skip
-    else:
-        messages = []
-        for question, answer in example.turns:
-            messages += [_message("user", question), _message("assistant", answer)]
-        messages.append(_message("user", example.question))
-        if kind == "kto":
-            row = {"conversations": [*messages, _message("assistant", example.answer)],
-                   "kto_tag": example.tag}  # fmt: skip
-        else:
-            row = {"conversations": messages, "chosen": _message("assistant", example.chosen),
-                   "rejected": _message("assistant", example.rejected)}  # fmt: skip
-    row["system"] = example.system  # declared for every row: the column always exists
-    return row
+        } | system  # fmt: skip
+    # DPO in ShareGPT: the conversation ends on the user's question.
+    earlier = to_sharegpt(Dialogue(tuple(example.turns)))["conversations"]
+    return {
+        "conversations": [*earlier, _message(USER, example.question)],
+        "chosen": _message(ASSISTANT, example.chosen),
+        "rejected": _message(ASSISTANT, example.rejected),
+    } | system
 
 
-def _message(role: str, text: str) -> dict:
-    return {SHAREGPT_TAGS["role_tag"]: ROLE_TAGS[role], SHAREGPT_TAGS["content_tag"]: text}
+def _message(role_tag: str, text: str) -> dict:
+    return {SHAREGPT_TAGS["role_tag"]: role_tag, SHAREGPT_TAGS["content_tag"]: text}
 
 
 def entry(kind: str, fmt: str, file_name: str) -> dict:
