@@ -228,6 +228,20 @@ class Monitor:
                                      for c in CSV_COLUMNS])  # fmt: skip
         return rows
 
+    def run(self, interval: float, iterations: int | None, show) -> list[Row] | None:
+        """Refresh every `interval` seconds, `show`ing each refresh's rows, until
+        `iterations` or Ctrl-C; the last rows (None when there was none)."""
+        rows, done = None, 0
+        try:
+            while iterations is None or done < iterations:
+                time.sleep(interval)
+                rows = self.refresh()
+                done += 1
+                show(rows)
+        except KeyboardInterrupt:
+            pass
+        return rows
+
 
 def table(rows: list[Row], max_error_rate: float | None, max_p95: float | None, interval: float):
     """A rich table of the rows; a row past a threshold is red."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
@@ -131,17 +130,13 @@ def monitor(
 
     watch = Monitor(endpoint, gateway_url, api_key, gateway_api_key, csv_path)
     console = Console()
-    done = 0
     with Live(console=console, auto_refresh=False, transient=not console.is_terminal) as live:
-        try:
-            while iterations is None or done < iterations:
-                time.sleep(interval)
-                rows = watch.refresh()
-                done += 1
-                live.update(table(rows, max_error_rate, max_p95_latency, interval), refresh=True)
-        except KeyboardInterrupt:
-            pass
-    if not console.is_terminal and done:
+        rows = watch.run(
+            interval, iterations,
+            lambda rows: live.update(table(rows, max_error_rate, max_p95_latency, interval),
+                                     refresh=True),
+        )  # fmt: skip
+    if not console.is_terminal and rows:
         console.print(table(rows, max_error_rate, max_p95_latency, interval))
 
 
