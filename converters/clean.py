@@ -71,14 +71,34 @@ def valid_id_number(number: str) -> bool:
     return _ID_CHECK[total % 11] == number[17].upper()
 
 
-def scrub_pii(text: str, counts: Counter) -> str:
-    """Replace personal identifiers in `text`; add what was replaced to `counts`."""
+AUDIT_CONTEXT = 20  # characters on each side of a replaced span, in the audit
+
+
+def audit_entry(text: str, start: int, end: int, entity: str, new: str, rule: str) -> dict:
+    """One replaced span for the audit file, the original marked 【like this】 in context."""
+    before, after = text[max(0, start - AUDIT_CONTEXT) : start], text[end : end + AUDIT_CONTEXT]
+    return {
+        "entity": entity,
+        "original": text[start:end],
+        "replacement": new,
+        "context": f"{before}【{text[start:end]}】{after}",
+        "rule": rule,
+    }
+
+
+def scrub_pii(text: str, counts: Counter, replaced: list | None = None) -> str:
+    """Replace personal identifiers in `text`; add what was replaced to `counts`, and
+    each replacement's audit entry to `replaced`."""
 
     def replace(match: re.Match) -> str:
         kind = match.lastgroup
         if kind == "id_number" and not valid_id_number(match.group(kind)):
             return match.group(0)
         counts[kind] += 1
+        if replaced is not None:
+            replaced.append(
+                audit_entry(text, *match.span(), kind, PLACEHOLDERS[kind], "basic scrubber")
+            )
         return PLACEHOLDERS[kind]
 
     return PII_PATTERN.sub(replace, text)

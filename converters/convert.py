@@ -29,6 +29,8 @@ import numpy as np
 import orjson
 
 from converters.clean import bmp_fold_table, fold_batch, scrub_pii
+from converters.deid.audit import Audit
+from converters.deid.engine import DeidOptions, deidentifier
 from converters.formats import FORMATS, dataset_entry
 from converters.records import Dialogue, RecordError, SourceError
 from converters.registry import check_conflicts, read_registry, register
@@ -36,6 +38,8 @@ from converters.sources import Chunk, describe_file, get_source, matching_source
 from converters.split import SPLIT_NAMES, content_keys, split_indices
 
 DEFAULT_MAX_CHARS = 16384
+AUDIT_PER_RECORD = 3  # replacements of one record offered to the audit's sample
+DEID_LEVELS = ("off", "basic", "strict")
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,16 @@ class ConvertOptions:
     system: str = ""
     max_chars: int | None = DEFAULT_MAX_CHARS
     dedup: bool = True
-    scrub: bool = True
+    # off; basic: the fast scrubber (phones, IDs, e-mails, URLs); strict: Presidio as well
+    deid: str = "basic"
+    deid_options: DeidOptions = DeidOptions()
     force: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    table: object = None  # converters.tables.ColumnMap, for the table source
+
+    @property
+    def with_system(self) -> bool:
+        return bool(self.system) or bool(self.table and self.table.has_system)
 
 
 @dataclass
@@ -68,6 +79,8 @@ class Summary:
     turns: Counter = field(default_factory=Counter)
     chars: Counter = field(default_factory=Counter)
     files: dict[str, str] = field(default_factory=dict)
+    deid: str = "basic"
+    audit: Audit | None = None  # what de-identification replaced, sampled
 
     @property
     def accounted(self) -> int:
@@ -81,6 +94,7 @@ class Summary:
             "duplicates": dict(self.duplicates),
             "rejected": dict(sorted(self.rejected.items())),
             "dropped_trailing_questions": self.dropped_trailing_questions,
+            "deid": self.deid,
             "pii_replaced": dict(sorted(self.pii.items())),
             "turns": percentiles(self.turns),
             "chars": percentiles(self.chars),
@@ -125,6 +139,7 @@ class ChunkResult:
     rejects: list  # (line number in the chunk, reason, detail, raw record), in input order
     line_count: int  # lines the chunk spans
     pii: Counter
+    replaced: list  # (line number in the chunk, audit entry): what de-identification replaced
 
     @property
     def read(self) -> int:
@@ -135,9 +150,18 @@ def _raw_for_rejects(payload: object) -> object:
     return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
 
 
-def _scrubbed(dialogue: Dialogue, pii: Counter) -> Dialogue:
-    turns = tuple((scrub_pii(q, pii), scrub_pii(a, pii)) for q, a in dialogue.turns)
-    return dialogue._replace(turns=turns)
+def _scrubbed(dialogue: Dialogue, pii: Counter, replaced: list) -> Dialogue:
+    turns = tuple(
+        (scrub_pii(q, pii, replaced), scrub_pii(a, pii, replaced)) for q, a in dialogue.turns
+    )
+    return dialogue._replace(turns=turns, system=scrub_pii(dialogue.system, pii, replaced))
+
+
+def _deidentified(dialogue: Dialogue, options: DeidOptions, pii: Counter, replaced: list):
+    """Every text of the record at once: a name found in one turn goes in all of them."""
+    texts = [dialogue.system, *(text for pair in dialogue.turns for text in pair)]
+    system, *rest = deidentifier(options).record(texts, pii, replaced)
+    return dialogue._replace(turns=tuple(zip(rest[0::2], rest[1::2], strict=True)), system=system)
 
 
 @contextlib.contextmanager
@@ -166,7 +190,7 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
     parsed: list = []  # (line number, payload, dialogue)
     for line_no, payload in records:
         try:
-            parsed.append((line_no, payload, source.parse(payload, options.cot, options.system)))
+            parsed.append((line_no, payload, source.parse(payload, options)))
         except RecordError as error:
             rejects.append((line_no, error.reason, error.detail, _raw_for_rejects(payload)))
 
@@ -174,10 +198,18 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
     texts = [dialogue.text for dialogue in dialogues]
     folded, suspect = fold_batch(texts)
     pii: Counter = Counter()
-    suspects = np.flatnonzero(suspect).tolist() if options.scrub else []
-    if suspects:  # only the few records that might hold an identifier
+    replaced: list = []
+    if options.deid == "strict":
+        suspect |= deidentifier(options.deid_options).candidates(texts)
+    suspects = np.flatnonzero(suspect).tolist() if options.deid != "off" else []
+    if suspects:  # only the records the pre-check found a candidate identifier in
         for i in suspects:
-            dialogues[i] = _scrubbed(dialogues[i], pii)
+            found: list = []
+            if options.deid == "strict":
+                dialogues[i] = _deidentified(dialogues[i], options.deid_options, pii, found)
+            else:
+                dialogues[i] = _scrubbed(dialogues[i], pii, found)
+            replaced += [(parsed[i][0], entry) for entry in found[:AUDIT_PER_RECORD]]
             texts[i] = dialogues[i].text
         refolded, _ = fold_batch([texts[i] for i in suspects])
         for i, key in zip(suspects, refolded, strict=True):
@@ -222,6 +254,7 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
         rejects=rejects,
         line_count=line_count,
         pii=pii,
+        replaced=replaced,
     )
 
 
@@ -238,6 +271,8 @@ def _run_chunks(source_name: str, options: ConvertOptions, chunks: Iterable[Chun
     """
     here = functools.partial(convert_chunk, source_name, options)
     bmp_fold_table()  # built before the pool forks, so the workers share it
+    if options.deid == "strict":
+        deidentifier(options.deid_options)  # likewise: Presidio takes seconds to set up
     if options.workers <= 1:
         for chunk in chunks:
             yield chunk, here(chunk)
@@ -328,19 +363,23 @@ def convert(
     inputs = check_inputs(inputs)
     if options.fmt not in FORMATS:
         raise SourceError(f"unknown format {options.fmt!r}; known: {', '.join(FORMATS)}")
+    if options.deid not in DEID_LEVELS:
+        raise SourceError(f"unknown --deid {options.deid!r}; known: {', '.join(DEID_LEVELS)}")
+    if source_name == "table" and options.table is None:
+        raise SourceError("the table source needs a column map: --column FIELD=COLUMN ...")
     dataset_dir = Path(options.dataset_dir)
     dataset_dir.mkdir(parents=True, exist_ok=True)
     split_names = SPLIT_NAMES[: len(options.split)]
     planned = {
         f"{options.name}_{split}": dataset_entry(
-            options.fmt, f"{options.name}_{split}.jsonl", bool(options.system)
+            options.fmt, f"{options.name}_{split}.jsonl", options.with_system
         )
         for split in split_names
     }
     if not options.force:  # fail before the work, not after it
         check_conflicts(dataset_dir, read_registry(dataset_dir), planned)
 
-    summary = Summary(name=options.name)
+    summary = Summary(name=options.name, deid=options.deid, audit=Audit(options.seed))
     pid = os.getpid()
     tmp = {split: dataset_dir / f".{options.name}_{split}.jsonl.{pid}" for split in split_names}
     tmp_rejects = dataset_dir / f".{options.name}.rejects.jsonl.{pid}"
@@ -357,7 +396,7 @@ def convert(
             account = _Accounting(summary, options.dedup, splits, rejects)
             done_before = 0
             for path in inputs:
-                chunks, next_line = source.chunks(path), 0
+                chunks, next_line = source.chunks(path, options), 0
                 for chunk, result in _run_chunks(source_name, options, chunks):
                     line_base = next_line if chunk.line_base is None else chunk.line_base
                     account.take(chunk.path, result, line_base)
@@ -477,6 +516,8 @@ class _Accounting:
         summary = self.summary
         summary.read += result.read
         summary.pii.update(result.pii)
+        for line_no, entry in result.replaced:
+            summary.audit.offer(source, line_base + line_no, entry)
         for line_no, reason, detail, raw in result.rejects:
             summary.rejected[reason] += 1
             line = line_base + line_no
@@ -519,6 +560,7 @@ def _publish(options, summary: Summary, tmp: dict, tmp_rejects: Path, planned: d
     entries = {name: e for name, e in planned.items() if name.rsplit("_", 1)[1] in keep}
     stale = tuple(name for name in planned if name not in entries)
     rejects_path = dataset_dir / f"{options.name}.rejects.jsonl"
+    audit_path = dataset_dir / f"{options.name}.deid-audit.json"
 
     def move_files() -> None:
         for split, path in tmp.items():
@@ -535,5 +577,15 @@ def _publish(options, summary: Summary, tmp: dict, tmp_rejects: Path, planned: d
         else:
             tmp_rejects.unlink()
             rejects_path.unlink(missing_ok=True)
+        if options.deid == "off":
+            audit_path.unlink(missing_ok=True)
+        else:
+            settings = {"pseudonymize": options.deid_options.pseudonymize} | (
+                {"ner_config": options.deid_options.ner_config}
+                if options.deid_options.ner_config
+                else {}
+            )
+            summary.audit.write(audit_path, options.deid, summary.pii, settings)
+            summary.files["deid_audit"] = str(audit_path)
 
     register(dataset_dir, entries, force=options.force, remove=stale, before_write=move_files)

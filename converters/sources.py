@@ -9,6 +9,7 @@ find its elements, so its chunks carry the elements. Parsing a record into a
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from converters.huatuo import parse_huatuo_line
 from converters.medical_o1 import iter_json_array, parse_medical_o1_record
 from converters.records import Dialogue, SourceError
+from converters.tables import parse_table_record, table_records
 
 CHUNK_BYTES = 1 << 19  # a chunk's working set stays in the CPU cache
 CHUNK_RECORDS = 2000
@@ -35,15 +37,15 @@ class Chunk:
 @dataclass(frozen=True)
 class Source:
     name: str
-    chunks: Callable[[Path], Iterator[Chunk]]
+    chunks: Callable[[Path, object], Iterator[Chunk]]  # (path, ConvertOptions)
     # -> ([(line number, payload)], lines the chunk spans)
     records: Callable[[Chunk], tuple[list[tuple[int, object]], int]]
-    parse: Callable[[object, str, str], Dialogue]  # (payload, cot, system)
+    parse: Callable[[object, object], Dialogue]  # (payload, ConvertOptions)
     description: str
     layout: str  # what the file looks like: LAYOUTS' keys
 
 
-def _jsonl_chunks(path: Path) -> Iterator[Chunk]:
+def _jsonl_chunks(path: Path, options: object = None) -> Iterator[Chunk]:
     """Byte ranges of about CHUNK_BYTES that end at a line end.
 
     Only the bytes around each cut are read here: the workers read the ranges
@@ -74,7 +76,7 @@ def _jsonl_records(chunk: Chunk) -> tuple[list[tuple[int, bytes]], int]:
     return records, len(lines) - 1
 
 
-def _json_array_chunks(path: Path) -> Iterator[Chunk]:
+def _json_array_chunks(path: Path, options: object = None) -> Iterator[Chunk]:
     size = path.stat().st_size
     elements = list(iter_json_array(path))  # parse errors surface before any work
     for first in range(0, len(elements), CHUNK_RECORDS):
@@ -87,12 +89,19 @@ def _json_array_records(chunk: Chunk) -> tuple[list[tuple[int, object]], int]:
     return list(chunk.records), 0
 
 
+def _table_chunks(path: Path, options) -> Iterator[Chunk]:
+    """Rows in chunks of CHUNK_RECORDS; the column map is checked before the first."""
+    records, position = table_records(path, options.table)
+    while batch := tuple(itertools.islice(records, CHUNK_RECORDS)):
+        yield Chunk(str(path), end=position(), records=batch)
+
+
 SOURCES = {
     "huatuo": Source(
         "huatuo",
         _jsonl_chunks,
         _jsonl_records,
-        lambda payload, cot, system: parse_huatuo_line(payload, system),
+        lambda payload, options: parse_huatuo_line(payload, options.system),
         "HuatuoGPT-sft-data-v1 jsonl dialogues",
         "jsonl",
     ),
@@ -100,9 +109,17 @@ SOURCES = {
         "medical-o1",
         _json_array_chunks,
         _json_array_records,
-        parse_medical_o1_record,
+        lambda payload, options: parse_medical_o1_record(payload, options.cot, options.system),
         "medical-o1-reasoning-SFT JSON arrays (Question, Complex_CoT, Response)",
         "json-array",
+    ),
+    "table": Source(
+        "table",
+        _table_chunks,
+        _json_array_records,
+        lambda payload, options: parse_table_record(payload, options.table, options.system),
+        "any CSV, XLSX, JSONL or JSON table, through a column map (--column FIELD=COLUMN)",
+        "table",
     ),
 }
 

@@ -34,7 +34,9 @@ def download(source: str, subset: str | None, dest: Path, endpoint: str | None) 
 
 
 @with_example(
-    "medfactory data convert huatuo HuatuoGPT_sft_data_v1.jsonl --format sharegpt --name huatuo"
+    "medfactory data convert huatuo HuatuoGPT_sft_data_v1.jsonl --format sharegpt --name huatuo\n"
+    "  medfactory data convert table 门诊问答.xlsx --column question=患者提问 "
+    "--column answer=医生回答 --name clinic"
 )
 @data.command()
 @click.argument("source", type=click.Choice(list(SOURCES)))
@@ -74,7 +76,43 @@ def download(source: str, subset: str | None, dest: Path, endpoint: str | None) 
     help="Reject records longer than this many characters (0: no limit).",
 )
 @click.option("--no-dedup", is_flag=True, help="Keep exact and near duplicates.")
-@click.option("--no-scrub", is_flag=True, help="Keep phone numbers, ID numbers, e-mails, URLs.")
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar="FIELD=COLUMN",
+    help="table: which column holds what (question, answer, system, history; or "
+    "instruction, input, output; or conversation, turn, role, content). Repeatable.",
+)
+@click.option(
+    "--map",
+    "map_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="table: a YAML column map (columns:, roles:, encoding:, sheet:); --column wins.",
+)
+@click.option(
+    "--encoding", help="table: the CSV's encoding [default: UTF-8 or GBK/GB18030, detected]."
+)
+@click.option("--sheet", help="table: the XLSX sheet [default: the first].")
+@click.option(
+    "--deid",
+    type=click.Choice(["off", "basic", "strict"]),
+    help="De-identification: basic scrubs phones, IDs, e-mails and URLs; strict adds "
+    "Presidio (names, addresses, record numbers, dates of birth, ...) "
+    "[default: strict for table, basic otherwise].",
+)
+@click.option(
+    "--pseudonymize",
+    is_flag=True,
+    help="strict: surrogates kept within a record (患者A, [PHONE_1]) instead of [NAME], [PHONE].",
+)
+@click.option(
+    "--ner-config",
+    type=click.Path(dir_okay=False),
+    help="strict: a Presidio NLP-engine YAML naming an installed spaCy or transformers "
+    "NER model, which then also finds names and places without context.",
+)
+@click.option("--no-scrub", is_flag=True, help="Same as --deid off.")
 @click.option(
     "--force", is_flag=True, help="Replace a different registered entry of the same name."
 )
@@ -97,6 +135,13 @@ def convert(
     system,
     max_chars,
     no_dedup,
+    columns,
+    map_file,
+    encoding,
+    sheet,
+    deid,
+    pseudonymize,
+    ner_config,
     no_scrub,
     force,
     workers,
@@ -105,11 +150,15 @@ def convert(
     """Convert source files into LLaMA-Factory splits and register them.
 
     Every input record is written to a split, counted as a duplicate, or
-    rejected to DATASET_DIR/NAME.rejects.jsonl with its line and reason.
+    rejected to DATASET_DIR/NAME.rejects.jsonl with its line and reason. What
+    de-identification replaced is counted and sampled, in context, in
+    DATASET_DIR/NAME.deid-audit.json (it shows the originals: keep it private).
     """
     from converters.convert import ConvertOptions, check_inputs, check_name
     from converters.convert import convert as run
+    from converters.deid.engine import DeidOptions
     from converters.split import parse_split
+    from converters.tables import build_column_map, check_table
     from medfactory.cli.progress import record_progress
     from medfactory.cli.tables import print_convert_summary
 
@@ -117,6 +166,26 @@ def convert(
         ratios = parse_split(split_text)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--split") from None
+    table_options = {
+        "--column": columns,
+        "--map": map_file,
+        "--encoding": encoding,
+        "--sheet": sheet,
+    }
+    if source == "table":
+        if not columns and not map_file:
+            raise click.UsageError("table: say which column holds what: --column question=COL ...")
+        table = build_column_map(columns, map_file, encoding, sheet)
+    else:
+        given = [option for option, value in table_options.items() if value]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: only for the table source")
+        table = None
+    if no_scrub and deid not in (None, "off"):
+        raise click.UsageError(f"--no-scrub and --deid {deid} disagree; pass one of them")
+    level = "off" if no_scrub else deid or ("strict" if source == "table" else "basic")
+    if (pseudonymize or ner_config) and level != "strict":
+        raise click.UsageError("--pseudonymize and --ner-config work with --deid strict")
     options = ConvertOptions(
         fmt=fmt,
         name=name,
@@ -127,12 +196,16 @@ def convert(
         system=system,
         max_chars=max_chars or None,
         dedup=not no_dedup,
-        scrub=not no_scrub,
+        deid=level,
+        deid_options=DeidOptions(pseudonymize=pseudonymize, ner_config=ner_config),
         force=force,
+        table=table,
         **({"workers": workers} if workers else {}),
     )
     check_name(name)  # before the progress bar: a bad name or input is one line
     total = sum(path.stat().st_size for path in check_inputs(list(inputs)))
+    for path in inputs if table else ():
+        check_table(path, table)
     with record_progress(f"converting {source}", total, enabled=not as_json) as on_progress:
         summary = run(source, list(inputs), options, on_progress=on_progress)
     if as_json:

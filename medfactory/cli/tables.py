@@ -25,6 +25,7 @@ def print_convert_summary(summary) -> None:
     for reason, count in data["rejected"].items():
         table.add_row(f"rejected: {reason}", f"{count:,}")
     table.add_row("dropped trailing questions", f"{data['dropped_trailing_questions']:,}")
+    table.add_row("de-identification", data["deid"])
     for kind, count in data["pii_replaced"].items():
         table.add_row(f"PII replaced: {kind}", f"{count:,}")
     table.add_row("turns per record", _percentile_text(data["turns"]))

@@ -97,7 +97,7 @@ def test_duplicates_are_found_across_files_and_can_be_kept(tmp_path):
 
 def test_scrubbing_can_be_turned_off(tmp_path):
     convert("huatuo", [HUATUO], options(tmp_path, name="s", split=(1.0,)))
-    convert("huatuo", [HUATUO], options(tmp_path, name="r", split=(1.0,), scrub=False))
+    convert("huatuo", [HUATUO], options(tmp_path, name="r", split=(1.0,), deid="off"))
     scrubbed = (tmp_path / "s_train.jsonl").read_text()
     raw = (tmp_path / "r_train.jsonl").read_text()
     assert "13912345678" in raw and "13912345678" not in scrubbed

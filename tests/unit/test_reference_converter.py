@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from converters import sources
 from converters.clean import fold, scrub_pii
+from converters.deid.engine import deidentifier
 from converters.convert import ConvertOptions, NothingConverted, convert
 from converters.formats import FORMATS
 from converters.records import RecordError
@@ -63,14 +64,18 @@ def plain_convert(source: str, path: Path, options: ConvertOptions) -> dict[str,
     seen_lines, seen_folds = set(), set()
     for payload in records:
         try:
-            dialogue = SOURCES[source].parse(payload, options.cot, options.system)
+            dialogue = SOURCES[source].parse(payload, options)
         except RecordError:
             continue
-        if options.scrub:
+        if options.deid == "basic":
             turns = tuple(
                 (scrub_pii(q, Counter()), scrub_pii(a, Counter())) for q, a in dialogue.turns
             )
             dialogue = dialogue._replace(turns=turns)
+        elif options.deid == "strict":  # Presidio on every record: no pre-check
+            texts = [dialogue.system, *(text for pair in dialogue.turns for text in pair)]
+            system, *rest = deidentifier(options.deid_options).record(texts, Counter())
+            dialogue = dialogue._replace(turns=tuple(zip(rest[0::2], rest[1::2])), system=system)
         if options.max_chars and len(dialogue.text) > options.max_chars:
             continue
         line = json.dumps(FORMATS[options.fmt](dialogue), ensure_ascii=False, separators=(",", ":"))
@@ -143,10 +148,10 @@ DIALOGUE = st.lists(TEXT, min_size=1, max_size=4).map(
     st.integers(0, 2**31),
     st.sampled_from([(0.7, 0.2, 0.1), (0.5, 0.5), (1.0,)]),
     st.sampled_from(["sharegpt", "alpaca"]),
-    st.booleans(),
+    st.sampled_from(["off", "basic"]),
 )
 def test_generated_dialogues_convert_as_the_plain_converter_does(
-    tmp_path_factory, dialogues, seed, split, fmt, scrub
+    tmp_path_factory, dialogues, seed, split, fmt, deid
 ):
     folder = tmp_path_factory.mktemp("r")
     rng = random.Random(seed)
@@ -155,7 +160,7 @@ def test_generated_dialogues_convert_as_the_plain_converter_does(
     rng.shuffle(lines)
     path = folder / "in.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    options = ConvertOptions(fmt, "g", folder, split=split, seed=seed, scrub=scrub, workers=1)
+    options = ConvertOptions(fmt, "g", folder, split=split, seed=seed, deid=deid, workers=1)
     assert fast_convert("huatuo", path, options) == plain_convert("huatuo", path, options)
 
 

@@ -1,0 +1,74 @@
+"""Precision and recall of de-identification on a labelled file, per entity type.
+
+A labelled item is `{"text", "spans": [{"start", "end", "entity"}], "keep":
+[{"start", "end"}]}`: the identifiers, and the medical values that must
+survive. Scored as de-identification is judged, on what leaks: a labelled
+identifier counts as found when the replaced spans cover every one of its
+characters (whatever type they were given); a replaced span counts as right
+when it overlaps a labelled identifier. A `keep` span any replaced span
+touches is a medical number changed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from converters.deid.engine import Deidentifier
+
+
+def score(items: Iterable[dict], engine: Deidentifier) -> dict:
+    gold, found, predicted, right = Counter(), Counter(), Counter(), Counter()
+    changed, misses, false_alarms, count = [], [], [], 0
+    for item in items:
+        count += 1
+        text = item["text"]
+        results = engine.find([text])[0]
+        covered = set()
+        for result in results:
+            covered.update(range(result.start, result.end))
+        for span in item["spans"]:
+            gold[span["entity"]] += 1
+            if covered.issuperset(range(span["start"], span["end"])):
+                found[span["entity"]] += 1
+            else:
+                misses.append(
+                    {
+                        "entity": span["entity"],
+                        "text": text[span["start"] : span["end"]],
+                        "in": text,
+                    }
+                )
+        for result in results:
+            predicted[result.entity_type] += 1
+            if any(result.start < s["end"] and s["start"] < result.end for s in item["spans"]):
+                right[result.entity_type] += 1
+            else:
+                false_alarms.append(
+                    {
+                        "entity": result.entity_type,
+                        "text": text[result.start : result.end],
+                        "in": text,
+                    }
+                )
+        for span in item.get("keep", ()):
+            if covered.intersection(range(span["start"], span["end"])):
+                changed.append({"text": text[span["start"] : span["end"]], "in": text})
+    entities = sorted(set(gold) | set(predicted))
+    return {
+        "items": count,
+        "entities": {
+            entity: {
+                "labelled": gold[entity],
+                "recall": found[entity] / gold[entity] if gold[entity] else None,
+                "replaced": predicted[entity],
+                "precision": right[entity] / predicted[entity] if predicted[entity] else None,
+            }
+            for entity in entities
+        },
+        "recall": found.total() / gold.total() if gold else None,
+        "precision": right.total() / predicted.total() if predicted else None,
+        "medical_numbers_changed": changed,
+        "misses": misses,
+        "false_alarms": false_alarms,
+    }

@@ -1,0 +1,392 @@
+"""What counts as an identifier in Chinese and English medical text, as regular expressions.
+
+Each rule is one Presidio pattern: its entity type, a regex in the syntax of
+the `regex` module (which Presidio uses; it allows the variable-length
+look-behinds that keep context words such as 住院号 out of the replaced span),
+a score, and optionally a checksum. Without an NER model, a name or an address
+is found by its context: a title, a field label, a kinship word, an
+administrative unit. Medical numbers (doses, lab values, blood pressure, the
+date of a visit) match none of these, by construction: numbers are taken only
+after a label, or in shapes no measurement has (an 11-digit mobile number, an
+18-digit ID with a valid checksum, a card number with a valid Luhn digit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from converters.clean import PII_KINDS, valid_id_number
+
+# The placeholder each entity type is replaced with.
+PLACEHOLDERS = {
+    "NAME": "[NAME]",
+    "ADDRESS": "[ADDRESS]",
+    "RECORD_NO": "[RECORD_NO]",
+    "DATE_OF_BIRTH": "[DOB]",
+    "AGE": "[AGE]",
+    "BANK_CARD": "[BANK_CARD]",
+    "PASSPORT": "[PASSPORT]",
+    "LICENSE_PLATE": "[PLATE]",
+    "WECHAT": "[WECHAT]",
+    "QQ": "[QQ]",
+    "PHONE": "[PHONE]",
+    "ID_NUMBER": "[ID_NUMBER]",
+    "EMAIL": "[EMAIL]",
+    "URL": "[URL]",
+    "SSN": "[SSN]",
+    "IP_ADDRESS": "[IP]",
+}
+
+
+def luhn_valid(number: str) -> bool:
+    digits = [int(c) for c in number if c.isdigit()]
+    odd = digits[-1::-2]
+    even = [sum(divmod(2 * d, 10)) for d in digits[-2::-2]]
+    return (sum(odd) + sum(even)) % 10 == 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One pattern. `before` is the context that must precede the identifier (a label,
+    a title) and is not replaced; `body` is the identifier itself."""
+
+    entity: str
+    name: str
+    body: str
+    before: str = ""
+    score: float = 0.85
+    valid: Callable[[str], bool] | None = None  # a checksum the match must pass
+    # A cheap regex, over lower-cased text, found wherever the rule can match: where a
+    # rule is slow to scan for, the pre-check runs it only on the texts its trigger finds.
+    trigger: str | None = None
+
+    @property
+    def regex(self) -> str:
+        """Presidio's form: the context as a look-behind, so only the body is replaced."""
+        return f"(?<=(?:{self.before})){self.body}" if self.before else self.body
+
+    @property
+    def forward(self) -> str:
+        """The pre-check's form: context then body, which `re` scans for much faster."""
+        return f"(?:{self.before})(?:{self.body})" if self.before else self.body
+
+
+# --- building blocks ------------------------------------------------------------
+
+_NOT_ALNUM_BEFORE = r"(?<![0-9A-Za-z])"
+_NOT_ALNUM_AFTER = r"(?![0-9A-Za-z])"
+_SEP = r"[：:#＃\s]{0,3}(?:为|是|is)?\s?"  # between a label and its value
+
+# The 300 most common Chinese surnames (over 95 % of the population) and the compound ones.
+_SINGLE_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
+    "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝"
+    "龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞"
+    "左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕"
+    "屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧"
+    "闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝官封谈匡鞠惠荆乐冀郁胥"
+    "南班储原栗燕楚鄢劳谌奚皮粟冼蔺楼盘满闻位厉伊仝区郜海阚花权强帅屠豆朴盖练廉禹井祖漆巴丰支"
+    "卿国狄平计索宣晋相初门云容敬来扈晁芮都普阙浦戈伏鹿薄邸雍辜羊阿乌母裘亓修邰赫杭况那宿鲜印"
+    "逯隆茹诸战慕危玉银亢嵇公哈湛宾戎勾茅利於呼居揭干但尉冶斯元束檀衣信展阴昝智幸奉植衡富尧闭由"
+)
+_COMPOUND_SURNAMES = (
+    "欧阳|司马|诸葛|上官|东方|皇甫|令狐|慕容|尉迟|公孙|长孙|宇文|司徒|夏侯|轩辕|端木|独孤|南宫|"
+    "西门|百里|呼延|万俟|东郭|申屠|第五|澹台|公冶|太史|钟离|赫连|拓跋"
+)
+_SURNAME = f"(?:{_COMPOUND_SURNAMES}|[{_SINGLE_SURNAMES}])"
+# Characters that end a name where no punctuation does: function words, the words of a
+# case history (因, 于, 诉, 出现 ...), body parts and symptoms, and 某, which marks a
+# name already masked. A given name is one or two characters outside this set.
+_NOT_IN_NAME = (
+    "的了是在因于自今昨近前后入出来去到以对被把从为已仍也都就还才说诉称述感觉患病症痛咳血热某"
+    "岁男女伴及与等各每该其此这那个位名年日周次时分点性头腹胸背腰腿手足眼耳口鼻喉肺肝胃肾"
+    "反术诊查服用行既否未无有不需要应能会将曾现经再又并而但或即且得着过给让使被几多少低"
+    "左右内外先士医师夫护主任科室床号院由陪代带想问请叫称"
+)
+_GIVEN = f"(?:(?![{_NOT_IN_NAME}])[\u4e00-\u9fa5])"
+_NAME_END = rf"(?=[{_NOT_IN_NAME}]|[\s，,。.；;、：:！!？?（()）“”\"'0-9]|$)"
+_CN_NAME = rf"{_SURNAME}{_GIVEN}{{1,2}}{_NAME_END}"
+
+_NAME_LABELS = (
+    "患者|病人|病患|患儿|姓名|名字|家属|家长|产妇|孕妇|联系人|监护人|陪护|陪同人|配偶|主治医生|"
+    "主治医师|经治医生|主管医生|责任护士|签名|签字|记录人|记录者|报告人|审核人|送检人|申请人|"
+    "会诊医生|我叫|我是|本人|丈夫|妻子|爱人|老伴|儿子|女儿|母亲|父亲|父母|外婆|外公|爷爷|奶奶|"
+    "孙子|孙女|朋友|同事|邻居|爸爸|妈妈|哥哥|姐姐|弟弟|妹妹|老公|老婆|孩子|宝宝|开户人|户名|"
+    "持卡人|车主|收件人|委托人|代理人|被保险人|投保人|受检者|就诊人|患方|病友"
+)
+# Titles that also start ordinary phrases (医生查房, 护士巡视): a name after them needs a colon.
+_WEAK_NAME_LABELS = "医生|医师|大夫|护士|主任|护士长"
+_TITLES = (
+    "先生|女士|小姐|太太|医生|医师|大夫|主任|护士长|护士|教授|老师|阿姨|叔叔|伯伯|大爷|大妈|"
+    "爷爷|奶奶|院长|同学|师傅|老人|患者"
+)
+
+# An address is a chain of at least two units (广东省深圳市, 建国路88号3单元502室), or
+# one unit after a label (家住: ...). Units that are also everyday words (区别, 这里,
+# 皮层) are left out; numbered units (号, 栋, 室) need their number.
+_BIG_UNIT = (
+    "省|自治区|特别行政区|市|自治州|地区|县|旗|镇|乡|街道|村|社区|小区|新村|胡同|大道|路|街|巷|弄"
+)
+_NUMBERED_UNIT = "号院|号楼|号|栋|幢|单元|楼|层|室"
+_PLACE = r"[\u4e00-\u9fa5]{1,6}?"
+_NUMBER = r"[0-9A-Za-z一二三四五六七八九十-]{1,5}"
+_UNIT = rf"(?:{_PLACE}(?:{_BIG_UNIT})|(?:{_PLACE})?{_NUMBER}(?:{_NUMBERED_UNIT}))"
+_ADDRESS_CHAIN = rf"{_PLACE}(?:{_BIG_UNIT}){_UNIT}{{1,8}}"
+_ADDRESS_LABELS = "家住|住址|地址|现住|住在|居住在|居住于|住于|家庭住址|通讯地址|户籍地址|现居"
+
+_DATE_CN = r"\d{4}\s?(?:年|[-/.])\s?\d{1,2}\s?(?:月|[-/.])(?:\s?\d{1,2}\s?日?)?"
+_MONTHS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+_DATE_EN = (
+    rf"(?:\d{{1,2}}/\d{{1,2}}/\d{{2,4}}|\d{{4}}-\d{{1,2}}-\d{{1,2}}|{_MONTHS}\s\d{{1,2}},?\s\d{{4}}"
+    rf"|\d{{1,2}}\s{_MONTHS}\s\d{{4}})"
+)
+
+_RECORD_LABELS_CN = (
+    "住院号|门诊号|急诊号|病案号|病历号|床号|床位号|检查号|检验号|影像号|放射号|病理号|登记号|"
+    "就诊号|就诊卡号|诊疗卡号|医保卡号|医保号|社保卡号|病人ID|患者ID|标本号|条码号|档案号|"
+    "申请单号|住院流水号|门诊流水号|体检号"
+)
+_RECORD_LABELS_EN = (
+    r"MRN|medical record (?:number|no\.?|#)|record (?:number|no\.?|#)|hospital (?:number|no\.?)"
+    r"|admission (?:number|no\.?)|patient ID|chart (?:number|no\.?|#)|bed(?: number| no\.?)?"
+    r"|account (?:number|no\.?)|accession (?:number|no\.?)|encounter (?:number|no\.?)"
+)
+
+_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+_PLATE_LETTER = "A-HJ-NP-Z"  # no I or O on a plate
+
+
+# Seven digits with at most one separator between neighbours: every phone, ID, card
+# and passport number holds such a run.
+_DIGIT_RUN = r"\d(?:[\s\-().+/]?\d){6}"
+
+
+def _basic(kind: str) -> str:
+    return PII_KINDS[kind][0]
+
+
+_NAME_FOLLOWS_LABEL = rf"(?:{_NAME_LABELS})[：:\s]{{0,2}}|(?:{_WEAK_NAME_LABELS})(?:[：:]\s?|\s)"
+# A surname right before a title; not the ones that are also common words (由医生, 和医生)
+# unless a given name follows, and never 谢谢 (谢谢医生).
+_AMBIGUOUS_SURNAMES = "由和向于时都那全常以成应信强明文平安海华国高方白金石康谢乐元"
+_TITLED_NAME = (
+    rf"(?<!感)(?!谢谢)(?:{_COMPOUND_SURNAMES}|(?![{_AMBIGUOUS_SURNAMES}])[{_SINGLE_SURNAMES}])"
+    rf"{_GIVEN}{{0,2}}?(?=(?:{_TITLES}))|(?<!感)(?!谢谢)[{_AMBIGUOUS_SURNAMES}]{_GIVEN}{{1,2}}?(?=(?:{_TITLES}))"
+)
+# Common English given names: a capitalised word after one is a surname, whatever the context.
+_EN_GIVEN_NAMES = (
+    "James|John|Robert|Michael|William|David|Richard|Joseph|Thomas|Charles|Christopher|Daniel|"
+    "Matthew|Anthony|Mark|Donald|Steven|Paul|Andrew|Joshua|Kenneth|Kevin|Brian|George|Timothy|"
+    "Ronald|Edward|Jason|Jeffrey|Ryan|Jacob|Gary|Nicholas|Eric|Jonathan|Stephen|Larry|Justin|"
+    "Scott|Brandon|Benjamin|Samuel|Gregory|Alexander|Frank|Patrick|Raymond|Jack|Dennis|Jerry|"
+    "Tyler|Aaron|Jose|Adam|Nathan|Henry|Douglas|Zachary|Peter|Kyle|Noah|Ethan|Jeremy|Walter|"
+    "Christian|Keith|Roger|Terry|Austin|Sean|Gerald|Carl|Harold|Dylan|Arthur|Lawrence|Jordan|"
+    "Jesse|Bryan|Billy|Bruce|Gabriel|Joe|Logan|Albert|Willie|Alan|Eugene|Russell|Vincent|"
+    "Philip|Bobby|Johnny|Bradley|Roy|Ralph|Louis|Randy|Wayne|Liam|Oliver|Lucas|Leo|Carlos|"
+    "Juan|Luis|Miguel|Ahmed|Mohammed|Ali|Omar|Raj|Wei|Hiroshi|Mary|Patricia|Jennifer|Linda|"
+    "Elizabeth|Barbara|Susan|Jessica|Sarah|Karen|Lisa|Nancy|Betty|Sandra|Margaret|Ashley|"
+    "Kimberly|Emily|Donna|Michelle|Carol|Amanda|Melissa|Deborah|Stephanie|Dorothy|Rebecca|"
+    "Sharon|Laura|Cynthia|Amy|Kathleen|Angela|Shirley|Brenda|Emma|Anna|Pamela|Nicole|Samantha|"
+    "Katherine|Christine|Helen|Debra|Rachel|Carolyn|Janet|Maria|Catherine|Heather|Diane|Olivia|"
+    "Julie|Joyce|Victoria|Ruth|Virginia|Lauren|Kelly|Christina|Joan|Evelyn|Judith|Andrea|Hannah|"
+    "Megan|Cheryl|Jacqueline|Martha|Madison|Teresa|Gloria|Sara|Janice|Ann|Kathryn|Abigail|"
+    "Sophia|Frances|Jean|Alice|Judy|Isabella|Julia|Grace|Amber|Denise|Danielle|Marilyn|Beverly|"
+    "Charlotte|Natalie|Theresa|Diana|Brittany|Doris|Kayla|Alexis|Lori|Marie|Ava|Mia|Chloe|Zoe|"
+    "Lily|Ella|Fatima|Aisha|Priya|Mei|Yuki|Sofia|Lucy|Jane|Kate|Ellen|Rose|Ruby|Irene"
+)
+_EN_WORD = r"[A-Z][a-z]*(?:['’-]?[A-Z]?[a-z]+)+"  # Smith, O'Neil, McDonald, Smith-Jones
+_EN_NAME_LABELS = (
+    r"\b(?i:patient|pt\.?|name|signed(?: by)?|son|daughter|wife|husband|mother|father|contact"
+    r"|guardian|attending|physician|nurse)[:,]?\s{1,2}"
+)
+
+RULES: tuple[Rule, ...] = (
+    # --- names
+    Rule("NAME", "name after a label (zh)", _CN_NAME, before=_NAME_FOLLOWS_LABEL),
+    Rule(
+        "NAME",
+        "name before sex or age (zh)",
+        rf"{_SURNAME}{_GIVEN}{{1,2}}(?=[，, ]{{1,2}}(?:男|女)(?:[，,、 性]|$)|[，, ]{{1,2}}\d{{1,3}}岁)",
+        trigger=r"[男女岁]",
+    ),
+    Rule("NAME", "name before a title (zh)", _TITLED_NAME, score=0.7, trigger=rf"{_TITLES}"),
+    Rule(
+        "NAME",
+        "name after a title (en)",
+        rf"{_EN_WORD}(?:\s{_EN_WORD}){{0,2}}",
+        before=r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?\s",
+    ),
+    Rule(
+        "NAME",
+        "name after a label (en)",
+        rf"{_EN_WORD}(?:\s[A-Z]\.)?(?:\s{_EN_WORD}){{1,2}}\b",
+        before=_EN_NAME_LABELS,
+        trigger=r"patient|pt|name|sign|son|daughter|wife|husband|mother|father|contact|guardian|attending|physician|nurse",
+    ),
+    Rule(
+        "NAME",
+        "common given name and surname (en)",
+        rf"\b(?:{_EN_GIVEN_NAMES})(?:\s[A-Z]\.)?\s{_EN_WORD}\b",
+        score=0.6,
+        trigger=r"[a-z] [a-z]",
+    ),
+    Rule(
+        "NAME",
+        "name before an age (en)",
+        rf"\b{_EN_WORD}\s{_EN_WORD}(?=,?\s(?:is\s|was\s)?an?\s\d{{1,3}}[- ]year[- ]old)",
+    ),
+    # --- addresses
+    Rule(
+        "ADDRESS",
+        "address after a label (zh)",
+        rf"{_UNIT}{{1,8}}",
+        before=rf"(?:{_ADDRESS_LABELS})[：:\s]{{0,2}}",
+    ),
+    Rule(
+        "ADDRESS",
+        "chain of administrative units (zh)",
+        _ADDRESS_CHAIN,
+        score=0.6,
+        trigger=r"[省市县旗镇乡村路街巷弄]|社区|小区|街道|大道|胡同|自治|行政区|地区",
+    ),
+    Rule(
+        "ADDRESS",
+        "street address (en)",
+        r"\b\d{1,5}\s(?:[A-Z][a-z]+\s){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane"
+        r"|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Square|Sq)\b\.?"
+        r"(?:,?\s(?:Apt|Apartment|Suite|Unit|Flat)\.?\s?\w+)?(?:,\s[A-Z][a-z]+(?:\s[A-Z][a-z]+)?)?"
+        r"(?:,\s[A-Z]{2}\s\d{5}(?:-\d{4})?)?",
+    ),
+    # --- hospital numbers
+    Rule(
+        "RECORD_NO",
+        "record number after a label (zh)",
+        rf"[A-Za-z]{{0,3}}-?\d[\d-]{{0,19}}{_NOT_ALNUM_AFTER}",
+        before=rf"(?:{_RECORD_LABELS_CN}){_SEP}",
+    ),
+    Rule(
+        "RECORD_NO",
+        "number after any …号 label (zh)",
+        rf"[A-Za-z]{{0,3}}-?\d{{5,20}}{_NOT_ALNUM_AFTER}",
+        before=r"[\u4e00-\u9fa5]号(?:码)?[：:\s]{0,2}",
+        score=0.7,
+    ),
+    Rule(
+        "RECORD_NO",
+        "bed number (zh)",
+        r"(?<![0-9A-Za-z+.\-])\d{1,4}(?=床(?![旁边头尾上下]))",
+        score=0.6,
+    ),
+    Rule(
+        "RECORD_NO",
+        "record number after a label (en)",
+        rf"[A-Za-z]{{0,3}}-?\d[\d-]{{0,19}}{_NOT_ALNUM_AFTER}",
+        before=rf"\b(?i:{_RECORD_LABELS_EN}){_SEP}",
+        trigger=r"mrn|record|hospital|admission|patient|chart|bed|account|accession|encounter",
+    ),
+    # --- dates of birth and ages over 89 (HIPAA's safe harbour)
+    Rule(
+        "DATE_OF_BIRTH",
+        "date of birth (zh)",
+        _DATE_CN,
+        before=rf"(?:出生日期|出生年月日|出生年月|出生于|生于|出生|生日){_SEP}",
+    ),
+    Rule(
+        "DATE_OF_BIRTH",
+        "date of birth (en)",
+        _DATE_EN,
+        before=rf"\b(?i:DOB|D\.O\.B\.|date of birth|birth date|born on|born){_SEP}",
+        trigger=r"dob|d\.o\.b|birth|born",
+    ),
+    Rule("AGE", "age over 89 (zh)", r"(?<![0-9.])(?:9\d|1[0-2]\d)(?=\s?(?:周岁|岁))"),
+    Rule(
+        "AGE",
+        "age over 89 (en)",
+        r"(?<![0-9.])(?:9\d|1[0-2]\d)(?=[- ]?(?:years?|yrs?)[- ]old|\s?y/?o\b|-year)",
+    ),
+    # --- cards and documents
+    Rule(
+        "BANK_CARD",
+        "bank card (Luhn)",
+        rf"{_NOT_ALNUM_BEFORE}[3-6]\d{{3}}(?:[ -]?\d{{4}}){{2,3}}(?:[ -]?\d{{1,3}})?"
+        + _NOT_ALNUM_AFTER,
+        score=0.8,
+        valid=luhn_valid,
+        trigger=_DIGIT_RUN,
+    ),
+    Rule(
+        "PASSPORT",
+        "passport or HK/Macau permit",
+        rf"{_NOT_ALNUM_BEFORE}[EGC][A-Z]?\d{{7,8}}{_NOT_ALNUM_AFTER}",
+        score=0.7,
+        trigger=_DIGIT_RUN,
+    ),
+    Rule(
+        "PASSPORT",
+        "document number after a label",
+        rf"[A-Za-z]{{0,2}}\d{{6,10}}{_NOT_ALNUM_AFTER}",
+        before=r"(?:护照|港澳通行证|通行证|回乡证|台胞证|(?i:passport))(?:号码|号)?"
+        rf"(?i:\s?(?:no\.?|number))?{_SEP}",
+    ),
+    Rule(
+        "LICENSE_PLATE",
+        "licence plate (zh)",
+        rf"[{_PROVINCES}][{_PLATE_LETTER}][·•\s]?[{_PLATE_LETTER}0-9]{{4,5}}[{_PLATE_LETTER}0-9挂学警]?"
+        + _NOT_ALNUM_AFTER,
+    ),
+    # --- messaging accounts
+    Rule(
+        "WECHAT",
+        "WeChat ID",
+        rf"[A-Za-z][A-Za-z0-9_-]{{5,19}}{_NOT_ALNUM_AFTER}",
+        before=rf"(?:微信号|微信|V信|(?i:wechat(?: id)?|wx号?|vx号?)){_SEP}",
+        trigger=r"微信|v信|wechat|wx|vx",
+    ),
+    Rule(
+        "QQ",
+        "QQ number",
+        rf"[1-9]\d{{4,10}}{_NOT_ALNUM_AFTER}",
+        before=rf"(?:(?i:qq)号?|扣扣){_SEP}",
+        trigger=r"qq|扣扣",
+    ),
+    # --- what the basic scrubber already finds, and its English counterparts
+    Rule("PHONE", "mobile (zh)", _basic("mobile"), score=0.9, trigger=_DIGIT_RUN),
+    Rule("PHONE", "landline (zh)", _basic("landline"), score=0.9, trigger=_DIGIT_RUN),
+    Rule(
+        "PHONE",
+        "phone (en)",
+        rf"{_NOT_ALNUM_BEFORE}(?:\+?1[-.\s])?(?:\(\d{{3}}\)\s?|\d{{3}}[-.\s])\d{{3}}[-.\s]\d{{4}}"
+        + _NOT_ALNUM_AFTER,
+        trigger=_DIGIT_RUN,
+    ),
+    Rule(
+        "ID_NUMBER",
+        "resident ID (checksum)",
+        _basic("id_number"),
+        score=0.95,
+        valid=valid_id_number,
+        trigger=_DIGIT_RUN,
+    ),
+    Rule(
+        "ID_NUMBER",
+        "ID number after a label",
+        rf"(?:\d{{17}}[\dXx]|\d{{15}}){_NOT_ALNUM_AFTER}",
+        before=rf"(?:身份证|证件|(?i:ID card|identity card))(?:号码|号|(?i:\s?(?:no\.?|number)))?{_SEP}",
+    ),
+    Rule("EMAIL", "e-mail", _basic("email"), score=0.95, trigger="@"),
+    Rule("URL", "URL", _basic("url"), score=0.9, trigger=r"://|www\."),
+    Rule(
+        "SSN",
+        "US social security number",
+        r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b",
+        trigger=_DIGIT_RUN,
+    ),
+    Rule(
+        "IP_ADDRESS",
+        "IPv4",
+        r"(?<![0-9.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![0-9.])",
+        score=0.6,
+        trigger=r"\d\.\d{1,3}\.\d{1,3}\.\d",
+    ),
+)

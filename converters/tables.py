@@ -1,0 +1,564 @@
+"""Hospital tables: any CSV, XLSX, JSONL or JSON array, read through a column map.
+
+A column map names which column holds what. Three layouts:
+
+- question/answer, one exchange a row: `question`, `answer`, optional `system`
+  and `history` (a JSON list of [question, answer] pairs);
+- instruction/input/output (record-to-summary tasks): `instruction`, `output`,
+  optional `input` and `system`;
+- one message a row, rows grouped into conversations: `conversation` (the id),
+  `role`, `content`, optional `turn` (the order; file order without it) and
+  `system`.
+
+The map comes from `--column FIELD=COLUMN` options, from a YAML file, or both
+(the options win). Whole-file problems (a column the file lacks, an empty sheet,
+merged cells, undecodable bytes) raise `SourceError` naming file, row and
+column; a row that cannot become a dialogue raises `RecordError` in the
+converter's worker and lands in the rejects file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from converters.medical_o1 import iter_json_array
+from converters.records import Dialogue, RecordError, SourceError
+
+LAYOUTS = {
+    "qa": (("question", "answer"), ("system", "history")),
+    "instruction": (("instruction", "output"), ("input", "system")),
+    "conversation": (("conversation", "role", "content"), ("turn", "system")),
+}
+FIELDS = sorted({f for required, optional in LAYOUTS.values() for f in required + optional})
+# How the role column's values are read (case and surrounding blanks ignored).
+DEFAULT_ROLES = {
+    **dict.fromkeys(("user", "human", "patient", "患者", "病人", "用户", "问", "提问"), "user"),
+    **dict.fromkeys(
+        ("assistant", "gpt", "doctor", "bot", "model", "医生", "大夫", "医师", "答", "回答"),
+        "assistant",
+    ),
+    **dict.fromkeys(("system", "系统"), "system"),
+}
+TABLE_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+    ".jsonl": "jsonl",
+    ".json": "json",
+}
+ENCODINGS = ("utf-8", "gb18030")  # tried in this order; GB18030 is a superset of GBK and GB2312
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    columns: tuple[tuple[str, str], ...]  # (field, column name), as given
+    roles: tuple[tuple[str, str], ...] = tuple(DEFAULT_ROLES.items())
+    encoding: str | None = None
+    sheet: str | None = None
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return dict(self.columns)
+
+    @property
+    def layout(self) -> str:
+        fields = self.fields
+        return next(name for name, (required, _) in LAYOUTS.items() if required[0] in fields)
+
+    @property
+    def has_system(self) -> bool:
+        return "system" in self.fields
+
+
+def build_column_map(
+    pairs: tuple[str, ...] = (),
+    map_file: Path | None = None,
+    encoding: str | None = None,
+    sheet: str | None = None,
+) -> ColumnMap:
+    """The map from `--column FIELD=COLUMN` options over a YAML map file's."""
+    settings = _read_map_file(map_file) if map_file else {}
+    columns = dict(settings.get("columns") or {})
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise SourceError(f"--column {pair!r}: expected FIELD=COLUMN, e.g. question=患者提问")
+        columns[field.strip()] = column.strip()
+    unknown = sorted(set(columns) - set(FIELDS))
+    if unknown:
+        raise SourceError(f"unknown field {', '.join(unknown)}; known: {', '.join(FIELDS)}")
+    layouts = [name for name, (required, _) in LAYOUTS.items() if required[0] in columns]
+    if len(layouts) != 1:
+        raise SourceError(
+            "map the columns of one layout: question+answer, instruction+output, or "
+            "conversation+role+content (--column FIELD=COLUMN)"
+            + (f"; got {' and '.join(layouts)}" if layouts else "")
+        )
+    required, optional = LAYOUTS[layouts[0]]
+    missing = [f for f in required if f not in columns]
+    foreign = sorted(set(columns) - set(required) - set(optional))
+    if missing or foreign:
+        problem = f"missing {', '.join(missing)}" if missing else f"not {', '.join(foreign)}"
+        raise SourceError(
+            f"the {layouts[0]} layout takes {', '.join(required)} (and optionally "
+            f"{', '.join(optional)}): {problem}"
+        )
+    roles = dict(DEFAULT_ROLES)
+    for value, role in (settings.get("roles") or {}).items():
+        if role not in ("user", "assistant", "system"):
+            raise SourceError(
+                f"{map_file}: roles: {value}: {role!r} is not user, assistant or system"
+            )
+        roles[str(value).strip().lower()] = role
+    return ColumnMap(
+        columns=tuple(columns.items()),
+        roles=tuple(roles.items()),
+        encoding=encoding or settings.get("encoding"),
+        sheet=sheet or settings.get("sheet"),
+    )
+
+
+def _read_map_file(path: Path) -> dict:
+    import yaml
+
+    if not Path(path).is_file():
+        raise SourceError(f"{path}: no such map file")
+    try:
+        settings = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SourceError(f"{path}: not a readable YAML map file ({error})") from None
+    if not isinstance(settings, dict):
+        raise SourceError(f"{path}: a map file is a mapping with 'columns:'")
+    unknown = sorted(set(settings) - {"columns", "roles", "encoding", "sheet"})
+    if unknown:
+        raise SourceError(
+            f"{path}: unknown key {', '.join(unknown)}; known: columns, roles, encoding, sheet"
+        )
+    for key in ("columns", "roles"):
+        if settings.get(key) is not None and not isinstance(settings[key], dict):
+            raise SourceError(f"{path}: '{key}' is a mapping (FIELD: COLUMN)")
+    return settings
+
+
+# --- reading the rows ---------------------------------------------------------------
+
+
+def table_kind(path: Path) -> str:
+    kind = TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        hint = " (save it as .xlsx or .csv)" if path.suffix.lower() in (".xls", ".ods") else ""
+        raise SourceError(
+            f"{path}: not a table file{hint}; read: {', '.join(sorted(TABLE_SUFFIXES))}"
+        )
+    return kind
+
+
+def read_rows(path: Path, column_map: ColumnMap) -> tuple[list[str], Iterator, Callable[[], int]]:
+    """The file's column names, its rows as (row or line number, row) pairs, and how
+    many bytes of the file the rows read so far took (for progress).
+
+    A CSV or XLSX row is a dict of column -> text, numbered as a spreadsheet
+    shows it (the header is row 1). A JSONL line or JSON element is whatever it
+    holds: a line that is not an object is rejected by the converter.
+    """
+    kind = table_kind(path)
+    if kind == "csv":
+        return _csv_rows(path, column_map.encoding)
+    if kind == "xlsx":
+        return _xlsx_rows(path, column_map.sheet)
+    if kind == "jsonl":
+        consumed = [0]
+        rows = _jsonl_rows(path, consumed)
+        position = lambda: consumed[0]  # noqa: E731
+    else:
+        size = path.stat().st_size
+        rows, position = iter_json_array(path), lambda: size  # parsed whole before the first
+    first = list(itertools.islice(rows, 1000))
+    columns = list(dict.fromkeys(k for _, row in first if isinstance(row, dict) for k in row))
+    return columns, itertools.chain(first, rows), position
+
+
+def detect_encoding(path: Path) -> str:
+    """UTF-8 (with or without BOM), UTF-16 by its BOM, or GB18030, from the bytes."""
+    with open(path, "rb") as data:
+        head = data.read(4)
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    for encoding in ENCODINGS:
+        if _decodes(path, encoding):
+            return encoding
+    raise SourceError(
+        f"{path}: neither UTF-8 nor GBK/GB18030 ({_first_bad_byte(path, 'utf-8')}); "
+        "pass its encoding with --encoding (e.g. big5, shift_jis, latin-1)"
+    )
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with open(path, "rb") as data:
+            while block := data.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _first_bad_byte(path: Path, encoding: str) -> str:
+    """'line N, byte M' of the first byte `encoding` cannot decode."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, line = 0, 1
+    with open(path, "rb") as data:
+        while block := data.read(1 << 20):
+            pending = decoder.getstate()[0]  # bytes of a character cut by the last block
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as error:
+                at = error.start - len(pending)  # within this block
+                line += block[: max(at, 0)].count(b"\n")
+                return f"line {line}, byte {offset + at}"
+            offset += len(block)
+            line += block.count(b"\n")
+    return f"byte {offset}"
+
+
+def _csv_rows(path: Path, encoding: str | None) -> tuple[list[str], Iterator, Callable]:
+    encoding = encoding or detect_encoding(path)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise SourceError(f"--encoding {encoding}: unknown encoding") from None
+    if not _decodes(path, encoding):
+        raise SourceError(
+            f"{path}: not {encoding} ({_first_bad_byte(path, encoding)}); pass the file's "
+            "encoding with --encoding, or leave it out to detect UTF-8 and GBK/GB18030"
+        )
+    raw = open(path, "rb")  # noqa: SIM115 -- the rows iterator closes it
+    text = io.TextIOWrapper(raw, encoding=encoding, newline="")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(text)
+    reader = csv.reader(text, delimiter=delimiter)
+    header = next(reader, None)
+    if not header or not any(cell.strip() for cell in header):
+        text.close()
+        raise SourceError(f"{path}: empty table: no header row")
+    header = [cell.strip().lstrip("\ufeff") for cell in header]
+
+    size, consumed = path.stat().st_size, [0]
+
+    def rows() -> Iterator[tuple[int, dict]]:
+        with text:
+            for row_number, cells in enumerate(reader, start=2):
+                if row_number % 256 == 0:
+                    consumed[0] = raw.tell()
+                if not any(cell.strip() for cell in cells):
+                    continue  # a blank row is not a record
+                yield row_number, dict(zip(header, cells, strict=False))
+        consumed[0] = size
+
+    return header, rows(), lambda: consumed[0]
+
+
+def _sniff_delimiter(text: io.TextIOBase) -> str:
+    sample = text.read(1 << 16)
+    text.seek(0)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _xlsx_rows(path: Path, sheet: str | None) -> tuple[list[str], Iterator, Callable]:
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as error:
+        raise SourceError(f"{path}: not a readable .xlsx workbook ({error})") from None
+    if sheet is not None and sheet not in book.sheetnames:
+        raise SourceError(f"{path}: no sheet {sheet!r}; sheets: {', '.join(book.sheetnames)}")
+    sheet_name = sheet or book.sheetnames[0]
+    worksheet = book[sheet_name]
+    rows = worksheet.iter_rows(values_only=True)
+    header = next(rows, None)
+    if header is None or not any(cell not in (None, "") for cell in header):
+        book.close()
+        raise SourceError(f"{path}: sheet {sheet_name!r} is empty: no header row")
+    header = ["" if cell is None else str(cell).strip() for cell in header]
+    merged = _merged_ranges(path, book, sheet_name)
+    size, last_row, at = path.stat().st_size, max(worksheet.max_row or 1, 1), [1]
+
+    def body() -> Iterator[tuple[int, dict]]:
+        try:
+            for row_number, cells in enumerate(rows, start=2):
+                at[0] = row_number
+                if all(cell in (None, "") for cell in cells):
+                    continue
+                yield (
+                    row_number,
+                    {
+                        name: "" if cell is None else _cell_text(cell)
+                        for name, cell in zip(header, cells, strict=False)
+                    },
+                )
+        finally:
+            book.close()
+
+    checked = _MergedCheck(header, merged, str(path), sheet_name, body())
+    return header, checked, lambda: size * min(at[0], last_row) // last_row
+
+
+def _cell_text(cell: object) -> str:
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))  # 13912345678.0 is the number 13912345678
+    return str(cell)
+
+
+def _merged_ranges(path: Path, book, sheet_name: str) -> list[str]:
+    """The merged ranges of a sheet, read from its XML (read-only worksheets skip them)."""
+    # The sheet's part name comes from the workbook's relationships.
+    worksheet = book[sheet_name]
+    part = getattr(worksheet, "_worksheet_path", None) or ""
+    with zipfile.ZipFile(path) as archive:
+        name = part.lstrip("/") if part else None
+        if name not in archive.namelist():
+            return []
+        found: list[str] = []
+        tail = b""
+        with archive.open(name) as xml:
+            while block := xml.read(1 << 20):
+                chunk = tail + block
+                found += re.findall(rb'<(?:\w+:)?mergeCell ref="([A-Z]+\d+:[A-Z]+\d+)"', chunk)
+                tail = chunk[-200:]
+                # A tag cut at the block's end is found whole in the next window;
+                # one found twice is dropped below.
+    return list(dict.fromkeys(ref.decode() for ref in found))
+
+
+class _MergedCheck:
+    """Refuses, before the first row is read, a sheet with merged cells in a mapped column:
+    a merged cell keeps its value only in its first row, so the rows under it would
+    silently lose their text."""
+
+    def __init__(self, header, merged, path, sheet, rows):
+        self.header, self.merged, self.path, self.sheet, self.rows = (
+            header,
+            merged,
+            path,
+            sheet,
+            rows,
+        )
+
+    def check(self, columns: list[str]) -> None:
+        from openpyxl.utils import range_boundaries
+
+        wanted = {self.header.index(c) + 1 for c in columns if c in self.header}
+        for ref in self.merged:
+            first_col, first_row, last_col, last_row = range_boundaries(ref)
+            hit = sorted(wanted & set(range(first_col, last_col + 1)))
+            if hit and last_row > max(first_row, 1):
+                column = self.header[hit[0] - 1]
+                raise SourceError(
+                    f"{self.path}: sheet {self.sheet!r}, rows {first_row}-{last_row}, column "
+                    f"{column!r}: merged cells ({ref}); unmerge them and fill every row's value"
+                )
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def close(self) -> None:
+        self.rows.close()
+
+
+def _jsonl_rows(path: Path, consumed: list[int]) -> Iterator[tuple[int, object]]:
+    with open(path, "rb") as data:
+        for line_number, line in enumerate(data, start=1):
+            consumed[0] += len(line)
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield line_number, orjson.loads(line)
+            except orjson.JSONDecodeError as error:
+                yield line_number, _Unreadable(line, str(error))
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    raw: bytes
+    error: str
+
+
+def check_columns(path: Path, columns: list[str], column_map: ColumnMap) -> None:
+    """One message listing the file's columns when a mapped one is not among them."""
+    missing = [(f, c) for f, c in column_map.columns if c not in columns]
+    if missing:
+        field, column = missing[0]
+        shown = ", ".join(columns) if columns else "(none found)"
+        raise SourceError(
+            f"{path}: no column {column!r} (mapped to {field}); the file's columns: {shown}"
+        )
+
+
+def check_table(path: Path, column_map: ColumnMap) -> None:
+    """Read the header only, and check the map against it: one message, before any work."""
+    columns, rows, _ = read_rows(path, column_map)
+    try:
+        check_columns(path, columns, column_map)
+        if isinstance(rows, _MergedCheck):
+            rows.check([column for _, column in column_map.columns])
+    finally:
+        getattr(rows, "close", lambda: None)()
+
+
+def table_records(path: Path, column_map: ColumnMap) -> tuple[Iterator, Callable[[], int]]:
+    """(row, payload) for each record of the file -- a row, or a conversation's rows --
+    and the bytes read so far. The columns are checked before any row is read."""
+    columns, rows, position = read_rows(path, column_map)
+    check_columns(path, columns, column_map)
+    if isinstance(rows, _MergedCheck):
+        rows.check([column for _, column in column_map.columns])
+    if column_map.layout != "conversation":
+        return rows, position
+    return _conversations(rows, column_map), position
+
+
+def _conversations(rows, column_map: ColumnMap) -> Iterator[tuple[int, object]]:
+    conversations: dict[str, list] = {}
+    for row_number, row in rows:
+        if not isinstance(row, dict):
+            yield row_number, row  # rejected by the parser as not an object
+            continue
+        key = str(row.get(column_map.fields["conversation"], "")).strip()
+        conversations.setdefault(key, []).append((row_number, row))
+    for key, members in conversations.items():
+        yield members[0][0], {"conversation": key, "rows": members}
+
+
+# --- one record -> a dialogue (in the converter's workers) -------------------------------
+
+
+def parse_table_record(payload: object, column_map: ColumnMap, system: str = "") -> Dialogue:
+    if isinstance(payload, _Unreadable):
+        raise RecordError("invalid_json", payload.error)
+    if not isinstance(payload, dict):
+        raise RecordError("not_an_object", f"expected an object, got {type(payload).__name__}")
+    fields = column_map.fields
+    if column_map.layout == "conversation":
+        return _conversation(payload, column_map, system)
+    get = _text_getter(payload, fields)
+    system = get("system", optional=True) or system
+    if column_map.layout == "instruction":
+        instruction, extra = get("instruction"), get("input", optional=True)
+        question = f"{instruction}\n{extra}" if extra else instruction
+        return Dialogue(turns=((question, get("output")),), system=system)
+    history = _history(payload.get(fields["history"])) if "history" in fields else ()
+    return Dialogue(turns=(*history, (get("question"), get("answer"))), system=system)
+
+
+def _text_getter(row: dict, fields: dict):
+    def get(field: str, optional: bool = False) -> str:
+        column = fields.get(field)
+        if column is None:
+            return ""
+        value = row.get(column)
+        text = "" if value is None else value if isinstance(value, str) else _scalar(value, column)
+        text = text.strip()
+        if not text and not optional:
+            raise RecordError("empty_field", f"column {column!r} ({field}) is empty")
+        return text
+
+    return get
+
+
+def _scalar(value: object, column: str) -> str:
+    if isinstance(value, bool | int | float):
+        return str(value)
+    raise RecordError("field_not_text", f"column {column!r} holds {type(value).__name__}")
+
+
+def _history(value: object) -> tuple[tuple[str, str], ...]:
+    if value in (None, ""):
+        return ()
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise RecordError(
+                "bad_history", "history is not JSON ([[question, answer], ...])"
+            ) from None
+    if not isinstance(value, list) or not all(
+        isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(t, str) and t.strip() for t in pair)
+        for pair in value
+    ):
+        raise RecordError("bad_history", "history is not a list of [question, answer] pairs")
+    return tuple((q.strip(), a.strip()) for q, a in value)
+
+
+def _conversation(payload: dict, column_map: ColumnMap, system: str) -> Dialogue:
+    fields, roles = column_map.fields, dict(column_map.roles)
+    members = payload["rows"]
+    if "turn" in fields:
+        members = sorted(members, key=lambda member: _turn_key(member, fields["turn"]))
+    messages: list[list[str]] = []  # [role, text], consecutive ones of a role merged
+    for row_number, row in members:
+        value = str(row.get(fields["role"], "")).strip()
+        role = roles.get(value.lower())
+        if role is None:
+            raise RecordError(
+                "unknown_role",
+                f"row {row_number}: role {value!r} is not one of the known roles "
+                "(user: 患者/user/human ..., assistant: 医生/assistant/gpt ...); add it under "
+                "'roles:' in the map file",
+            )
+        text = _text_getter(row, fields)("content", optional=True)
+        if role == "system":
+            system = text or system
+        elif not text:
+            raise RecordError(
+                "empty_field", f"row {row_number}: column {fields['content']!r} is empty"
+            )
+        elif messages and messages[-1][0] == role:
+            messages[-1][1] += "\n" + text
+        else:
+            messages.append([role, text])
+    first_row = members[0][0]
+    if "system" in fields:
+        system = _text_getter(members[0][1], fields)("system", optional=True) or system
+    dropped = bool(messages) and messages[-1][0] == "user"
+    if dropped:
+        messages.pop()
+    if not messages:
+        raise RecordError(
+            "no_answered_question", f"conversation from row {first_row} has no answer"
+        )
+    if messages[0][0] != "user":
+        raise RecordError(
+            "answer_first", f"conversation from row {first_row} starts with an answer"
+        )
+    turns = tuple((messages[i][1], messages[i + 1][1]) for i in range(0, len(messages), 2))
+    return Dialogue(turns=turns, system=system, dropped_trailing_question=dropped)
+
+
+def _turn_key(member: tuple[int, dict], column: str) -> tuple:
+    value = str(member[1].get(column, "")).strip()
+    try:
+        return (0, float(value), member[0])
+    except ValueError:
+        return (1, value, member[0])
