@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import itertools
 import json
 import os
 import pickle
@@ -157,10 +158,13 @@ def _scrubbed(dialogue: Dialogue, pii: Counter, replaced: list) -> Dialogue:
     return dialogue._replace(turns=turns, system=scrub_pii(dialogue.system, pii, replaced))
 
 
-def _deidentified(dialogue: Dialogue, options: DeidOptions, pii: Counter, replaced: list):
+def _texts(dialogue: Dialogue) -> list[str]:
+    return [dialogue.system, *(text for pair in dialogue.turns for text in pair)]
+
+
+def _deidentified(dialogue: Dialogue, options: DeidOptions, hints, pii: Counter, replaced: list):
     """Every text of the record at once: a name found in one turn goes in all of them."""
-    texts = [dialogue.system, *(text for pair in dialogue.turns for text in pair)]
-    system, *rest = deidentifier(options).record(texts, pii, replaced)
+    system, *rest = deidentifier(options).record(_texts(dialogue), pii, replaced, hints)
     return dialogue._replace(turns=tuple(zip(rest[0::2], rest[1::2], strict=True)), system=system)
 
 
@@ -199,14 +203,22 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
     folded, suspect = fold_batch(texts)
     pii: Counter = Counter()
     replaced: list = []
-    if options.deid == "strict":
-        suspect |= deidentifier(options.deid_options).candidates(texts)
+    if options.deid == "strict":  # the pre-check says what to look for in which text
+        per_record = [_texts(dialogue) for dialogue in dialogues]
+        flat = deidentifier(options.deid_options).candidates(
+            [text for texts_of in per_record for text in texts_of]
+        )
+        each = iter(flat)
+        hints = [list(itertools.islice(each, len(texts_of))) for texts_of in per_record]
+        suspect = np.fromiter((any(h is None or h for h in hint) for hint in hints), dtype=bool)
     suspects = np.flatnonzero(suspect).tolist() if options.deid != "off" else []
     if suspects:  # only the records the pre-check found a candidate identifier in
         for i in suspects:
             found: list = []
             if options.deid == "strict":
-                dialogues[i] = _deidentified(dialogues[i], options.deid_options, pii, found)
+                dialogues[i] = _deidentified(
+                    dialogues[i], options.deid_options, hints[i], pii, found
+                )
             else:
                 dialogues[i] = _scrubbed(dialogues[i], pii, found)
             replaced += [(parsed[i][0], entry) for entry in found[:AUDIT_PER_RECORD]]

@@ -17,7 +17,16 @@ from pathlib import Path
 from converters.huatuo import parse_huatuo_line
 from converters.medical_o1 import iter_json_array, parse_medical_o1_record
 from converters.records import Dialogue, SourceError
-from converters.tables import parse_table_record, table_records
+from converters.tables import (
+    CsvLayout,
+    check_columns,
+    csv_layout,
+    csv_range_rows,
+    csv_ranges,
+    parse_table_record,
+    table_kind,
+    table_records,
+)
 
 CHUNK_BYTES = 1 << 19  # a chunk's working set stays in the CPU cache
 CHUNK_RECORDS = 2000
@@ -32,6 +41,7 @@ class Chunk:
     # Line numbers of `records(chunk)` count from here; None: from the line after
     # the previous chunk of the file (a jsonl chunk does not know it until read).
     line_base: int | None = 0
+    csv: CsvLayout | None = None  # a CSV table: [start, end) is read in the worker
 
 
 @dataclass(frozen=True)
@@ -90,10 +100,26 @@ def _json_array_records(chunk: Chunk) -> tuple[list[tuple[int, object]], int]:
 
 
 def _table_chunks(path: Path, options) -> Iterator[Chunk]:
-    """Rows in chunks of CHUNK_RECORDS; the column map is checked before the first."""
-    records, position = table_records(path, options.table)
+    """A CSV in byte ranges ending at row ends, read by the workers (rows grouped into
+    conversations excepted); any other table in chunks of CHUNK_RECORDS rows read here.
+    The column map is checked before the first."""
+    column_map = options.table
+    if table_kind(path) == "csv" and column_map.layout != "conversation":
+        layout = csv_layout(path, column_map.encoding)
+        check_columns(path, list(layout.header), column_map)
+        for start, end in csv_ranges(path, layout.body_start, CHUNK_BYTES):
+            first = start == layout.body_start
+            yield Chunk(str(path), end, start, line_base=1 if first else None, csv=layout)
+        return
+    records, position = table_records(path, column_map)
     while batch := tuple(itertools.islice(records, CHUNK_RECORDS)):
         yield Chunk(str(path), end=position(), records=batch)
+
+
+def _table_records(chunk: Chunk) -> tuple[list[tuple[int, object]], int]:
+    if chunk.csv is None:
+        return list(chunk.records), 0
+    return csv_range_rows(chunk.path, chunk.csv, chunk.start, chunk.end)
 
 
 SOURCES = {
@@ -116,7 +142,7 @@ SOURCES = {
     "table": Source(
         "table",
         _table_chunks,
-        _json_array_records,
+        _table_records,
         lambda payload, options: parse_table_record(payload, options.table, options.system),
         "any CSV, XLSX, JSONL or JSON table, through a column map (--column FIELD=COLUMN)",
         "table",

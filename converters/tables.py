@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import itertools
 import re
@@ -68,11 +69,11 @@ class ColumnMap:
     encoding: str | None = None
     sheet: str | None = None
 
-    @property
+    @functools.cached_property
     def fields(self) -> dict[str, str]:
         return dict(self.columns)
 
-    @property
+    @functools.cached_property
     def layout(self) -> str:
         fields = self.fields
         return next(name for name, (required, _) in LAYOUTS.items() if required[0] in fields)
@@ -237,7 +238,18 @@ def _first_bad_byte(path: Path, encoding: str) -> str:
     return f"byte {offset}"
 
 
-def _csv_rows(path: Path, encoding: str | None) -> tuple[list[str], Iterator, Callable]:
+@dataclass(frozen=True)
+class CsvLayout:
+    """What a worker needs to read a byte range of a CSV file on its own."""
+
+    encoding: str
+    delimiter: str
+    header: tuple[str, ...]
+    body_start: int  # the byte after the header row
+
+
+def csv_layout(path: Path, encoding: str | None) -> CsvLayout:
+    """The CSV's encoding (checked over the whole file), delimiter and header row."""
     encoding = encoding or detect_encoding(path)
     try:
         codecs.lookup(encoding)
@@ -248,34 +260,78 @@ def _csv_rows(path: Path, encoding: str | None) -> tuple[list[str], Iterator, Ca
             f"{path}: not {encoding} ({_first_bad_byte(path, encoding)}); pass the file's "
             "encoding with --encoding, or leave it out to detect UTF-8 and GBK/GB18030"
         )
-    raw = open(path, "rb")  # noqa: SIM115 -- the rows iterator closes it
-    text = io.TextIOWrapper(raw, encoding=encoding, newline="")
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(text)
-    reader = csv.reader(text, delimiter=delimiter)
-    header = next(reader, None)
+    with open(path, "rb") as raw:
+        head = raw.read(1 << 16)
+        body_start = 0
+        while True:  # the header row ends at the first line end outside quotes
+            line = head[body_start:].split(b"\n", 1)[0]
+            body_start += len(line) + 1
+            if head[:body_start].count(b'"') % 2 == 0 or body_start >= len(head):
+                break
+    text = head[: min(body_start, len(head))].decode(encoding, errors="replace")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(head, encoding)
+    header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), None)
     if not header or not any(cell.strip() for cell in header):
-        text.close()
         raise SourceError(f"{path}: empty table: no header row")
-    header = [cell.strip().lstrip("\ufeff") for cell in header]
+    header = tuple(cell.strip().lstrip("\ufeff") for cell in header)
+    return CsvLayout(encoding, delimiter, header, min(body_start, path.stat().st_size))
 
+
+def csv_ranges(path: Path, start: int, size: int) -> Iterator[tuple[int, int]]:
+    """Byte ranges of about `size` bytes that end where a row ends: at a line end
+    outside quotes (a quoted field may hold line ends; quotes inside it come in pairs).
+    A line end is one byte in UTF-8 and GB18030 alike, never part of a character."""
+    total = path.stat().st_size
+    with open(path, "rb") as data:
+        while start < total:
+            data.seek(start)
+            block = data.read(size)
+            end, quotes = start + len(block), block.count(b'"')
+            while end < total:
+                line = data.readline()  # to the end of the row the block ends in
+                end, quotes = end + len(line), quotes + line.count(b'"')
+                if quotes % 2 == 0:
+                    break
+            yield start, end
+            start = end
+
+
+def csv_range_rows(path: str, layout: CsvLayout, start: int, end: int) -> tuple[list, int]:
+    """The rows of a byte range as (row number within the range, {column: text}), and
+    how many rows the range spans (blank ones included)."""
+    with open(path, "rb") as data:
+        data.seek(start)
+        text = data.read(end - start).decode(layout.encoding)
+    rows, spanned = [], 0
+    for spanned, cells in enumerate(
+        csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter), start=1
+    ):
+        if "".join(cells).strip():  # a blank row is not a record
+            rows.append((spanned, dict(zip(layout.header, cells, strict=False))))
+    return rows, spanned
+
+
+def _csv_rows(path: Path, encoding: str | None) -> tuple[list[str], Iterator, Callable]:
+    """Every row, read here: what a conversation layout needs to group rows by their
+    conversation (the other layouts read the file in ranges, in the workers)."""
+    layout = csv_layout(path, encoding)
     size, consumed = path.stat().st_size, [0]
 
     def rows() -> Iterator[tuple[int, dict]]:
-        with text:
-            for row_number, cells in enumerate(reader, start=2):
-                if row_number % 256 == 0:
-                    consumed[0] = raw.tell()
-                if not any(cell.strip() for cell in cells):
-                    continue  # a blank row is not a record
-                yield row_number, dict(zip(header, cells, strict=False))
+        row_base = 1  # the header is row 1
+        for start, end in csv_ranges(path, layout.body_start, 1 << 20):
+            records, spanned = csv_range_rows(str(path), layout, start, end)
+            for row, record in records:
+                yield row_base + row, record
+            row_base += spanned
+            consumed[0] = end
         consumed[0] = size
 
-    return header, rows(), lambda: consumed[0]
+    return list(layout.header), rows(), lambda: consumed[0]
 
 
-def _sniff_delimiter(text: io.TextIOBase) -> str:
-    sample = text.read(1 << 16)
-    text.seek(0)
+def _sniff_delimiter(head: bytes, encoding: str) -> str:
+    sample = head.decode(encoding, errors="ignore")
     try:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
@@ -457,32 +513,33 @@ def parse_table_record(payload: object, column_map: ColumnMap, system: str = "")
         raise RecordError("invalid_json", payload.error)
     if not isinstance(payload, dict):
         raise RecordError("not_an_object", f"expected an object, got {type(payload).__name__}")
-    fields = column_map.fields
-    if column_map.layout == "conversation":
+    fields, layout = column_map.fields, column_map.layout
+    if layout == "conversation":
         return _conversation(payload, column_map, system)
-    get = _text_getter(payload, fields)
-    system = get("system", optional=True) or system
-    if column_map.layout == "instruction":
-        instruction, extra = get("instruction"), get("input", optional=True)
+    system = _text(payload, fields, "system", optional=True) or system
+    if layout == "instruction":
+        instruction = _text(payload, fields, "instruction")
+        extra = _text(payload, fields, "input", optional=True)
         question = f"{instruction}\n{extra}" if extra else instruction
-        return Dialogue(turns=((question, get("output")),), system=system)
+        return Dialogue(turns=((question, _text(payload, fields, "output")),), system=system)
     history = _history(payload.get(fields["history"])) if "history" in fields else ()
-    return Dialogue(turns=(*history, (get("question"), get("answer"))), system=system)
+    question, answer = _text(payload, fields, "question"), _text(payload, fields, "answer")
+    return Dialogue(turns=(*history, (question, answer)), system=system)
 
 
-def _text_getter(row: dict, fields: dict):
-    def get(field: str, optional: bool = False) -> str:
-        column = fields.get(field)
-        if column is None:
-            return ""
-        value = row.get(column)
-        text = "" if value is None else value if isinstance(value, str) else _scalar(value, column)
-        text = text.strip()
-        if not text and not optional:
-            raise RecordError("empty_field", f"column {column!r} ({field}) is empty")
-        return text
-
-    return get
+def _text(row: dict, fields: dict, field: str, optional: bool = False) -> str:
+    """The text of `field`'s column in `row`, stripped; an empty required one is refused."""
+    column = fields.get(field)
+    if column is None:
+        return ""
+    value = row.get(column)
+    if isinstance(value, str):
+        text = value.strip()
+    else:
+        text = "" if value is None else _scalar(value, column)
+    if not text and not optional:
+        raise RecordError("empty_field", f"column {column!r} ({field}) is empty")
+    return text
 
 
 def _scalar(value: object, column: str) -> str:
@@ -527,7 +584,7 @@ def _conversation(payload: dict, column_map: ColumnMap, system: str) -> Dialogue
                 "(user: 患者/user/human ..., assistant: 医生/assistant/gpt ...); add it under "
                 "'roles:' in the map file",
             )
-        text = _text_getter(row, fields)("content", optional=True)
+        text = _text(row, fields, "content", optional=True)
         if role == "system":
             system = text or system
         elif not text:
@@ -540,7 +597,7 @@ def _conversation(payload: dict, column_map: ColumnMap, system: str) -> Dialogue
             messages.append([role, text])
     first_row = members[0][0]
     if "system" in fields:
-        system = _text_getter(members[0][1], fields)("system", optional=True) or system
+        system = _text(members[0][1], fields, "system", optional=True) or system
     dropped = bool(messages) and messages[-1][0] == "user"
     if dropped:
         messages.pop()

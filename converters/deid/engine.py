@@ -7,25 +7,24 @@ blank spaCy pipeline (tokens only) with the pattern recognizers of
 installed passes Presidio's own NLP-engine configuration file (`ner_config`),
 and the model's PERSON and LOCATION entities are added to the patterns'.
 
-Presidio costs about a millisecond per text, so a pre-check runs first over a
-whole chunk of texts at once with the standard `re` engine: the same patterns in
-a forward form, each slow one only where a cheap trigger is present. Presidio
-then runs only on the texts the pre-check found something in. With an NER model
-every text goes to Presidio, since a name may stand without any context.
+Presidio's analysis costs a tenth of a millisecond per text and more, so a
+pre-check runs first: RE2 looks for every rule at once in one pass over a text,
+and Presidio then runs only on the texts it found something in, with only the
+rules it found. With an NER model every text goes to Presidio, since a name may
+stand without any context.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
-import re
 import string
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from converters.clean import audit_entry
 from converters.deid.patterns import PLACEHOLDERS, RULES, Rule
@@ -48,60 +47,130 @@ class DeidOptions:
 
 
 class Precheck:
-    """Which texts of a batch may hold an identifier: the rules' forward forms, scanned
-    with `re` over the batch joined into one string, each rule with a trigger only
-    over the texts its trigger is found in."""
+    """Which rules may match each text, found by RE2 in one pass over the text for all
+    rules at once (an `re2.Set`): one linear-time automaton, where `re` would scan the
+    text once per pattern. Each rule's pattern is rewritten for RE2 so that it finds at
+    least what Presidio's pattern finds (see `re2_pattern`)."""
 
     def __init__(self, rules: Sequence[Rule] = RULES):
-        by_trigger: dict[str | None, list[re.Pattern]] = {}
+        import re2
+
+        options = re2.Options()
+        options.max_mem = 256 << 20  # the automaton's cache, so that no search runs out
+        self.set = re2.Set.SearchSet(options)
         for rule in rules:
-            by_trigger.setdefault(rule.trigger, []).append(re.compile(rule.forward))
-        self.groups = [
-            (re.compile(trigger, re.IGNORECASE) if trigger else None, patterns)
-            for trigger, patterns in by_trigger.items()
+            self.set.Add(re2_pattern(rule.forward))
+        self.set.Compile()
+        self.keys = [key(rule) for rule in rules]
+
+    def found(self, texts: Sequence[str]) -> list[set[str]]:
+        """For each text, the keys of the rules that match it (empty: none)."""
+        nothing: set[str] = set()
+        return [
+            {self.keys[i] for i in matches}
+            if text and (matches := self.set.Match(text))
+            else nothing
+            for text in texts
         ]
 
-    def candidates(self, texts: Sequence[str]) -> np.ndarray:
-        found = np.zeros(len(texts), dtype=bool)
-        everything = np.arange(len(texts))
-        for trigger, patterns in self.groups:
-            where = everything if trigger is None else _matching(texts, everything, [trigger])
-            unsettled = where[~found[where]]
-            if len(unsettled):
-                found[_matching(texts, unsettled, patterns)] = True
-        return found
+
+def re2_pattern(pattern: str) -> str:
+    r"""A Python pattern rewritten for RE2, matching at least wherever it matches.
+
+    RE2 has no look-arounds: a positive one becomes a group that consumes (each one in
+    the rules ends its pattern, so the same texts match), a negative one is left out (a
+    superset). RE2's \d and \s are ASCII: widened to Python's Unicode ones. \b is left
+    out (a superset again), and \uXXXX is written the way RE2 writes it.
+    """
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            escape = pattern[i : i + 2]
+            if escape == r"\u":
+                out.append(rf"\x{{{pattern[i + 2 : i + 6]}}}")
+                i += 6
+                continue
+            space = _RE2_SPACE if in_class else f"[{_RE2_SPACE}]"
+            out.append({r"\d": r"\p{Nd}", r"\s": space, r"\b": ""}.get(escape, escape))
+            i += 2
+        elif in_class:
+            in_class = char != "]"
+            out.append(char)
+            i += 1
+        elif char == "[":
+            in_class = True
+            start = i + 1 + pattern.startswith("^", i + 1)
+            start += pattern.startswith("]", start)  # a ] first is a member
+            out.append(pattern[i:start])
+            i = start
+        elif opener := next((o for o in _LOOKAROUNDS if pattern.startswith(o, i)), None):
+            end = _closing(pattern, i)
+            if _LOOKAROUNDS[opener]:
+                out.append(f"(?:{re2_pattern(pattern[i + len(opener) : end])})")
+            i = end + 1
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
 
 
-def _matching(texts: Sequence[str], which: np.ndarray, patterns: list[re.Pattern]) -> np.ndarray:
-    """The indices among `which` whose text any of `patterns` is found in."""
-    joined = _SEPARATOR.join(texts[i] for i in which.tolist())
-    lengths = np.fromiter((len(texts[i]) + 1 for i in which.tolist()), dtype=np.int64)
-    ends = np.cumsum(lengths)  # one past each text's separator
-    hits = [m.start() for pattern in patterns for m in pattern.finditer(joined)]
-    return np.unique(which[np.searchsorted(ends, hits, side="right")])
+_LOOKAROUNDS = {"(?<=": True, "(?<!": False, "(?=": True, "(?!": False}  # opener: kept?
+_RE2_SPACE = r"\s\p{Z}\x{1c}-\x{1f}\x{85}"  # what Python's \s matches
 
 
-class _RuleRecognizer:
-    """Factory of Presidio pattern recognizers, one per rule (imported lazily: Presidio
-    and spaCy take a second to import, which only strict conversions pay)."""
+def _closing(pattern: str, start: int) -> int:
+    """The index of the parenthesis that closes the group opened at `start`."""
+    depth, i, in_class = 0, start, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            i += pattern.startswith("]", i + 1)  # a ] first is a member
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise ValueError(f"unbalanced pattern: {pattern[start : start + 40]}")
 
-    @staticmethod
-    def build(rule: Rule, language: str):
-        import regex
-        from presidio_analyzer import Pattern, PatternRecognizer
 
-        class RuleRecognizer(PatternRecognizer):
-            def validate_result(self, pattern_text: str) -> bool | None:
-                return rule.valid(pattern_text) if rule.valid else None
+def key(rule: Rule) -> str:
+    """A rule's name as a Presidio entity: the pre-check hands Presidio the rules that
+    may match a text, and it searches the text with their recognizers only."""
+    return f"{rule.entity}/{rule.name}"
 
-        return RuleRecognizer(
-            supported_entity=rule.entity,
-            name=rule.name,
-            supported_language=language,
-            patterns=[Pattern(rule.name, rule.regex, rule.score)],
-            # Case matters: a capital letter is what marks an English name.
-            global_regex_flags=regex.DOTALL | regex.MULTILINE,
-        )
+
+def _recognizers(rules: Sequence[Rule], language: str) -> list:
+    """One Presidio pattern recognizer per rule (its entity mapped back to the rule's
+    entity type after analysis). Imported here: Presidio takes a second to import,
+    which only strict conversions pay."""
+    import regex
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    class RuleRecognizer(PatternRecognizer):
+        def __init__(self, rule: Rule):
+            super().__init__(
+                supported_entity=key(rule),
+                name=rule.name,
+                supported_language=language,
+                patterns=[Pattern(rule.name, rule.regex, rule.score)],
+                # Case matters: a capital letter is what marks an English name.
+                global_regex_flags=regex.DOTALL | regex.MULTILINE,
+            )
+            self.valid = rule.valid
+
+        def validate_result(self, pattern_text: str) -> bool | None:
+            return self.valid(pattern_text) if self.valid else None
+
+    return [RuleRecognizer(rule) for rule in rules]
 
 
 def _blank_engine(language: str):
@@ -139,9 +208,10 @@ class Deidentifier:
     """Finds identifiers with Presidio's analyzer and replaces them with its anonymizer."""
 
     def __init__(self, options: DeidOptions = DeidOptions()):
-        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
-        from presidio_anonymizer import AnonymizerEngine
+        with _optional_ml_hidden(unless=bool(options.ner_config)):
+            from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+            from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+            from presidio_anonymizer import AnonymizerEngine
 
         self.options = options
         if options.ner_config:
@@ -149,33 +219,58 @@ class Deidentifier:
             extra = [SpacyRecognizer(self.language, supported_entities=list(NER_ENTITIES))]
         else:
             nlp_engine, self.language, extra = _blank_engine(LANGUAGE), LANGUAGE, []
-        recognizers = [_RuleRecognizer.build(rule, self.language) for rule in RULES] + extra
+        recognizers = _recognizers(RULES, self.language) + extra
         registry = RecognizerRegistry(recognizers, supported_languages=[self.language])
         self.analyzer = AnalyzerEngine(
             registry=registry,
             nlp_engine=nlp_engine,
             supported_languages=[self.language],
             default_score_threshold=SCORE_THRESHOLD,
+            # The patterns hold their context words themselves (住院号, 患者, Mr.); an NER
+            # model's entities keep Presidio's own context enhancement.
+            context_aware_enhancer=None if options.ner_config else _NoContextEnhancer(),
         )
+        # Pattern recognizers read no tokens: one empty analysis stands in for the
+        # tokenisation of every text, which would cost more than the patterns.
+        self.artifacts = None if options.ner_config else nlp_engine.process_text("", self.language)
         self.anonymizer = AnonymizerEngine()
-        self.precheck = None if options.ner_config else Precheck()
+        self.precheck = None if options.ner_config else Precheck(RULES)
 
-    def candidates(self, texts: Sequence[str]) -> np.ndarray:
-        """Which texts to de-identify: the pre-check's finds, or every text with NER."""
+    def candidates(self, texts: Sequence[str]) -> list[set[str] | None]:
+        """For each text, the rules to search it with (empty: none): the
+        pre-check's finds; with an NER model, which needs no context, None: all, and
+        the model."""
         if self.precheck is None:
-            return np.ones(len(texts), dtype=bool)
-        return self.precheck.candidates(texts)
+            return [None] * len(texts)
+        return self.precheck.found(texts)
 
-    def analyze(self, text: str) -> list:
-        results = self.analyzer.analyze(text, language=self.language)
+    def analyze(self, text: str, rules: Sequence[str] | None = None) -> list:
+        """Presidio's findings in `text`, with the given rules' recognizers only,
+        or all of them."""
+        results = self.analyzer.analyze(
+            text,
+            language=self.language,
+            entities=sorted(rules) if rules else None,
+            nlp_artifacts=self.artifacts,
+            return_decision_process=True,  # saves a deep copy of the results
+        )
         for result in results:
-            result.entity_type = NER_ENTITIES.get(result.entity_type, result.entity_type)
+            entity = result.entity_type.split("/", 1)[0]
+            result.entity_type = NER_ENTITIES.get(entity, entity)
         return results
 
-    def find(self, texts: Sequence[str]) -> list[list]:
-        """Presidio's results for each text of one record, a name found in one text also
-        found wherever else it occurs in the record, none overlapping another."""
-        found = [self.analyze(text) if text else [] for text in texts]
+    def find(self, texts: Sequence[str], hints: Sequence | None = None) -> list[list]:
+        """Presidio's results for each text of one record, none overlapping another.
+
+        `hints[i]`: the rules to search text i with (empty: skip it), from
+        `candidates`; without hints, all of them in every text. A name found in one
+        text is also found wherever else it occurs in the record.
+        """
+        hints = hints or [None] * len(texts)
+        found = [
+            self.analyze(text, hint) if text and (hint is None or hint) else []
+            for text, hint in zip(texts, hints, strict=True)
+        ]
         names = {
             text[r.start : r.end]
             for text, results in zip(texts, found, strict=True)
@@ -183,20 +278,24 @@ class Deidentifier:
             if r.entity_type == "NAME" and r.end - r.start >= 2
         }
         if names:
-            repeat = _name_repeats(sorted(names, key=len, reverse=True), self.language)
             found = [
-                results + repeat.analyze(text, ["NAME"]) if text else results
-                for text, results in zip(texts, found, strict=True)
+                results + _repeats(text, names) for text, results in zip(texts, found, strict=True)
             ]
         return [_without_overlaps(results) for results in found]
 
-    def record(self, texts: Sequence[str], counts: Counter, audit: list | None = None) -> list[str]:
+    def record(
+        self,
+        texts: Sequence[str],
+        counts: Counter,
+        audit: list | None = None,
+        hints: Sequence | None = None,
+    ) -> list[str]:
         """De-identify the texts of one record together: a name found in one turn is
         replaced in every turn, and a surrogate stands for the same value throughout."""
         surrogates = _Surrogates(self.options.pseudonymize)
         return [
             self._replace(text, results, surrogates, counts, audit) if results else text
-            for text, results in zip(texts, self.find(texts), strict=True)
+            for text, results in zip(texts, self.find(texts, hints), strict=True)
         ]
 
     def _replace(self, text, results, surrogates, counts: Counter, audit) -> str:
@@ -216,8 +315,64 @@ class Deidentifier:
         return self.anonymizer.anonymize(text, results, operators).text
 
 
+@contextlib.contextmanager
+def _optional_ml_hidden(unless: bool):
+    """Import Presidio without torch and transformers, unless an NER model needs them.
+
+    Presidio and spaCy import both when installed (as they are here, for training),
+    for recognizers and layers the patterns never use: 4 s of a conversion's start.
+    Marked absent while Presidio is imported, they are skipped, and importable again after.
+    """
+    hidden = [] if unless else [m for m in _OPTIONAL_ML if m not in sys.modules]
+    for module in hidden:
+        sys.modules[module] = None
+    try:
+        yield
+    finally:
+        for module in hidden:
+            sys.modules.pop(module, None)
+
+
+_OPTIONAL_ML = ("torch", "transformers", "gliner")
+
+
+class _NoContextEnhancer:
+    """Presidio's context-enhancer interface, doing nothing: see Deidentifier."""
+
+    def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):
+        return raw_results
+
+
+def _repeats(text: str, names: set[str]) -> list:
+    """Where the record's names occur again in `text`, as Presidio results."""
+    from presidio_analyzer import RecognizerResult
+
+    found = []
+    for name in names:
+        start = text.find(name)
+        while start != -1:
+            end = start + len(name)
+            if not _inside_word(text, start, end):
+                metadata = {"recognizer_name": "name repeated in the record"}
+                found.append(RecognizerResult("NAME", start, end, 0.9, None, metadata))
+            start = text.find(name, end)
+    return found
+
+
+def _inside_word(text: str, start: int, end: int) -> bool:
+    """An English name inside a longer word (Ann in Annual) is not the name."""
+    before = text[start - 1] if start else " "
+    after = text[end] if end < len(text) else " "
+    return (before.isascii() and before.isalpha()) or (after.isascii() and after.isalpha())
+
+
 def _replacement(text: str, result, new: str) -> dict:
-    rule = (result.recognition_metadata or {}).get("recognizer_name", "NER")
+    explanation = result.analysis_explanation
+    rule = (
+        explanation.pattern_name
+        if explanation and explanation.pattern_name
+        else (result.recognition_metadata or {}).get("recognizer_name", "NER")
+    )
     return audit_entry(text, result.start, result.end, result.entity_type, new, rule)
 
 
@@ -230,21 +385,6 @@ def _without_overlaps(results: list) -> list:
         if all(result.end <= other.start or other.end <= result.start for other in kept):
             kept.append(result)
     return sorted(kept, key=lambda r: r.start)
-
-
-def _name_repeats(names: list[str], language: str):
-    """A recognizer for the names already found, wherever else they occur in the record."""
-    import regex
-    from presidio_analyzer import Pattern, PatternRecognizer
-
-    alternatives = "|".join(map(regex.escape, names))
-    return PatternRecognizer(
-        supported_entity="NAME",
-        name="name repeated in the record",
-        supported_language=language,
-        patterns=[Pattern("name repeated", rf"(?<![A-Za-z])(?:{alternatives})(?![A-Za-z])", 0.9)],
-        global_regex_flags=regex.DOTALL | regex.MULTILINE,
-    )
 
 
 @dataclass

@@ -24,14 +24,48 @@ SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁�
 COMPOUND_SURNAMES = ["欧阳", "司马", "诸葛", "上官"]
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂玉萍建华文红辉鹏飞斌宇浩凯健俊帆旭宁龙林欣佳怡雪梅琳婷晶燕倩颖慧莉云海峰亮成国东志新春月天小子一晓思雨嘉家金德永荣福山江波清光宏"  # noqa: E501
 EN_FIRST = ["John", "Mary", "Robert", "Linda", "Michael", "Sarah", "David", "Emily", "James",
-            "Maria", "William", "Jennifer", "Thomas", "Susan", "Daniel", "Grace", "Ahmed", "Priya"]  # fmt: skip
+            "Maria", "William", "Jennifer", "Thomas", "Susan", "Daniel", "Grace", "Ahmed",
+            "Priya"]  # fmt: skip
 EN_LAST = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis",
            "Martinez", "Wilson", "Anderson", "Taylor", "Moore", "Jackson", "Lee", "Thompson",
            "White", "Harris", "Clark", "Lewis", "Walker", "Patel", "Nguyen", "Chen"]  # fmt: skip
 PROVINCES = ["广东省", "浙江省", "江苏省", "四川省", "湖北省", "山东省", "河南省", "福建省"]
-CITIES = ["深圳市", "杭州市", "南京市", "成都市", "武汉市", "青岛市", "郑州市", "厦门市", "北京市", "上海市"]  # noqa: E501
-DISTRICTS = ["南山区", "西湖区", "鼓楼区", "武侯区", "洪山区", "市南区", "金水区", "思明区", "朝阳区", "浦东新区"]  # noqa: E501
-ROADS = ["科技园路", "文三路", "中山北路", "人民南路", "珞喻路", "香港中路", "花园路", "湖滨南路", "建国路", "世纪大道"]  # noqa: E501
+CITIES = [
+    "深圳市",
+    "杭州市",
+    "南京市",
+    "成都市",
+    "武汉市",
+    "青岛市",
+    "郑州市",
+    "厦门市",
+    "北京市",
+    "上海市",
+]  # noqa: E501
+DISTRICTS = [
+    "南山区",
+    "西湖区",
+    "鼓楼区",
+    "武侯区",
+    "洪山区",
+    "市南区",
+    "金水区",
+    "思明区",
+    "朝阳区",
+    "浦东新区",
+]  # noqa: E501
+ROADS = [
+    "科技园路",
+    "文三路",
+    "中山北路",
+    "人民南路",
+    "珞喻路",
+    "香港中路",
+    "花园路",
+    "湖滨南路",
+    "建国路",
+    "世纪大道",
+]  # noqa: E501
 EN_STREETS = ["Baker Street", "Oak Avenue", "Maple Road", "Elm Street", "Park Lane", "Hill Drive"]
 EN_CITIES = ["Springfield", "Riverside", "Fairview", "Madison", "Georgetown"]
 PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁苏浙赣鄂桂甘晋陕吉闽贵粤川"
@@ -237,6 +271,28 @@ def labelled_set(count: int = 600, seed: int = 7) -> list[dict]:
     """`count` snippets, two Chinese for each English one, in a seeded order."""
     rng = random.Random(seed)
     return [snippet(rng.choice(EN if i % 3 == 2 else ZH), rng) for i in range(count)]
+
+
+_MARK = re.compile(r"\[\[([A-Z_]+):(.+?)\]\]|\{\{(.+?)\}\}")
+
+
+def parse_marked(line: str) -> dict | None:
+    """A hand-labelled line -> a labelled item: [[ENTITY:text]] marks an identifier,
+    {{text}} a medical value that must survive; a blank or '#' line -> None."""
+    if not line.strip() or line.startswith("#"):
+        return None
+    text, spans, keep, position = "", [], [], 0
+    for match in _MARK.finditer(line):
+        text += line[position : match.start()]
+        value = match.group(2) if match.group(1) else match.group(3)
+        start, end = len(text), len(text) + len(value)
+        if match.group(1):
+            spans.append({"start": start, "end": end, "entity": match.group(1)})
+        else:
+            keep.append({"start": start, "end": end})
+        text += value
+        position = match.end()
+    return {"text": text + line[position:], "spans": spans, "keep": keep}
 
 
 def main(argv: list[str]) -> None:

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from converters import sources
 from converters.clean import fold, scrub_pii
-from converters.deid.engine import deidentifier
 from converters.convert import ConvertOptions, NothingConverted, convert
+from converters.deid.engine import deidentifier
 from converters.formats import FORMATS
 from converters.records import RecordError
 from converters.sources import SOURCES
@@ -75,7 +75,8 @@ def plain_convert(source: str, path: Path, options: ConvertOptions) -> dict[str,
         elif options.deid == "strict":  # Presidio on every record: no pre-check
             texts = [dialogue.system, *(text for pair in dialogue.turns for text in pair)]
             system, *rest = deidentifier(options.deid_options).record(texts, Counter())
-            dialogue = dialogue._replace(turns=tuple(zip(rest[0::2], rest[1::2])), system=system)
+            turns = tuple(zip(rest[0::2], rest[1::2], strict=True))
+            dialogue = dialogue._replace(turns=turns, system=system)
         if options.max_chars and len(dialogue.text) > options.max_chars:
             continue
         line = json.dumps(FORMATS[options.fmt](dialogue), ensure_ascii=False, separators=(",", ":"))
