@@ -81,7 +81,8 @@ $(VLLM_STAMP): pyproject.toml
 	mv $@.tmp $@
 
 data: $(VENV)/.installed ## convert the bundled samples and register them in dataset_info/
-	MEDFACTORY_DATASET_DIR=$(abspath $(DATA_DIR)) $(DEMO_STAGE) convert-huatuo --only convert-medical-o1
+	MEDFACTORY_DATASET_DIR=$(abspath $(DATA_DIR)) $(DEMO_STAGE) convert-huatuo --only convert-medical-o1 \
+		--only convert-clinic
 
 recipes: $(VENV)/.installed ## render the checked-in recipes in llamafactory_configs/ again
 	@# a random model learns the answers' opening words in one epoch only at this rate
@@ -152,6 +153,7 @@ bench: $(TINY_MODEL)/config.json ## benchmarks, with ratios against their baseli
 	$(VENV)/bin/python benchmarks/loadtest_crosscheck.py
 	$(VENV)/bin/python benchmarks/review.py
 	$(VENV)/bin/python benchmarks/gateway.py
+	$(VENV)/bin/python benchmarks/deid.py
 	$(VENV)/bin/python benchmarks/vram.py
 
 tiny-model: $(TINY_MODEL)/config.json ## build the tiny random-weight test model into .cache/tiny-model

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import itertools
 import json
 import os
 import pickle
@@ -204,12 +203,8 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
     pii: Counter = Counter()
     replaced: list = []
     if options.deid == "strict":  # the pre-check says what to look for in which text
-        per_record = [_texts(dialogue) for dialogue in dialogues]
-        flat = deidentifier(options.deid_options).candidates(
-            [text for texts_of in per_record for text in texts_of]
-        )
-        each = iter(flat)
-        hints = [list(itertools.islice(each, len(texts_of))) for texts_of in per_record]
+        engine = deidentifier(options.deid_options)
+        hints = engine.record_candidates([_texts(dialogue) for dialogue in dialogues])
         suspect = np.fromiter((any(h is None or h for h in hint) for hint in hints), dtype=bool)
     suspects = np.flatnonzero(suspect).tolist() if options.deid != "off" else []
     if suspects:  # only the records the pre-check found a candidate identifier in
@@ -284,7 +279,7 @@ def _run_chunks(source_name: str, options: ConvertOptions, chunks: Iterable[Chun
     here = functools.partial(convert_chunk, source_name, options)
     bmp_fold_table()  # built before the pool forks, so the workers share it
     if options.deid == "strict":
-        deidentifier(options.deid_options)  # likewise: Presidio takes seconds to set up
+        deidentifier(options.deid_options)  # likewise: Presidio takes a second to set up
     if options.workers <= 1:
         for chunk in chunks:
             yield chunk, here(chunk)

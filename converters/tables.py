@@ -41,6 +41,10 @@ LAYOUTS = {
     "conversation": (("conversation", "role", "content"), ("turn", "system")),
 }
 FIELDS = sorted({f for required, optional in LAYOUTS.values() for f in required + optional})
+# The fields that say which layout a map is for (system belongs to all three).
+_OWN_FIELDS = {
+    name: set(required + optional) - {"system"} for name, (required, optional) in LAYOUTS.items()
+}
 # How the role column's values are read (case and surrounding blanks ignored).
 DEFAULT_ROLES = {
     **dict.fromkeys(("user", "human", "patient", "患者", "病人", "用户", "问", "提问"), "user"),
@@ -75,8 +79,7 @@ class ColumnMap:
 
     @functools.cached_property
     def layout(self) -> str:
-        fields = self.fields
-        return next(name for name, (required, _) in LAYOUTS.items() if required[0] in fields)
+        return next(name for name, own in _OWN_FIELDS.items() if own & set(self.fields))
 
     @property
     def has_system(self) -> bool:
@@ -100,7 +103,7 @@ def build_column_map(
     unknown = sorted(set(columns) - set(FIELDS))
     if unknown:
         raise SourceError(f"unknown field {', '.join(unknown)}; known: {', '.join(FIELDS)}")
-    layouts = [name for name, (required, _) in LAYOUTS.items() if required[0] in columns]
+    layouts = [name for name, fields in _OWN_FIELDS.items() if fields & set(columns)]
     if len(layouts) != 1:
         raise SourceError(
             "map the columns of one layout: question+answer, instruction+output, or "
@@ -449,14 +452,8 @@ def _jsonl_rows(path: Path, consumed: list[int]) -> Iterator[tuple[int, object]]
                 continue
             try:
                 yield line_number, orjson.loads(line)
-            except orjson.JSONDecodeError as error:
-                yield line_number, _Unreadable(line, str(error))
-
-
-@dataclass(frozen=True)
-class _Unreadable:
-    raw: bytes
-    error: str
+            except orjson.JSONDecodeError:
+                yield line_number, line  # the line as it is: the parser says what is wrong
 
 
 def check_columns(path: Path, columns: list[str], column_map: ColumnMap) -> None:
@@ -509,8 +506,11 @@ def _conversations(rows, column_map: ColumnMap) -> Iterator[tuple[int, object]]:
 
 
 def parse_table_record(payload: object, column_map: ColumnMap, system: str = "") -> Dialogue:
-    if isinstance(payload, _Unreadable):
-        raise RecordError("invalid_json", payload.error)
+    if isinstance(payload, bytes):  # a JSON line that is not JSON
+        try:
+            orjson.loads(payload)
+        except orjson.JSONDecodeError as error:
+            raise RecordError("invalid_json", str(error)) from None
     if not isinstance(payload, dict):
         raise RecordError("not_an_object", f"expected an object, got {type(payload).__name__}")
     fields, layout = column_map.fields, column_map.layout

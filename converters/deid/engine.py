@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.clean import audit_entry
-from converters.deid.patterns import PLACEHOLDERS, RULES, Rule
+from converters.deid.patterns import PLACEHOLDERS, PRECEDENCE, RULES, Rule
 from converters.records import SourceError
 
 LANGUAGE = "xx"  # spaCy's multi-language code: records mix Chinese and English
@@ -244,6 +244,19 @@ class Deidentifier:
             return [None] * len(texts)
         return self.precheck.found(texts)
 
+    def record_candidates(self, records: Sequence[Sequence[str]]) -> list[list]:
+        """`candidates` for the texts of each record. The pre-check reads a record's
+        texts joined first, and apart only where that finds something: most records
+        hold no identifier, and one look at each costs half of two."""
+        if self.precheck is None:
+            return [[None] * len(texts) for texts in records]
+        joined = self.precheck.found(["\n".join(texts) for texts in records])
+        nothing: set[str] = set()
+        return [
+            self.precheck.found(texts) if found else [nothing] * len(texts)
+            for texts, found in zip(records, joined, strict=True)
+        ]
+
     def analyze(self, text: str, rules: Sequence[str] | None = None) -> list:
         """Presidio's findings in `text`, with the given rules' recognizers only,
         or all of them."""
@@ -301,18 +314,25 @@ class Deidentifier:
     def _replace(self, text, results, surrogates, counts: Counter, audit) -> str:
         from presidio_anonymizer.entities import OperatorConfig
 
-        operators = {}
+        replacements: dict[str, dict[str, str]] = {}  # entity -> original -> replacement
         for result in results:
             original = text[result.start : result.end]
             new = surrogates.get(result.entity_type, original)
+            replacements.setdefault(result.entity_type, {})[original] = new
             counts[result.entity_type.lower()] += 1
             if audit is not None:
                 audit.append(_replacement(text, result, new))
-            # One operator per entity type: each of its values maps to its own surrogate.
-            operators[result.entity_type] = OperatorConfig(
-                "custom", {"lambda": functools.partial(surrogates.get, result.entity_type)}
-            )
+        # One operator per entity type, looking its values up: Presidio also calls it once
+        # with a made-up value to check it, which must not take a surrogate.
+        operators = {
+            entity: OperatorConfig("custom", {"lambda": functools.partial(_looked_up, values)})
+            for entity, values in replacements.items()
+        }
         return self.anonymizer.anonymize(text, results, operators).text
+
+
+def _looked_up(values: dict[str, str], value: str) -> str:
+    return values.get(value, "")
 
 
 @contextlib.contextmanager
@@ -354,7 +374,8 @@ def _repeats(text: str, names: set[str]) -> list:
             end = start + len(name)
             if not _inside_word(text, start, end):
                 metadata = {"recognizer_name": "name repeated in the record"}
-                found.append(RecognizerResult("NAME", start, end, 0.9, None, metadata))
+                # A low score: where a pattern also found the name, its result is kept.
+                found.append(RecognizerResult("NAME", start, end, 0.5, None, metadata))
             start = text.find(name, end)
     return found
 
@@ -378,13 +399,22 @@ def _replacement(text: str, result, new: str) -> dict:
 
 def _without_overlaps(results: list) -> list:
     """The results to replace, none overlapping another: the higher score, then the
-    longer span, wins. Done here rather than left to the anonymizer's merging so the
-    audit lists exactly the spans replaced."""
+    longer span, then the type first in PRECEDENCE wins (Presidio's results come in no
+    set order). Done here rather than left to the anonymizer's merging so the audit
+    lists exactly the spans replaced."""
     kept: list = []
-    for result in sorted(results, key=lambda r: (-r.score, r.start - r.end, r.start)):
+    for result in sorted(results, key=_strength):
         if all(result.end <= other.start or other.end <= result.start for other in kept):
             kept.append(result)
     return sorted(kept, key=lambda r: r.start)
+
+
+def _strength(result) -> tuple:
+    rank = _RANK.get(result.entity_type, len(_RANK))
+    return (-result.score, result.start - result.end, rank, result.start)
+
+
+_RANK = {entity: rank for rank, entity in enumerate(PRECEDENCE)}
 
 
 @dataclass

@@ -39,6 +39,14 @@ PLACEHOLDERS = {
 }
 
 
+# Which type a span gets when two rules find the same span with the same score (18
+# digits can pass both the ID and the Luhn checksum): the more specific first.
+PRECEDENCE = (
+    "ID_NUMBER", "PHONE", "EMAIL", "URL", "SSN", "PASSPORT", "BANK_CARD", "RECORD_NO",
+    "DATE_OF_BIRTH", "AGE", "LICENSE_PLATE", "WECHAT", "QQ", "IP_ADDRESS", "NAME", "ADDRESS",
+)  # fmt: skip
+
+
 def _cjk_without(excluded: str) -> str:
     """A character class of the CJK unified ideographs minus `excluded`, as ranges:
     one table lookup per character, where a look-ahead per character costs several."""
@@ -130,7 +138,24 @@ _NOT_IN_NAME = (
 )
 _GIVEN = _cjk_without(_NOT_IN_NAME)
 _NAME_END = rf"(?=[{_NOT_IN_NAME}]|[\s，,。.；;、：:！!？?（()）“”\"'0-9]|$)"
-_CN_NAME = rf"{_SURNAME}{_GIVEN}{{1,2}}{_NAME_END}"
+# Everyday words of case histories that start with a surname's character (患者常规检查,
+# 患者平素体健, 患者全身乏力): never a name.
+_NOT_NAMES = alternation(
+    "常规|常见|常有|常常|常伴|常用|平素|平时|平卧|平均|平稳|平衡|全身|全部|全天|全血|全麻|明显|"
+    "明确|明日|明天|高血|高热|高烧|高度|高压|高危|白细|白天|白色|时间|时常|时有|经常|应该|应用|"
+    "应当|应激|方面|方法|安全|安静|安眠|文化|金属|石膏|于是|由于|向下|向上|成人|成年|成分|信号|"
+    "信息|强烈|强度|强迫|海绵|海鲜|国内|国外|国家|康复|谢谢|乐观|乐意|元素|元气|华法|余下|余量|"
+    "任何|任意|许多|许久|周围|周身|周期|程度|马上|管理|黄色|黄疸|黄斑|温度|温和|易感|易于|易发|"
+    "连续|连同|牛奶|牛肉|尤其|严重|严格|甘油|包括|包块|梅毒|单纯|单独|单侧|双侧|双肺|季节|项目|"
+    "简单|能量|申请|卫生|宫颈|宫腔|宫外|谷丙|谷草|曲线|蓝色|路上|游离|辛辣|柴胡|蒙脱|房颤|房室|"
+    "屈曲|解热|解痉|解除|艾滋|艾灸|阳性|农药|司机|古代|简易|车辆|车祸|冷汗|冷敷|米饭|桂枝|边缘|"
+    "师傅|商量|查体|查房|查看|麻木|麻醉|麻疹|迟发|迟缓|封闭|谈话|郁闷|原发|原因|原来|燕麦|劳累|"
+    "劳动|皮肤|皮疹|皮下|粟粒|满月|闻及|位置|厉害|区域|区别|花粉|花生|权衡|豆浆|丰富|支架|计划|"
+    "相关|相同|相应|初步|初次|初期|门诊|容易|容量|来院|来诊|都是|普通|薄荷|羊水|阿司|阿莫|母乳|"
+    "那么|危险|危害|玉米|银屑|亢进|公斤|公分|利尿|利于|呼吸|居住|干燥|干咳|干预|但是|衣服|展开|"
+    "阴性|阴道|智力|植物|衡量|富含|闭经|闭合"
+)
+_CN_NAME = rf"(?!{_NOT_NAMES}){_SURNAME}{_GIVEN}{{1,2}}{_NAME_END}"
 
 _NAME_LABELS = (
     "患者|病人|病患|患儿|姓名|名字|家属|家长|产妇|孕妇|联系人|监护人|陪护|陪同人|配偶|主治医生|"
@@ -187,7 +212,7 @@ def _basic(kind: str) -> str:
 
 _NAME_AFTER_LABEL = rf"(?:{alternation(_NAME_LABELS)})[：:\s]{{0,2}}"
 _NAME_AFTER_WEAK_LABEL = rf"(?:{alternation(_WEAK_NAME_LABELS)})(?:[：:]\s?|\s)"
-_CN_NAME_BODY = rf"[{_SINGLE_SURNAMES}]{_GIVEN}{{1,2}}"
+_CN_NAME_BODY = rf"(?!{_NOT_NAMES})[{_SINGLE_SURNAMES}]{_GIVEN}{{1,2}}"
 _COMPOUND_NAME_BODY = rf"(?:{_COMPOUND_SURNAMES}){_GIVEN}{{1,2}}"
 _SEX_OR_AGE_FOLLOWS = r"(?=[，, ]{1,2}(?:男|女)(?:[，,、 性]|$)|[，, ]{1,2}\d{1,3}岁)"
 # A surname right before a title; not the ones that are also common words (由医生, 和医生)

@@ -79,6 +79,12 @@ def print_summary(summary: dict) -> None:
             f"train {counts['train']}  val {counts['val']}  test {counts['test']}"
             f"  (rejected {counts['rejected']})",
         )
+    deid = summary["deid"]
+    replaced = "  ".join(f"{kind} {n}" for kind, n in deid["replaced"].items())
+    table.add_row(
+        f"de-identified {deid['dataset']}",
+        f"train {deid['train']}  val {deid['val']}  test {deid['test']}  replaced: {replaced}",
+    )
     train = summary["train"]
     table.add_row("train loss", f"{train['train_loss']:.4f}  (eval loss {train['eval_loss']:.4f})")
     scores = summary["eval"]

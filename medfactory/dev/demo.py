@@ -29,6 +29,7 @@ DEFAULT_PORT = 8000  # where `make serve` serves, and `make verify` / `make load
 TINY_MODEL = ".cache/tiny-model"
 RECIPES = "llamafactory_configs/tiny"
 DATASETS = ("huatuo_sample", "medical_o1_sample")
+CLINIC = "clinic_sample"  # the hospital table, de-identified with Presidio
 LOADTEST_DATASET = "huatuo_sample_test"
 LOADTEST_OUT = "saves/loadtest"
 DEMO_OUT = "saves/demo"
@@ -37,7 +38,8 @@ COMPARE_OUT = f"{DEMO_OUT}/compare"
 BASE_PREDICT = "saves/tiny/base/predict"
 SPLITS = ("train", "val", "test")
 STAGE_NAMES = (
-    "convert-huatuo", "convert-medical-o1", "tiny-model", "recipes", "train", "predict",
+    "convert-huatuo", "convert-medical-o1", "convert-clinic", "tiny-model", "recipes", "train",
+    "predict",
     "predict-base", "eval", "compare", "export", "serve", "verify", "loadtest",
 )  # fmt: skip
 
@@ -85,6 +87,11 @@ def plan(port: int, sweep: str, duration: str, out: Outputs) -> list[Stage]:
         Stage("convert-medical-o1", "convert + register medical-o1 samples (Alpaca, <think>)", (
             "data", "convert", "medical-o1", f"{SAMPLES}/medical_o1_sample.json",
             "--format", "alpaca", "--cot", "think", "--name", "medical_o1_sample",
+        )),
+        Stage("convert-clinic", "convert + de-identify a hospital table (GBK CSV, Presidio)", (
+            "data", "convert", "table", f"{SAMPLES}/clinic_sample.csv", "--column",
+            "question=患者提问", "--column", "answer=医生回答", "--format", "alpaca",
+            "--name", "clinic_sample",
         )),
         Stage("tiny-model", "build the tiny model", ("dev", "tiny-model", TINY_MODEL)),
         Stage("recipes", "render and check the recipes", ("recipe", "check")),
@@ -220,15 +227,16 @@ def collect(root: Path, out: Outputs) -> dict:
     """The headline numbers, each read from the artefact that holds it."""
     data_dir = paths.dataset_dir()
     registry = read_registry(data_dir)
-    data = {}
-    for name in DATASETS:
-        counts = {}
+    def counts(name: str) -> dict:
+        found = {}
         for split in SPLITS:
-            entry = registry[f"{name}_{split}"]
-            counts[split] = _count_lines(data_dir / entry["file_name"])
+            found[split] = _count_lines(data_dir / registry[f"{name}_{split}"]["file_name"])
         rejects = data_dir / f"{name}.rejects.jsonl"
-        counts["rejected"] = _count_lines(rejects) if rejects.exists() else 0
-        data[name] = counts
+        found["rejected"] = _count_lines(rejects) if rejects.exists() else 0
+        return found
+
+    data = {name: counts(name) for name in DATASETS}
+    audit = json.loads((data_dir / f"{CLINIC}.deid-audit.json").read_text(encoding="utf-8"))
     train = json.loads((root / out.adapter / "all_results.json").read_text())
     scores = json.loads((root / out.predictions).with_name("scores.json").read_text())
     compared = json.loads((root / COMPARE_OUT / "comparison.json").read_text())
@@ -249,6 +257,7 @@ def collect(root: Path, out: Outputs) -> dict:
     ]
     return {
         "data": data,
+        "deid": {"dataset": CLINIC, **counts(CLINIC), "replaced": audit["replaced"]},
         "train": {k: train.get(k) for k in ("train_loss", "eval_loss", "epoch", "train_runtime")},
         "eval": {m: scores[m] for m in METRICS} | {"samples": len(scores["per_sample"])},
         # base -> tuned on the same test samples, with the paired 95 % interval of the change
@@ -260,6 +269,7 @@ def collect(root: Path, out: Outputs) -> dict:
         "loadtest": levels,
         "artefacts": {
             "registry": _shown(data_dir / "dataset_info.json", root),
+            "de-identification audit": _shown(data_dir / f"{CLINIC}.deid-audit.json", root),
             "LoRA adapter": str(out.adapter),
             "loss curve": str(out.adapter / "training_loss.png"),
             "predictions": str(out.predictions),

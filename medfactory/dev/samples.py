@@ -6,11 +6,16 @@ the clinical notes below. Besides ordinary records they hold every awkward
 case the converters must handle: ASCII colons, trailing questions, duplicates
 and near-duplicates, personal identifiers, malformed lines, broken UTF-8.
 
+A third file is a hospital export: a GBK-encoded CSV with Chinese column names,
+identifiers in the patients' words, an empty answer, a repeated row, a blank row.
+
     python -m medfactory.dev.samples    # rewrites the files; run `make data` after
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 from pathlib import Path
@@ -452,8 +457,52 @@ def write_medical_o1(rng: random.Random) -> None:
     )
 
 
+# What a hospital's export holds besides the question: identifiers in the patients'
+# own words, each kind that strict de-identification replaces.
+CLINIC_IDENTIFIERS = [
+    "我叫王建国，电话13812345678。",
+    "患者李秀英，女，91岁，住院号ZY20240311。",
+    "家住广东省深圳市南山区科技园路18号3栋1202室。",
+    "我女儿陈静陪我来的，她的微信号chenjing_88。",
+    "身份证110105194912310021，医保卡号3301928374。",
+    "床号：12，主治医生：张明。",
+    "出生日期：1948年3月12日。",
+    "复诊请找刘伟医生，挂号电话010-65123456。",
+]
+DEPARTMENTS = ["内科", "儿科", "心内科", "消化内科", "内分泌科"]
+
+
+def clinic_rows(rng: random.Random, count: int = 48) -> list[list[str]]:
+    """A consultation export: visit number, department, question, answer. Half the
+    questions carry an identifier; one answer is empty, one row repeats another and
+    one row is blank."""
+    rows = []
+    for i in range(count):
+        name, complaint, _, advice, exam, drug = rng.choice(CONDITIONS)
+        who, age = rng.choice(PATIENTS), rng.choice(AGES)
+        question = f"{who}{age}，{complaint}，是不是{name}？"
+        if i % 2 == 0:
+            question += CLINIC_IDENTIFIERS[(i // 2) % len(CLINIC_IDENTIFIERS)]
+        answer = f"考虑{name}的可能性较大。检查：{exam}。{advice}。可在医生指导下使用{drug}。"
+        rows.append([f"MZ{2024000 + i}", rng.choice(DEPARTMENTS), question, answer])
+    rows[7][3] = ""  # no answer: rejected, with its row
+    rows.insert(20, list(rows[19]))  # the same visit exported twice
+    rows.insert(30, ["", "", "", ""])  # a blank row: not a record
+    return rows
+
+
+def write_clinic(rng: random.Random) -> None:
+    """GBK-encoded, as spreadsheets exported on Chinese Windows are."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(["就诊编号", "科室", "患者提问", "医生回答"])
+    writer.writerows(clinic_rows(rng))
+    (OUT / "clinic_sample.csv").write_bytes(out.getvalue().encode("gbk"))
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     write_huatuo(random.Random(20260101))
     write_medical_o1(random.Random(20260102))
-    print(f"wrote {OUT}/huatuo_sample.jsonl and {OUT}/medical_o1_sample.json")
+    write_clinic(random.Random(20260103))
+    print(f"wrote {OUT}/huatuo_sample.jsonl, medical_o1_sample.json and clinic_sample.csv")

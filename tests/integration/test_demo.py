@@ -75,6 +75,16 @@ def test_demo_summary_matches_the_artefacts(demo, copy):
         assert counts["rejected"] == count_lines(copy / f"dataset_info/{name}.rejects.jsonl")
         assert f"train {counts['train']}  val {counts['val']}  test {counts['test']}" in table
 
+    # The hospital table: converted, registered, and what de-identification replaced.
+    deid = summary["deid"]
+    audit = json.loads((copy / "dataset_info/clinic_sample.deid-audit.json").read_text())
+    assert deid["replaced"] == audit["replaced"] and audit["deid"] == "strict"
+    assert deid["replaced"]["name"] > 0 and deid["replaced"]["record_no"] > 0
+    for split in ("train", "val", "test"):
+        written = count_lines(copy / f"dataset_info/clinic_sample_{split}.jsonl")
+        assert deid[split] == written > 0
+    assert "replaced: " + "  ".join(f"{k} {n}" for k, n in audit["replaced"].items()) in table
+
     train = json.loads((copy / "saves/tiny/lora/sft/all_results.json").read_text())
     assert summary["train"]["train_loss"] == train["train_loss"] > 0
     assert summary["train"]["eval_loss"] == train["eval_loss"]

@@ -17,7 +17,7 @@ def convert_samples(dataset_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("MEDFACTORY_DATASET_DIR", str(dataset_dir))
     monkeypatch.chdir(REPO)
     stages = [s for s in plan(8000, "1", "1s", Outputs.from_recipes(REPO)) if "convert" in s.name]
-    assert len(stages) == 2
+    assert len(stages) == 3
     for stage in stages:
         result = CliRunner().invoke(cli, list(stage.args))
         assert result.exit_code == 0, result.output
@@ -30,7 +30,7 @@ def test_the_data_stages_register_exactly_the_checked_in_entries(tmp_path, monke
     assert fresh == {name: checked_in[name] for name in fresh}, "run `make data` and commit"
     assert set(fresh) == {
         f"{name}_{split}"
-        for name in ("huatuo_sample", "medical_o1_sample")
+        for name in ("huatuo_sample", "medical_o1_sample", "clinic_sample")
         for split in ("train", "val", "test")
     }
     for entry in fresh.values():

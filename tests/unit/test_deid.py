@@ -1,0 +1,202 @@
+"""De-identification: what Presidio with our recognizers replaces, and what it must leave."""
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import re2
+
+from converters.deid.engine import DeidOptions, Precheck, deidentifier, key, re2_pattern
+from converters.deid.evaluation import score
+from converters.deid.patterns import RULES, alternation, luhn_valid
+from medfactory.dev.deid_samples import labelled_set, parse_marked
+
+REPO = Path(__file__).resolve().parents[2]
+HELDOUT = REPO / "tests" / "data" / "deid_heldout.txt"
+
+
+def deid(*texts: str, pseudonymize: bool = False) -> list[str]:
+    return deidentifier(DeidOptions(pseudonymize=pseudonymize)).record(list(texts), Counter())
+
+
+# (text, what strict de-identification must make of it)
+CASES = [
+    ("患者张伟，男，45岁，头痛3天。", "患者[NAME]，男，45岁，头痛3天。"),
+    ("姓名：欧阳娜娜  住院号：ZY2023001", "姓名：[NAME]  住院号：[RECORD_NO]"),
+    ("王医生说要复查，谢谢医生！由医生决定。", "[NAME]医生说要复查，谢谢医生！由医生决定。"),
+    ("家住广东省深圳市南山区科技园路1号3栋502室。", "家住[ADDRESS]。"),
+    ("我母亲今年93岁，血压160/100mmHg。", "我母亲今年[AGE]岁，血压160/100mmHg。"),
+    ("出生日期：1958年3月12日，2023年5月6日就诊。", "出生日期：[DOB]，2023年5月6日就诊。"),
+    ("门诊号MZ-2024-88812，检查号：CT20240315008", "门诊号[RECORD_NO]，检查号：[RECORD_NO]"),
+    ("12床患者夜间血氧88%，床旁心电监护。", "[RECORD_NO]床患者夜间血氧88%，床旁心电监护。"),
+    ("银行卡6222 0212 3456 7890 128，车牌粤B12345。", "银行卡[BANK_CARD]，车牌[PLATE]。"),
+    ("护照号：E12345678，港澳通行证C87654321。", "护照号：[PASSPORT]，港澳通行证[PASSPORT]。"),
+    ("加我微信zhangwei_88，或QQ：123456789。", "加我微信[WECHAT]，或QQ：[QQ]。"),
+    ("身份证11010519491231002X，电话13912345678。", "身份证[ID_NUMBER]，电话[PHONE]。"),
+    ("Patient John Smith, MRN: 00123456, DOB: 03/12/1958.", "Patient [NAME], MRN: [RECORD_NO], DOB: [DOB]."),  # noqa: E501
+    ("Mr. O'Neil lives at 42 Baker Street, Springfield.", "Mr. [NAME] lives at [ADDRESS]."),
+    ("Call (555) 123-4567 or jsmith@example.com; SSN 123-45-6789.", "Call [PHONE] or [EMAIL]; SSN [SSN]."),  # noqa: E501
+    ("She is 97 years old; metformin 500 mg, HbA1c 8.2%.", "She is [AGE] years old; metformin 500 mg, HbA1c 8.2%."),  # noqa: E501
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_identifiers_become_typed_placeholders(text, expected):
+    assert deid(text) == [expected]
+
+
+MEDICAL = [
+    "血压150/95mmHg，心率88次/分，体温38.5℃，空腹血糖7.8mmol/L，HbA1c 8.2%。",
+    "阿莫西林0.5g每日3次，布洛芬混悬液5ml，生理盐水250ml静滴。",
+    "2023年5月6日复查，白细胞12.5×10^9/L，肌酐132μmol/L，孕32周。",
+    "患者常规检查未见异常，建议3个月后复查，由医生决定是否停药。",
+    "BP 150/95, creatinine 1.8 mg/dL, seen on 2024-03-15, follow-up in 2 weeks.",
+]
+
+
+@pytest.mark.parametrize("text", MEDICAL)
+def test_medical_text_is_left_as_it_is(text):
+    assert deid(text) == [text]
+
+
+def test_a_name_found_in_one_turn_is_replaced_in_every_turn():
+    question, answer = deid("患者张伟，男，45岁。", "张伟的血压偏高，张伟需要复查。")
+    assert "张伟" not in question + answer
+    assert answer == "[NAME]的血压偏高，[NAME]需要复查。"
+
+
+def test_pseudonyms_are_consistent_within_a_record_and_distinct_between_people():
+    texts = deid(
+        "患者张伟，男，由女儿张丽陪同，电话13912345678。",
+        "张伟的情况张丽已知晓，请拨13912345678或13800138000。",
+        pseudonymize=True,
+    )
+    assert texts[0] == "患者A，男，由女儿B陪同，电话[PHONE_1]。"
+    assert texts[1] == "A的情况B已知晓，请拨[PHONE_1]或[PHONE_2]。"
+
+
+def test_counts_and_audit_entries_name_what_was_replaced():
+    counts, audit = Counter(), []
+    engine = deidentifier(DeidOptions())
+    engine.record(["患者张伟，电话13912345678，住院号ZY2023001。"], counts, audit)
+    assert counts == {"name": 1, "phone": 1, "record_no": 1}
+    assert [(a["entity"], a["original"], a["replacement"]) for a in audit] == [
+        ("NAME", "张伟", "[NAME]"),
+        ("PHONE", "13912345678", "[PHONE]"),
+        ("RECORD_NO", "ZY2023001", "[RECORD_NO]"),
+    ]
+    assert audit[0]["context"].startswith("患者【张伟】，电话")
+    assert audit[0]["rule"] == "name after a label (zh)"
+
+
+def test_checksums_decide_for_numbers_without_a_label():
+    assert luhn_valid("6222021234567890128") and not luhn_valid("6222021234567890127")
+    # 18 digits with a wrong ID checksum and no label: not an ID, and not a card either
+    assert deid("结果为110105194912310022") == ["结果为110105194912310022"]
+    assert deid("身份证110105194912310022") == ["身份证[ID_NUMBER]"]  # a label says what it is
+
+
+def test_alternation_groups_words_by_their_first_character():
+    words = "患者|患儿|病人|护士|护士长|我|我叫"
+    assert alternation(words) == "护(?:士长|士)|患(?:儿|者)|我(?:叫)?|病(?:人)"
+    assert all(re.fullmatch(alternation(words), word) for word in words.split("|"))
+
+
+def test_re2_rewriting_drops_negative_lookarounds_and_consumes_positive_ones():
+    assert re2_pattern(r"(?<![0-9])\d{2}(?=岁)") == r"\p{Nd}{2}(?:岁)"
+    assert re2_pattern(r"(?<=(?:住院号)[：:\s]{0,3})[A-Z]\d+") == r"(?:(?:住院号)[：:\s\p{Z}\x{1c}-\x{1f}\x{85}]{0,3})[A-Z]\p{Nd}+"  # noqa: E501
+    assert re2_pattern("[\\u4e00-\\u9fa5](?!x)\\b") == "[\\x{4e00}-\\x{9fa5}]"
+    assert re2_pattern(r"[(?=)]a") == r"[(?=)]a"  # inside a class, not a look-ahead
+
+
+def texts_to_check() -> list[str]:
+    """Texts with and without identifiers, Chinese and English."""
+    items = labelled_set(300, seed=3)
+    heldout = [parse_marked(line) for line in HELDOUT.read_text(encoding="utf-8").splitlines()]
+    return [item["text"] for item in items + [h for h in heldout if h]] + MEDICAL
+
+
+def test_the_precheck_finds_every_text_each_rule_matches():
+    """The pre-check may say a rule matches where it does not (Presidio then finds
+    nothing), never the reverse: that would be an identifier left in place."""
+    import regex
+
+    precheck = Precheck(RULES)
+    texts = texts_to_check()
+    found = precheck.found(texts)
+    for rule in RULES:
+        pattern = regex.compile(rule.regex, regex.DOTALL | regex.MULTILINE)
+        for text, hints in zip(texts, found, strict=True):
+            if pattern.search(text):
+                assert key(rule) in hints, (rule.name, text)
+
+
+def test_every_rule_compiles_for_re2():
+    for rule in RULES:
+        re2.compile(re2_pattern(rule.forward))
+
+
+def test_quality_on_the_generated_and_the_hand_written_sets():
+    engine = deidentifier(DeidOptions())
+    heldout = [parse_marked(line) for line in HELDOUT.read_text(encoding="utf-8").splitlines()]
+    for items in (labelled_set(300, seed=11), [h for h in heldout if h]):
+        result = score(items, engine)
+        assert result["medical_numbers_changed"] == []
+        for entity, row in result["entities"].items():
+            goal = 0.99 if entity in ("PHONE", "ID_NUMBER", "RECORD_NO") else 0.95
+            assert row["recall"] is None or row["recall"] >= goal, (entity, result["misses"])
+            assert row["precision"] is None or row["precision"] >= 0.9, result["false_alarms"]
+
+
+def test_scoring_counts_leaks_and_false_alarms():
+    item = {
+        "text": "患者张伟，电话13912345678，血压150/95mmHg",
+        "spans": [{"start": 2, "end": 4, "entity": "NAME"}],  # the phone is left unlabelled
+        "keep": [{"start": 24, "end": 33}],
+    }
+    result = score([item], deidentifier(DeidOptions()))
+    assert result["entities"]["NAME"] == {
+        "labelled": 1, "recall": 1.0, "replaced": 1, "precision": 1.0
+    }  # fmt: skip
+    assert result["entities"]["PHONE"]["precision"] == 0.0
+    assert result["false_alarms"][0]["text"] == "13912345678"
+    assert result["medical_numbers_changed"] == []
+
+
+def test_an_installed_ner_model_finds_names_without_context(tmp_path):
+    """The documented option, with a real spaCy pipeline built here (none can be
+    downloaded): its PERSON entities are replaced as names, the patterns still run."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler")
+    ruler.add_patterns([{"label": "PERSON", "pattern": "Zelda Quint"}])
+    nlp.to_disk(tmp_path / "model")
+    config = tmp_path / "ner.yaml"
+    config.write_text(
+        "nlp_engine_name: spacy\n"
+        f"models:\n  - lang_code: en\n    model_name: {tmp_path / 'model'}\n"
+        "ner_model_configuration:\n  model_to_presidio_entity_mapping:\n    PERSON: PERSON\n",
+        encoding="utf-8",
+    )
+    text = "Zelda Quint came back today, phone 13912345678."
+    assert deid(text) == ["Zelda Quint came back today, phone [PHONE]."]  # no context: kept
+    engine = deidentifier(DeidOptions(ner_config=str(config)))
+    assert engine.candidates([text]) == [None]  # with a model, every text is analysed
+    assert engine.record([text], Counter()) == ["[NAME] came back today, phone [PHONE]."]
+
+
+def test_an_ner_configuration_that_does_not_load_is_one_message(tmp_path):
+    from converters.deid.engine import DeidError, Deidentifier
+
+    with pytest.raises(DeidError, match="no such file"):
+        Deidentifier(DeidOptions(ner_config=str(tmp_path / "missing.yaml")))
+    config = tmp_path / "ner.yaml"
+    config.write_text(
+        "nlp_engine_name: spacy\nmodels:\n  - lang_code: en\n    model_name: "
+        f"{tmp_path / 'not-a-model'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(DeidError, match="the NER model does not load"):
+        Deidentifier(DeidOptions(ner_config=str(config)))
