@@ -227,6 +227,7 @@ def collect(root: Path, out: Outputs) -> dict:
     """The headline numbers, each read from the artefact that holds it."""
     data_dir = paths.dataset_dir()
     registry = read_registry(data_dir)
+
     def counts(name: str) -> dict:
         found = {}
         for split in SPLITS:

@@ -77,3 +77,48 @@ def test_llamafactory_keeps_every_record_we_wrote(tiny_model, tmp_path, source, 
     text = loaded["decoded"][index]
     assert first_question(records[index]) in text
     assert text.count("<|im_start|>user") == turns
+
+
+def test_a_spreadsheet_with_chinese_columns_converts_and_llamafactory_loads_it(
+    tiny_model, tmp_path
+):
+    """A hospital export as users have it: XLSX, Chinese column names, a system prompt
+    per row, earlier turns in a column, identifiers in the patients' words."""
+    import openpyxl
+    from click.testing import CliRunner
+
+    from medfactory.cli import cli
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "门诊"
+    sheet.append(["就诊号", "科室提示", "既往对话", "患者提问", "医生回答"])
+    history = json.dumps([["我头痛三天了。", "有没有发热？"]], ensure_ascii=False)
+    for i in range(24):
+        sheet.append([
+            f"MZ{i:04d}", "你是一名内科医生。", history if i % 2 else "",
+            f"我叫王建国，电话1391234{i:04d}，第{i}次问：血压160/100怎么办？",
+            f"建议低盐饮食，氨氯地平{5 + i % 2 * 5}mg每日一次，两周后复查（{i}）。",
+        ])  # fmt: skip
+    source = tmp_path / "门诊问答.xlsx"
+    book.save(source)
+    data_dir = tmp_path / "data"
+    args = ["data", "convert", "table", str(source), "--column", "question=患者提问",
+            "--column", "answer=医生回答", "--column", "system=科室提示", "--column",
+            "history=既往对话", "--format", "alpaca", "--name", "clinic", "--dataset-dir",
+            str(data_dir), "--json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["read"] == 24 and summary["deid"] == "strict"
+    assert summary["pii_replaced"] == {"name": 24, "phone": 24}
+
+    loaded = load_with_llamafactory(tiny_model, data_dir, "clinic", tmp_path)
+    assert loaded["kept"] == {k: v for k, v in summary["written"].items() if v}
+    records = [orjson.loads(x) for x in (data_dir / "clinic_train.jsonl").read_bytes().splitlines()]
+    for record, aligned, decoded in zip(records, loaded["aligned"], loaded["decoded"], strict=True):
+        assert aligned["system"] == "你是一名内科医生。"
+        assert len(aligned["prompt"]) == 2 * len(record["history"]) + 1
+        assert aligned["prompt"][-1]["content"] == record["instruction"]
+        assert "我叫[NAME]，电话[PHONE]" in decoded and "王建国" not in decoded
+        assert "血压160/100" in decoded and "mg每日一次" in decoded

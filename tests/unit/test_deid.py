@@ -105,7 +105,10 @@ def test_alternation_groups_words_by_their_first_character():
 
 def test_re2_rewriting_drops_negative_lookarounds_and_consumes_positive_ones():
     assert re2_pattern(r"(?<![0-9])\d{2}(?=岁)") == r"\p{Nd}{2}(?:岁)"
-    assert re2_pattern(r"(?<=(?:住院号)[：:\s]{0,3})[A-Z]\d+") == r"(?:(?:住院号)[：:\s\p{Z}\x{1c}-\x{1f}\x{85}]{0,3})[A-Z]\p{Nd}+"  # noqa: E501
+    assert (
+        re2_pattern(r"(?<=(?:住院号)[：:\s]{0,3})[A-Z]\d+")
+        == r"(?:(?:住院号)[：:\s\p{Z}\x{1c}-\x{1f}\x{85}]{0,3})[A-Z]\p{Nd}+"
+    )  # noqa: E501
     assert re2_pattern("[\\u4e00-\\u9fa5](?!x)\\b") == "[\\x{4e00}-\\x{9fa5}]"
     assert re2_pattern(r"[(?=)]a") == r"[(?=)]a"  # inside a class, not a look-ahead
 
@@ -188,7 +191,7 @@ def test_an_installed_ner_model_finds_names_without_context(tmp_path):
 
 
 def test_an_ner_configuration_that_does_not_load_is_one_message(tmp_path):
-    from converters.deid.engine import DeidError, Deidentifier
+    from converters.deid.engine import Deidentifier, DeidError
 
     with pytest.raises(DeidError, match="no such file"):
         Deidentifier(DeidOptions(ner_config=str(tmp_path / "missing.yaml")))

@@ -82,7 +82,8 @@ def check_qa_result(tmp_path, summary, source: Path):
 
 @pytest.mark.parametrize(
     ("suffix", "encoding"),
-    [(".csv", "utf-8"), (".csv", "gbk"), (".csv", "utf-8-sig"), (".csv", "gb18030"), (".tsv", "utf-8")],
+    [(".csv", "utf-8"), (".csv", "gbk"), (".csv", "utf-8-sig"), (".csv", "gb18030"),
+     (".tsv", "utf-8")],
 )  # fmt: skip
 def test_a_csv_in_any_of_the_usual_encodings_converts(tmp_path, suffix, encoding):
     delimiter = "\t" if suffix == ".tsv" else ","
@@ -179,7 +180,9 @@ def test_a_map_file_names_columns_roles_and_encoding(tmp_path):
     )
     column_map = build_column_map(map_file=map_file)
     assert column_map.encoding == "gb18030" and column_map.layout == "conversation"
-    options_ = ConvertOptions("sharegpt", "m", tmp_path / "ds", split=(1.0,), workers=1, table=column_map)
+    options_ = ConvertOptions(
+        "sharegpt", "m", tmp_path / "ds", split=(1.0,), workers=1, table=column_map
+    )
     assert convert("table", [source], options_).written["train"] == 1
     # --column wins over the map file
     assert build_column_map(("content=正文",), map_file).fields["content"] == "正文"
@@ -262,7 +265,9 @@ def test_bad_tables_are_refused_before_any_work(tmp_path):
 
 def test_options_that_contradict_each_other_are_refused(tmp_path):
     source = write_csv(tmp_path / "门诊.csv", [HEADER, *ROWS])
-    huatuo = Path(__file__).resolve().parents[2] / "dataset_info" / "samples" / "huatuo_sample.jsonl"  # noqa: E501
+    huatuo = (
+        Path(__file__).resolve().parents[2] / "dataset_info" / "samples" / "huatuo_sample.jsonl"
+    )  # noqa: E501
     common = ["--name", "x", "--dataset-dir", str(tmp_path / "ds")]
     cases = [
         (["huatuo", str(huatuo), "--column", "question=a", *common], "--column: only for the table source"),  # noqa: E501
@@ -281,8 +286,12 @@ def test_strict_is_the_default_for_tables_and_basic_for_the_public_sets(tmp_path
                  "--dataset-dir", str(tmp_path / "ds"), "--json", "--split", "1")  # fmt: skip
     summary = json.loads(result.output)
     assert summary["deid"] == "strict" and summary["pii_replaced"] == {"name": 1, "phone": 1}
-    huatuo = Path(__file__).resolve().parents[2] / "dataset_info" / "samples" / "huatuo_sample.jsonl"  # noqa: E501
-    result = run("huatuo", str(huatuo), "--name", "h", "--dataset-dir", str(tmp_path / "ds"), "--json")  # noqa: E501
+    huatuo = (
+        Path(__file__).resolve().parents[2] / "dataset_info" / "samples" / "huatuo_sample.jsonl"
+    )  # noqa: E501
+    result = run(
+        "huatuo", str(huatuo), "--name", "h", "--dataset-dir", str(tmp_path / "ds"), "--json"
+    )  # noqa: E501
     assert json.loads(result.output)["deid"] == "basic"
 
 
@@ -331,11 +340,14 @@ def test_strict_conversion_with_the_precheck_equals_presidio_on_every_record(tmp
     from medfactory.dev.deid_samples import labelled_set
 
     snippets = [item["text"] for item in labelled_set(400, seed=21)]
-    medical = ["多饮水，注意休息。", "血压150/95mmHg，复查血常规。", "Metformin 500 mg twice daily."]
-    rows = [HEADER] + [
-        [str(i), snippets[i] if i % 2 else f"第{i}次咨询：头痛怎么办？", medical[i % 3] + snippets[-i]]
-        for i in range(400)
-    ]  # fmt: skip
+    medical = [
+        "多饮水，注意休息。",
+        "血压150/95mmHg，复查血常规。",
+        "Metformin 500 mg twice daily.",
+    ]
+    questions = [snippets[i] if i % 2 else f"第{i}次咨询：头痛怎么办？" for i in range(400)]
+    answers = [medical[i % 3] + snippets[-i] for i in range(400)]
+    rows = [HEADER] + [[str(i), questions[i], answers[i]] for i in range(400)]
     source = write_csv(tmp_path / "t.csv", rows)
     convert("table", [source], options(tmp_path, workers=2, dedup=False))
     engine = deidentifier(DeidOptions())
