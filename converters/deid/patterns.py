@@ -13,8 +13,10 @@ after a label, or in shapes no measurement has (an 11-digit mobile number, an
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from converters.clean import PII_KINDS, valid_id_number
 
@@ -134,13 +136,14 @@ _NOT_IN_NAME = (
     "的了是在因于自今昨近前后入出来去到以对被把从为已仍也都就还才说诉称述感觉患病症痛咳血热某"
     "岁男女伴及与等各每该其此这那个位名年日周次时分点性头腹胸背腰腿手足眼耳口鼻喉肺肝胃肾"
     "反术诊查服用行既否未无有不需要应能会将曾现经再又并而但或即且得着过给让使被几多少低"
-    "左右内外先士医师夫护主任科室床号院由陪代带想问请叫称"
+    "左右内外先士医师夫护主任科室床号院由陪代带想问请叫称签同表回做看找打拿交送接办答讲告知认确"
 )
 _GIVEN = _cjk_without(_NOT_IN_NAME)
 _NAME_END = rf"(?=[{_NOT_IN_NAME}]|[\s，,。.；;、：:！!？?（()）“”\"'0-9]|$)"
-# Everyday words of case histories that start with a surname's character (患者常规检查,
-# 患者平素体健, 患者全身乏力): never a name.
-_NOT_NAMES = alternation(
+# Everyday words that start with a surname's character (患者常规检查, 患者平素体健, 与患者关系):
+# never a name. The words of case histories, and the common words of jieba's dictionary
+# (its word frequencies; names, which it tags nr, left out).
+_CASE_HISTORY_WORDS = (
     "常规|常见|常有|常常|常伴|常用|平素|平时|平卧|平均|平稳|平衡|全身|全部|全天|全血|全麻|明显|"
     "明确|明日|明天|高血|高热|高烧|高度|高压|高危|白细|白天|白色|时间|时常|时有|经常|应该|应用|"
     "应当|应激|方面|方法|安全|安静|安眠|文化|金属|石膏|于是|由于|向下|向上|成人|成年|成分|信号|"
@@ -153,7 +156,36 @@ _NOT_NAMES = alternation(
     "劳动|皮肤|皮疹|皮下|粟粒|满月|闻及|位置|厉害|区域|区别|花粉|花生|权衡|豆浆|丰富|支架|计划|"
     "相关|相同|相应|初步|初次|初期|门诊|容易|容量|来院|来诊|都是|普通|薄荷|羊水|阿司|阿莫|母乳|"
     "那么|危险|危害|玉米|银屑|亢进|公斤|公分|利尿|利于|呼吸|居住|干燥|干咳|干预|但是|衣服|展开|"
-    "阴性|阴道|智力|植物|衡量|富含|闭经|闭合"
+    "阴性|阴道|智力|植物|衡量|富含|闭经|闭合|关系|关节|关注|关于|关心|关键|方式|方案|方向"
+)
+
+
+def _common_words(surnames: str, frequency: int = 1000) -> list[str]:
+    """Two-character words of jieba's dictionary seen at least `frequency` times that
+    start with one of `surnames`, names excepted; none without jieba (read, not imported)."""
+    spec = importlib.util.find_spec("jieba")
+    if spec is None or not spec.origin:
+        return []
+    words = []
+    with open(Path(spec.origin).with_name("dict.txt"), encoding="utf-8") as dictionary:
+        for line in dictionary:
+            word, count, tag = line.split()
+            ours = len(word) == 2 and word[0] in surnames and not tag.startswith("nr")
+            if ours and int(count) >= frequency:
+                words.append(word)
+    return words
+
+
+# The twenty commonest surnames start too many names that are also words (王国强, 高峰):
+# for them, only the case-history words.
+_COMMONEST_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+_NOT_NAMES = alternation(
+    "|".join(
+        [
+            _CASE_HISTORY_WORDS,
+            *_common_words("".join(c for c in _SINGLE_SURNAMES if c not in _COMMONEST_SURNAMES)),
+        ]
+    )
 )
 _CN_NAME = rf"(?!{_NOT_NAMES}){_SURNAME}{_GIVEN}{{1,2}}{_NAME_END}"
 
@@ -162,7 +194,8 @@ _NAME_LABELS = (
     "主治医师|经治医生|主管医生|责任护士|签名|签字|记录人|记录者|报告人|审核人|送检人|申请人|"
     "会诊医生|我叫|我是|本人|丈夫|妻子|爱人|老伴|儿子|女儿|母亲|父亲|父母|外婆|外公|爷爷|奶奶|"
     "孙子|孙女|朋友|同事|邻居|爸爸|妈妈|哥哥|姐姐|弟弟|妹妹|老公|老婆|孩子|宝宝|开户人|户名|"
-    "持卡人|车主|收件人|委托人|代理人|被保险人|投保人|受检者|就诊人|患方|病友"
+    "持卡人|车主|收件人|委托人|代理人|被保险人|投保人|受检者|就诊人|患方|病友|陪护人|主诉人|"
+    "签字人|经办人|负责人|填表人|专员|护理员|联络员|工作人员"
 )
 # Titles that also start ordinary phrases (医生查房, 护士巡视): a name after them needs a colon.
 _WEAK_NAME_LABELS = "医生|医师|大夫|护士|主任|护士长"
@@ -178,11 +211,17 @@ _BIG_UNIT = (
     "省|自治区|特别行政区|市|自治州|地区|县|旗|镇|乡|街道|村|社区|小区|新村|胡同|大道|路|街|巷|弄"
 )
 _NUMBERED_UNIT = "号院|号楼|号|栋|幢|单元|楼|层|室"
-_PLACE = r"[\u4e00-\u9fa5]{1,6}?"
+# A place name: not starting with the words around it (在北京市, 2022年在北京市).
+_PLACE_START = _cjk_without("在于到从住年月日的是去来回往和与及或为了着过也都就还某")
+_PLACE = rf"{_PLACE_START}[\u4e00-\u9fa5]{{0,5}}?"
 _NUMBER = r"[0-9A-Za-z一二三四五六七八九十-]{1,5}"
-_UNIT = rf"(?:{_PLACE}(?:{_BIG_UNIT})|(?:{_PLACE})?{_NUMBER}(?:{_NUMBERED_UNIT}))"
+# After the first unit, a district (朝阳区) too: 区 alone is also an everyday word (区别).
+_UNIT = rf"(?:{_PLACE}(?:{_BIG_UNIT}|区)|(?:{_PLACE})?{_NUMBER}(?:{_NUMBERED_UNIT}))"
 _ADDRESS_CHAIN = rf"{_PLACE}(?:{_BIG_UNIT}){_UNIT}{{1,8}}"
-_ADDRESS_LABELS = "家住|住址|地址|现住|住在|居住在|居住于|住于|家庭住址|通讯地址|户籍地址|现居"
+_ADDRESS_LABELS = (
+    "家住|住址|地址|现住|住在|居住在|居住于|住于|家庭住址|通讯地址|户籍地址|户籍地|户籍|居住地|"
+    "现居|常住地|来自"
+)
 
 _DATE_CN = r"\d{4}\s?(?:年|[-/.])\s?\d{1,2}\s?(?:月|[-/.])(?:\s?\d{1,2}\s?日?)?"
 _MONTHS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
@@ -267,7 +306,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "NAME",
         "name before a title (zh)",
-        rf"[{_PLAIN_SURNAMES}]{_GIVEN}{{0,2}}?{_TITLE_FOLLOWS}",
+        rf"(?<!主)[{_PLAIN_SURNAMES}]{_GIVEN}{{0,2}}?{_TITLE_FOLLOWS}",  # not 主任医师
         score=0.7,
     ),
     Rule(
@@ -336,7 +375,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "RECORD_NO",
         "number after any …号 label (zh)",
-        rf"[A-Za-z]{{0,3}}-?\d{{5,20}}{_NOT_ALNUM_AFTER}",
+        rf"[A-Za-z]{{0,3}}-?\d(?:[ -]?\d){{4,24}}{_NOT_ALNUM_AFTER}",
         before=r"[\u4e00-\u9fa5]号(?:码)?[：:\s]{0,2}",
         score=0.7,
     ),
