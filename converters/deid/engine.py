@@ -33,6 +33,19 @@ from converters.records import SourceError
 LANGUAGE = "xx"  # spaCy's multi-language code: records mix Chinese and English
 SCORE_THRESHOLD = 0.5
 NER_ENTITIES = {"PERSON": "NAME", "LOCATION": "ADDRESS"}  # NER label -> ours
+# Presidio's own pattern recognizers for identifiers it knows (English and international),
+# used as they are, and the type each one's entity becomes here. Not its phone
+# recognizer: the `phonenumbers` library costs milliseconds a text; the rules find
+# Chinese and North American numbers.
+PRESIDIO_ENTITIES = {
+    "CreditCardRecognizer": ("CREDIT_CARD", "BANK_CARD"),
+    "IbanRecognizer": ("IBAN_CODE", "BANK_CARD"),
+    "UsSsnRecognizer": ("US_SSN", "SSN"),
+    "IpRecognizer": ("IP_ADDRESS", "IP_ADDRESS"),
+    "NhsRecognizer": ("UK_NHS", "RECORD_NO"),
+}
+OURS = {**NER_ENTITIES, **dict(PRESIDIO_ENTITIES.values())}  # Presidio's entity -> ours
+
 _SEPARATOR = "\x00"  # between the texts of a chunk: no pattern crosses it
 
 
@@ -52,16 +65,18 @@ class Precheck:
     text once per pattern. Each rule's pattern is rewritten for RE2 so that it finds at
     least what Presidio's pattern finds (see `re2_pattern`)."""
 
-    def __init__(self, rules: Sequence[Rule] = RULES):
+    def __init__(self, patterns: Sequence[tuple[str, str]]):
+        """`patterns`: (the Presidio entity to search for, a Python pattern that finds
+        at least what that entity's recognizer finds)."""
         import re2
 
         options = re2.Options()
         options.max_mem = 256 << 20  # the automaton's cache, so that no search runs out
         self.set = re2.Set.SearchSet(options)
-        for rule in rules:
-            self.set.Add(re2_pattern(rule.forward))
+        for _, pattern in patterns:
+            self.set.Add(re2_pattern(pattern))
         self.set.Compile()
-        self.keys = [key(rule) for rule in rules]
+        self.keys = [entity for entity, _ in patterns]
 
     def found(self, texts: Sequence[str]) -> list[set[str]]:
         """For each text, the keys of the rules that match it (empty: none)."""
@@ -173,6 +188,20 @@ def _recognizers(rules: Sequence[Rule], language: str) -> list:
     return [RuleRecognizer(rule) for rule in rules]
 
 
+def _presidio_recognizers(language: str) -> list:
+    from presidio_analyzer import predefined_recognizers
+
+    return [
+        getattr(predefined_recognizers, name)(supported_language=language)
+        for name in PRESIDIO_ENTITIES
+    ]
+
+
+def _presidio_prechecks(recognizer) -> list[str]:
+    """Its own patterns, case-insensitive as Presidio applies them."""
+    return [f"(?i:{pattern.regex})" for pattern in recognizer.patterns]
+
+
 def _blank_engine(language: str):
     import spacy
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
@@ -219,7 +248,8 @@ class Deidentifier:
             extra = [SpacyRecognizer(self.language, supported_entities=list(NER_ENTITIES))]
         else:
             nlp_engine, self.language, extra = _blank_engine(LANGUAGE), LANGUAGE, []
-        recognizers = _recognizers(RULES, self.language) + extra
+        presidios = _presidio_recognizers(self.language)
+        recognizers = _recognizers(RULES, self.language) + presidios + extra
         registry = RecognizerRegistry(recognizers, supported_languages=[self.language])
         self.analyzer = AnalyzerEngine(
             registry=registry,
@@ -234,7 +264,12 @@ class Deidentifier:
         # tokenisation of every text, which would cost more than the patterns.
         self.artifacts = None if options.ner_config else nlp_engine.process_text("", self.language)
         self.anonymizer = AnonymizerEngine()
-        self.precheck = None if options.ner_config else Precheck(RULES)
+        patterns = [(key(rule), rule.forward) for rule in RULES] + [
+            (recognizer.supported_entities[0], pattern)
+            for recognizer in presidios
+            for pattern in _presidio_prechecks(recognizer)
+        ]
+        self.precheck = None if options.ner_config else Precheck(patterns)
 
     def candidates(self, texts: Sequence[str]) -> list[set[str] | None]:
         """For each text, the rules to search it with (empty: none): the
@@ -269,7 +304,7 @@ class Deidentifier:
         )
         for result in results:
             entity = result.entity_type.split("/", 1)[0]
-            result.entity_type = NER_ENTITIES.get(entity, entity)
+            result.entity_type = OURS.get(entity, entity)
         return results
 
     def find(self, texts: Sequence[str], hints: Sequence | None = None) -> list[list]:

@@ -455,7 +455,9 @@ RULES: tuple[Rule, ...] = (
         rf"[1-9]\d{{4,10}}{_NOT_ALNUM_AFTER}",
         before=rf"(?:(?i:qq)号?|扣扣){_SEP}",
     ),
-    # --- what the basic scrubber already finds, and its English counterparts
+    # --- what the basic scrubber already finds, and its English counterparts (Presidio's
+    # own recognizers find US social security numbers, IP addresses, credit cards, IBANs,
+    # NHS numbers and international phone numbers: see converters/deid/engine.py)
     Rule("PHONE", "mobile (zh)", _basic("mobile"), score=0.9),
     Rule("PHONE", "landline (zh)", _basic("landline"), score=0.9),
     Rule(
@@ -480,15 +482,4 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("EMAIL", "e-mail", _basic("email"), score=0.95),
     Rule("URL", "URL", _basic("url"), score=0.9),
-    Rule(
-        "SSN",
-        "US social security number",
-        r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b",
-    ),
-    Rule(
-        "IP_ADDRESS",
-        "IPv4",
-        r"(?<![0-9.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![0-9.])",
-        score=0.6,
-    ),
 )
