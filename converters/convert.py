@@ -58,7 +58,7 @@ class ConvertOptions:
     deid_options: DeidOptions = DeidOptions()
     force: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    table: object = None  # converters.tables.ColumnMap, for the table source
+    table: object = None  # converters.column_map.ColumnMap, for the table source
 
     @property
     def with_system(self) -> bool:

@@ -14,16 +14,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from converters.column_map import parse_table_record
 from converters.huatuo import parse_huatuo_line
 from converters.medical_o1 import iter_json_array, parse_medical_o1_record
 from converters.records import Dialogue, SourceError
-from converters.tables import (
+from converters.table_files import (
     CsvLayout,
     check_columns,
     csv_layout,
     csv_range_rows,
     csv_ranges,
-    parse_table_record,
     table_kind,
     table_records,
 )

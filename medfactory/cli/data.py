@@ -154,11 +154,12 @@ def convert(
     de-identification replaced is counted and sampled, in context, in
     DATASET_DIR/NAME.deid-audit.json (it shows the originals: keep it private).
     """
+    from converters.column_map import build_column_map
     from converters.convert import ConvertOptions, check_inputs, check_name
     from converters.convert import convert as run
     from converters.deid.engine import DeidOptions
     from converters.split import parse_split
-    from converters.tables import build_column_map, check_table
+    from converters.table_files import check_table
     from medfactory.cli.progress import record_progress
     from medfactory.cli.tables import print_convert_summary
 

@@ -13,12 +13,13 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from converters.column_map import build_column_map
 from converters.convert import ConvertOptions, NothingConverted, convert
 from converters.deid.audit import SAMPLES_PER_ENTITY
 from converters.deid.engine import DeidOptions, deidentifier
 from converters.formats import to_alpaca
 from converters.records import Dialogue, SourceError
-from converters.tables import build_column_map, csv_layout, csv_range_rows, csv_ranges
+from converters.table_files import csv_layout, csv_range_rows, csv_ranges
 from medfactory.cli import cli
 
 QA = ("question=患者提问", "answer=医生回答")
