@@ -2,7 +2,9 @@
 
 A labelled item is `{"text", "spans": [{"start", "end", "entity"}], "keep":
 [{"start", "end"}]}`: the identifiers, and the medical values that must
-survive. Scored as de-identification is judged, on what leaks: a labelled
+survive. The common annotation exports read as well: `entities` or `labels` for
+`spans`, `label` or `type` for `entity`, and doccano's `"label": [[start, end,
+"TYPE"], ...]`. Scored as de-identification is judged, on what leaks: a labelled
 identifier counts as found when the replaced spans cover every one of its
 characters (whatever type they were given); a replaced span counts as right
 when it overlaps a labelled identifier. A `keep` span any replaced span
@@ -17,10 +19,28 @@ from collections.abc import Iterable
 from converters.deid.engine import Deidentifier
 
 
+def normalized(item: dict) -> dict:
+    """An item in any of the accepted shapes, as {"text", "spans", "keep"}."""
+    spans = next((item[k] for k in ("spans", "entities", "labels", "label") if k in item), [])
+    return {
+        "text": item["text"],
+        "spans": [_span(span) for span in spans],
+        "keep": [_span(span) for span in item.get("keep", ())],
+    }
+
+
+def _span(span) -> dict:
+    if isinstance(span, list | tuple):  # doccano: [start, end, label]
+        start, end, *label = span
+        return {"start": start, "end": end, "entity": label[0] if label else ""}
+    entity = next((span[k] for k in ("entity", "label", "type") if k in span), "")
+    return {"start": span["start"], "end": span["end"], "entity": entity}
+
+
 def score(items: Iterable[dict], engine: Deidentifier) -> dict:
     gold, found, predicted, right = Counter(), Counter(), Counter(), Counter()
     changed, misses, false_alarms, count = [], [], [], 0
-    for item in items:
+    for item in map(normalized, items):
         count += 1
         text = item["text"]
         results = engine.find([text])[0]

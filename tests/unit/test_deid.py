@@ -211,3 +211,19 @@ def test_presidios_own_recognizers_find_what_they_know():
     assert deid(text) == [
         "Server [IP], card [BANK_CARD], IBAN [BANK_CARD], NHS [RECORD_NO], SSN [SSN]."
     ]
+
+
+def test_scoring_reads_the_common_annotation_shapes():
+    engine = deidentifier(DeidOptions())
+    text = "患者张伟，电话13912345678。"
+    ours = {"text": text, "spans": [{"start": 2, "end": 4, "entity": "NAME"}]}
+    doccano = {"text": text, "label": [[2, 4, "PERSON"], [7, 18, "PHONE_NUMBER"]]}
+    other = {"text": text, "entities": [{"start": 7, "end": 18, "type": "PHONE_NUMBER"}]}
+    assert score([ours], engine)["entities"]["NAME"]["recall"] == 1.0
+    result = score([doccano, other], engine)
+    assert result["entities"]["PERSON"] == {
+        "labelled": 1, "recall": 1.0, "replaced": 0, "precision": None
+    }  # fmt: skip
+    assert result["entities"]["PHONE_NUMBER"]["labelled"] == 2
+    # the name in `other` is not labelled there: one false alarm of four replacements
+    assert result["recall"] == 1.0 and result["precision"] == 0.75
