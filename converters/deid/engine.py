@@ -46,8 +46,6 @@ PRESIDIO_ENTITIES = {
 }
 OURS = {**NER_ENTITIES, **dict(PRESIDIO_ENTITIES.values())}  # Presidio's entity -> ours
 
-_SEPARATOR = "\x00"  # between the texts of a chunk: no pattern crosses it
-
 
 class DeidError(SourceError):
     """A de-identification setting that cannot work (an NER configuration that does not load)."""

@@ -71,7 +71,7 @@ def plain_convert(source: str, path: Path, options: ConvertOptions) -> dict[str,
             turns = tuple(
                 (scrub_pii(q, Counter()), scrub_pii(a, Counter())) for q, a in dialogue.turns
             )
-            dialogue = dialogue._replace(turns=turns)
+            dialogue = dialogue._replace(turns=turns, system=scrub_pii(dialogue.system, Counter()))
         elif options.deid == "strict":  # Presidio on every record: no pre-check
             texts = [dialogue.system, *(text for pair in dialogue.turns for text in pair)]
             system, *rest = deidentifier(options.deid_options).record(texts, Counter())
