@@ -92,8 +92,10 @@ def re2_pattern(pattern: str) -> str:
 
     RE2 has no look-arounds: a positive one becomes a group that consumes (each one in
     the rules ends its pattern, so the same texts match), a negative one is left out (a
-    superset). RE2's \d and \s are ASCII: widened to Python's Unicode ones. \b is left
-    out (a superset again), and \uXXXX is written the way RE2 writes it.
+    superset). RE2's \d and \s are ASCII: widened to Python's Unicode ones. RE2's \b
+    is ASCII too, which is a superset where the patterns use it, next to an ASCII
+    letter or digit: it also sees a boundary between that and a Chinese character.
+    \uXXXX is written the way RE2 writes it.
     """
     out, i, in_class = [], 0, False
     while i < len(pattern):
@@ -105,7 +107,7 @@ def re2_pattern(pattern: str) -> str:
                 i += 6
                 continue
             space = _RE2_SPACE if in_class else f"[{_RE2_SPACE}]"
-            out.append({r"\d": r"\p{Nd}", r"\s": space, r"\b": ""}.get(escape, escape))
+            out.append({r"\d": r"\p{Nd}", r"\s": space}.get(escape, escape))
             i += 2
         elif in_class:
             in_class = char != "]"
@@ -178,10 +180,13 @@ def _recognizers(rules: Sequence[Rule], language: str) -> list:
                 # Case matters: a capital letter is what marks an English name.
                 global_regex_flags=regex.DOTALL | regex.MULTILINE,
             )
-            self.valid = rule.valid
+            self.valid, self.invalid = rule.valid, rule.invalid
 
         def validate_result(self, pattern_text: str) -> bool | None:
             return self.valid(pattern_text) if self.valid else None
+
+        def invalidate_result(self, pattern_text: str) -> bool | None:
+            return self.invalid(pattern_text) if self.invalid else None
 
     return [RuleRecognizer(rule) for rule in rules]
 

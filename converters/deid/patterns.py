@@ -93,6 +93,7 @@ class Rule:
     before: str = ""
     score: float = 0.85
     valid: Callable[[str], bool] | None = None  # a checksum the match must pass
+    invalid: Callable[[str], bool] | None = None  # a match that is not what the rule seeks
 
     @property
     def regex(self) -> str:
@@ -179,15 +180,19 @@ def _common_words(surnames: str, frequency: int = 1000) -> list[str]:
 # The twenty commonest surnames start too many names that are also words (王国强, 高峰):
 # for them, only the case-history words.
 _COMMONEST_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
-_NOT_NAMES = alternation(
-    "|".join(
-        [
-            _CASE_HISTORY_WORDS,
-            *_common_words("".join(c for c in _SINGLE_SURNAMES if c not in _COMMONEST_SURNAMES)),
-        ]
-    )
+NOT_NAMES = frozenset(
+    _CASE_HISTORY_WORDS.split("|")
+    + _common_words("".join(c for c in _SINGLE_SURNAMES if c not in _COMMONEST_SURNAMES))
 )
-_CN_NAME = rf"(?!{_NOT_NAMES}){_SURNAME}{_GIVEN}{{1,2}}{_NAME_END}"
+
+
+def everyday_word(name: str) -> bool:
+    """Whether a found name starts with an everyday word: not a name, then. Checked on
+    each match rather than in the pattern, where 2,000 words would slow every search."""
+    return name[:2] in NOT_NAMES
+
+
+_CN_NAME = rf"{_SURNAME}{_GIVEN}{{1,2}}{_NAME_END}"
 
 _NAME_LABELS = (
     "患者|病人|病患|患儿|姓名|名字|家属|家长|产妇|孕妇|联系人|监护人|陪护|陪同人|配偶|主治医生|"
@@ -251,7 +256,7 @@ def _basic(kind: str) -> str:
 
 _NAME_AFTER_LABEL = rf"(?:{alternation(_NAME_LABELS)})[：:\s]{{0,2}}"
 _NAME_AFTER_WEAK_LABEL = rf"(?:{alternation(_WEAK_NAME_LABELS)})(?:[：:]\s?|\s)"
-_CN_NAME_BODY = rf"(?!{_NOT_NAMES})[{_SINGLE_SURNAMES}]{_GIVEN}{{1,2}}"
+_CN_NAME_BODY = rf"[{_SINGLE_SURNAMES}]{_GIVEN}{{1,2}}"
 _COMPOUND_NAME_BODY = rf"(?:{_COMPOUND_SURNAMES}){_GIVEN}{{1,2}}"
 _SEX_OR_AGE_FOLLOWS = r"(?=[，, ]{1,2}(?:男|女)(?:[，,、 性]|$)|[，, ]{1,2}\d{1,3}岁)"
 # A surname right before a title; not the ones that are also common words (由医生, 和医生)
@@ -291,12 +296,25 @@ RULES: tuple[Rule, ...] = (
     # --- names
     # Each pattern starts with one character class or literal, which lets `re` skip
     # every position that cannot start a match (an alternation first would not).
-    Rule("NAME", "name after a label (zh)", _CN_NAME, before=_NAME_AFTER_LABEL),
-    Rule("NAME", "name after a title and a colon (zh)", _CN_NAME, before=_NAME_AFTER_WEAK_LABEL),
+    Rule(
+        "NAME",
+        "name after a label (zh)",
+        _CN_NAME,
+        before=_NAME_AFTER_LABEL,
+        invalid=everyday_word,
+    ),
+    Rule(
+        "NAME",
+        "name after a title and a colon (zh)",
+        _CN_NAME,
+        before=_NAME_AFTER_WEAK_LABEL,
+        invalid=everyday_word,
+    ),
     Rule(
         "NAME",
         "name before sex or age (zh)",
         _CN_NAME_BODY + _SEX_OR_AGE_FOLLOWS,
+        invalid=everyday_word,
     ),
     Rule(
         "NAME",
