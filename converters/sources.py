@@ -107,8 +107,8 @@ def _table_chunks(path: Path, options) -> Iterator[Chunk]:
     if table_kind(path) == "csv" and column_map.layout != "conversation":
         layout = csv_layout(path, column_map.encoding)
         check_columns(path, list(layout.header), column_map)
-        for start, end in csv_ranges(path, layout.body_start, CHUNK_BYTES):
-            first = start == layout.body_start
+        for start, end in csv_ranges(path, layout, CHUNK_BYTES):
+            first = start in (0, layout.body_start)
             yield Chunk(str(path), end, start, line_base=1 if first else None, csv=layout)
         return
     records, position = table_records(path, column_map)

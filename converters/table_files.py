@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import itertools
 import re
@@ -77,9 +78,9 @@ def detect_encoding(path: Path) -> str:
     with open(path, "rb") as data:
         head = data.read(4)
     if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
+        return _checked(path, "utf-8-sig")
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
+        return _checked(path, "utf-16")  # Excel's "Unicode text"
     for encoding in ENCODINGS:
         if _decodes(path, encoding):
             return encoding
@@ -119,19 +120,12 @@ def _first_bad_byte(path: Path, encoding: str) -> str:
     return f"byte {offset}"
 
 
-@dataclass(frozen=True)
-class CsvLayout:
-    """What a worker needs to read a byte range of a CSV file on its own."""
-
-    encoding: str
-    delimiter: str
-    header: tuple[str, ...]
-    body_start: int  # the byte after the header row
+def _checked(path: Path, encoding: str) -> str:
+    _check_encoding(path, encoding)
+    return encoding
 
 
-def csv_layout(path: Path, encoding: str | None) -> CsvLayout:
-    """The CSV's encoding (checked over the whole file), delimiter and header row."""
-    encoding = encoding or detect_encoding(path)
+def _check_encoding(path: Path, encoding: str) -> None:
     try:
         codecs.lookup(encoding)
     except LookupError:
@@ -141,6 +135,37 @@ def csv_layout(path: Path, encoding: str | None) -> CsvLayout:
             f"{path}: not {encoding} ({_first_bad_byte(path, encoding)}); pass the file's "
             "encoding with --encoding, or leave it out to detect UTF-8 and GBK/GB18030"
         )
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """What a worker needs to read a byte range of a CSV file on its own."""
+
+    encoding: str
+    delimiter: str
+    header: tuple[str, ...]
+    body_start: int  # the byte after the header row
+
+    @property
+    def splittable(self) -> bool:
+        """Whether the file can be cut at b"\\n" bytes: not in UTF-16, where a line end
+        is two bytes and b"\\n" can be half of any character."""
+        return not self.encoding.lower().replace("_", "-").startswith("utf-16")
+
+
+def csv_layout(path: Path, encoding: str | None) -> CsvLayout:
+    """The CSV's encoding (checked over the whole file), delimiter and header row."""
+    stat = path.stat()
+    return _csv_layout(path, encoding, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _csv_layout(path: Path, encoding: str | None, size: int, mtime: int) -> CsvLayout:
+    """Once per file version: checking the encoding reads the whole file."""
+    if encoding is None:
+        encoding = detect_encoding(path)  # which decoded every byte to decide
+    else:
+        _check_encoding(path, encoding)
     with open(path, "rb") as raw:
         head = raw.read(1 << 16)
         body_start = 0
@@ -155,14 +180,17 @@ def csv_layout(path: Path, encoding: str | None) -> CsvLayout:
     if not header or not any(cell.strip() for cell in header):
         raise SourceError(f"{path}: empty table: no header row")
     header = tuple(cell.strip().lstrip("\ufeff") for cell in header)
-    return CsvLayout(encoding, delimiter, header, min(body_start, path.stat().st_size))
+    return CsvLayout(encoding, delimiter, header, min(body_start, size))
 
 
-def csv_ranges(path: Path, start: int, size: int) -> Iterator[tuple[int, int]]:
+def csv_ranges(path: Path, layout: CsvLayout, size: int) -> Iterator[tuple[int, int]]:
     """Byte ranges of about `size` bytes that end where a row ends: at a line end
     outside quotes (a quoted field may hold line ends; quotes inside it come in pairs).
     A line end is one byte in UTF-8 and GB18030 alike, never part of a character."""
-    total = path.stat().st_size
+    total, start = path.stat().st_size, layout.body_start
+    if not layout.splittable:
+        yield 0, total
+        return
     with open(path, "rb") as data:
         while start < total:
             data.seek(start)
@@ -179,14 +207,19 @@ def csv_ranges(path: Path, start: int, size: int) -> Iterator[tuple[int, int]]:
 
 def csv_range_rows(path: str, layout: CsvLayout, start: int, end: int) -> tuple[list, int]:
     """The rows of a byte range as (row number within the range, {column: text}), and
-    how many rows the range spans (blank ones included)."""
+    how many rows the range spans (blank ones included). A file that cannot be cut is
+    one range, read whole, its header row skipped."""
     with open(path, "rb") as data:
-        data.seek(start)
-        text = data.read(end - start).decode(layout.encoding)
+        if layout.splittable:
+            data.seek(start)
+            text = data.read(end - start).decode(layout.encoding)
+        else:
+            text = data.read().decode(layout.encoding)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter)
+    if not layout.splittable:
+        next(reader, None)
     rows, spanned = [], 0
-    for spanned, cells in enumerate(
-        csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter), start=1
-    ):
+    for spanned, cells in enumerate(reader, start=1):
         if "".join(cells).strip():  # a blank row is not a record
             rows.append((spanned, dict(zip(layout.header, cells, strict=False))))
     return rows, spanned
@@ -200,7 +233,7 @@ def _csv_rows(path: Path, encoding: str | None) -> tuple[list[str], Iterator, Ca
 
     def rows() -> Iterator[tuple[int, dict]]:
         row_base = 1  # the header is row 1
-        for start, end in csv_ranges(path, layout.body_start, 1 << 20):
+        for start, end in csv_ranges(path, layout, 1 << 20):
             records, spanned = csv_range_rows(str(path), layout, start, end)
             for row, record in records:
                 yield row_base + row, record

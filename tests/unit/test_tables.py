@@ -84,10 +84,10 @@ def check_qa_result(tmp_path, summary, source: Path):
 @pytest.mark.parametrize(
     ("suffix", "encoding"),
     [(".csv", "utf-8"), (".csv", "gbk"), (".csv", "utf-8-sig"), (".csv", "gb18030"),
-     (".tsv", "utf-8")],
+     (".tsv", "utf-8"), (".txt", "utf-16")],  # .txt in UTF-16: Excel's "Unicode text"
 )  # fmt: skip
 def test_a_csv_in_any_of_the_usual_encodings_converts(tmp_path, suffix, encoding):
-    delimiter = "\t" if suffix == ".tsv" else ","
+    delimiter = "\t" if suffix in (".tsv", ".txt") else ","
     source = write_csv(tmp_path / f"门诊{suffix}", [HEADER, *ROWS], encoding, delimiter)
     check_qa_result(tmp_path, convert("table", [source], options(tmp_path)), source)
 
@@ -328,7 +328,7 @@ def test_csv_ranges_cut_only_where_a_row_ends(tmp_path):
     layout = csv_layout(source, None)
     assert layout.header == ("id", "text") and layout.encoding == "utf-8"
     read, base = [], 1
-    for start, end in csv_ranges(source, layout.body_start, 97):  # many tiny ranges
+    for start, end in csv_ranges(source, layout, 97):  # many tiny ranges
         records, spanned = csv_range_rows(str(source), layout, start, end)
         read += [(base + row, record) for row, record in records]
         base += spanned
