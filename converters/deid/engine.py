@@ -226,6 +226,7 @@ def _ner_engine(config: str):
     path = Path(config)
     if not path.is_file():
         raise DeidError(f"--ner-config {config}: no such file (a Presidio NLP-engine YAML)")
+    _check_spacy_models(path)
     try:
         engine = NlpEngineProvider(conf_file=str(path)).create_engine()
     except Exception as error:  # Presidio and spaCy raise many kinds; the user needs the text
@@ -234,6 +235,27 @@ def _ner_engine(config: str):
             "first (python -m spacy download NAME, or a local model folder)"
         ) from None
     return engine, engine.get_supported_languages()[0]
+
+
+def _check_spacy_models(config: Path) -> None:
+    """Refuse a spaCy model that is neither installed nor a folder, before Presidio
+    would try to download it (which fails, slowly, on an offline machine)."""
+    import spacy.util
+    import yaml
+
+    try:
+        settings = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise DeidError(f"--ner-config {config}: not a readable YAML file ({error})") from None
+    for model in settings.get("models") or []:
+        name = (model or {}).get("model_name")
+        name = name.get("spacy") if isinstance(name, dict) else name  # transformers: two
+        if isinstance(name, str) and not (Path(name).exists() or spacy.util.is_package(name)):
+            raise DeidError(
+                f"--ner-config {config}: the spaCy model {name!r} is not installed and no "
+                f"such folder exists; install it first (python -m spacy download {name}) or "
+                "give the folder it is in"
+            )
 
 
 class Deidentifier:

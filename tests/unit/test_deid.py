@@ -199,7 +199,12 @@ def test_an_ner_configuration_that_does_not_load_is_one_message(tmp_path):
         f"{tmp_path / 'not-a-model'}\n",
         encoding="utf-8",
     )
-    with pytest.raises(DeidError, match="the NER model does not load"):
+    with pytest.raises(DeidError, match="'.*not-a-model' is not installed and no such folder"):
+        Deidentifier(DeidOptions(ner_config=str(config)))
+    config.write_text(
+        "nlp_engine_name: spacy\nmodels:\n  - lang_code: en\n    model_name: xx_missing_model\n"
+    )
+    with pytest.raises(DeidError, match="python -m spacy download xx_missing_model"):
         Deidentifier(DeidOptions(ner_config=str(config)))
 
 
