@@ -61,6 +61,10 @@ class ColumnMap:
     def layout(self) -> str:
         return next(name for name, own in _OWN_FIELDS.items() if own & set(self.fields))
 
+    @functools.cached_property
+    def role_of(self) -> dict[str, str]:
+        return dict(self.roles)
+
     @property
     def has_system(self) -> bool:
         return "system" in self.fields
@@ -130,9 +134,9 @@ def _read_map_file(path: Path) -> dict:
         raise SourceError(
             f"{path}: unknown key {', '.join(unknown)}; known: columns, roles, encoding, sheet"
         )
-    for key in ("columns", "roles"):
+    for key, shape in (("columns", "FIELD: COLUMN"), ("roles", "VALUE: ROLE")):
         if settings.get(key) is not None and not isinstance(settings[key], dict):
-            raise SourceError(f"{path}: '{key}' is a mapping (FIELD: COLUMN)")
+            raise SourceError(f"{path}: '{key}' is a mapping ({shape})")
     return settings
 
 
@@ -200,7 +204,7 @@ def _history(value: object) -> tuple[tuple[str, str], ...]:
 
 
 def _conversation(payload: dict, column_map: ColumnMap, system: str) -> Dialogue:
-    fields, roles = column_map.fields, dict(column_map.roles)
+    fields, roles = column_map.fields, column_map.role_of
     members = payload["rows"]
     if "turn" in fields:
         members = sorted(members, key=lambda member: _turn_key(member, fields["turn"]))

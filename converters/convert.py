@@ -161,9 +161,12 @@ def _texts(dialogue: Dialogue) -> list[str]:
     return [dialogue.system, *(text for pair in dialogue.turns for text in pair)]
 
 
-def _deidentified(dialogue: Dialogue, options: DeidOptions, hints, pii: Counter, replaced: list):
-    """Every text of the record at once: a name found in one turn goes in all of them."""
-    system, *rest = deidentifier(options).record(_texts(dialogue), pii, replaced, hints)
+def _deidentified(
+    dialogue: Dialogue, texts: list[str], options: DeidOptions, hints, pii: Counter, replaced: list
+) -> Dialogue:
+    """`texts` (the record's, `_texts`) all at once: a name found in one turn goes in
+    all of them."""
+    system, *rest = deidentifier(options).record(texts, pii, replaced, hints)
     return dialogue._replace(turns=tuple(zip(rest[0::2], rest[1::2], strict=True)), system=system)
 
 
@@ -203,16 +206,17 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
     pii: Counter = Counter()
     replaced: list = []
     if options.deid == "strict":  # the pre-check says what to look for in which text
-        engine = deidentifier(options.deid_options)
-        hints = engine.record_candidates([_texts(dialogue) for dialogue in dialogues])
+        record_texts = [_texts(dialogue) for dialogue in dialogues]
+        hints = deidentifier(options.deid_options).record_candidates(record_texts)
         suspect = np.fromiter((any(h is None or h for h in hint) for hint in hints), dtype=bool)
     suspects = np.flatnonzero(suspect).tolist() if options.deid != "off" else []
     if suspects:  # only the records the pre-check found a candidate identifier in
         for i in suspects:
             found: list = []
             if options.deid == "strict":
+                texts_of = record_texts[i]
                 dialogues[i] = _deidentified(
-                    dialogues[i], options.deid_options, hints[i], pii, found
+                    dialogues[i], texts_of, options.deid_options, hints[i], pii, found
                 )
             else:
                 dialogues[i] = _scrubbed(dialogues[i], pii, found)

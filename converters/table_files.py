@@ -300,8 +300,7 @@ def _cell_text(cell: object) -> str:
 
 def _merged_ranges(path: Path, book, sheet_name: str) -> list[str]:
     """The merged ranges of a sheet, read from its XML (read-only worksheets skip them)."""
-    # The sheet's part name comes from the workbook's relationships.
-    worksheet = book[sheet_name]
+    worksheet = book[sheet_name]  # its XML part's name: openpyxl keeps it, privately
     part = getattr(worksheet, "_worksheet_path", None) or ""
     with zipfile.ZipFile(path) as archive:
         name = part.lstrip("/") if part else None
@@ -319,19 +318,17 @@ def _merged_ranges(path: Path, book, sheet_name: str) -> list[str]:
     return list(dict.fromkeys(ref.decode() for ref in found))
 
 
+@dataclass
 class _MergedCheck:
     """Refuses, before the first row is read, a sheet with merged cells in a mapped column:
     a merged cell keeps its value only in its first row, so the rows under it would
     silently lose their text."""
 
-    def __init__(self, header, merged, path, sheet, rows):
-        self.header, self.merged, self.path, self.sheet, self.rows = (
-            header,
-            merged,
-            path,
-            sheet,
-            rows,
-        )
+    header: list[str]
+    merged: list[str]
+    path: str
+    sheet: str
+    rows: Iterator
 
     def check(self, columns: list[str]) -> None:
         from openpyxl.utils import range_boundaries
@@ -380,25 +377,29 @@ def check_columns(path: Path, columns: list[str], column_map: ColumnMap) -> None
 
 def check_table(path: Path, column_map: ColumnMap) -> None:
     """Read the header only, and check the map against it: one message, before any work."""
-    columns, rows, _ = read_rows(path, column_map)
-    try:
-        check_columns(path, columns, column_map)
-        if isinstance(rows, _MergedCheck):
-            rows.check([column for _, column in column_map.columns])
-    finally:
-        getattr(rows, "close", lambda: None)()
+    rows, _ = _checked_rows(path, column_map)
+    getattr(rows, "close", lambda: None)()
 
 
 def table_records(path: Path, column_map: ColumnMap) -> tuple[Iterator, Callable[[], int]]:
     """(row, payload) for each record of the file -- a row, or a conversation's rows --
     and the bytes read so far. The columns are checked before any row is read."""
-    columns, rows, position = read_rows(path, column_map)
-    check_columns(path, columns, column_map)
-    if isinstance(rows, _MergedCheck):
-        rows.check([column for _, column in column_map.columns])
+    rows, position = _checked_rows(path, column_map)
     if column_map.layout != "conversation":
         return rows, position
     return _conversations(rows, column_map), position
+
+
+def _checked_rows(path: Path, column_map: ColumnMap) -> tuple[Iterator, Callable[[], int]]:
+    columns, rows, position = read_rows(path, column_map)
+    try:
+        check_columns(path, columns, column_map)
+        if isinstance(rows, _MergedCheck):
+            rows.check([column for _, column in column_map.columns])
+    except SourceError:
+        getattr(rows, "close", lambda: None)()
+        raise
+    return rows, position
 
 
 def _conversations(rows, column_map: ColumnMap) -> Iterator[tuple[int, object]]:

@@ -20,6 +20,9 @@ import re
 import sys
 from pathlib import Path
 
+from converters.clean import valid_id_number
+from converters.deid.patterns import luhn_valid
+
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁沈姚卢姜崔钟谭陆汪范金石廖贾夏韦方白邹孟熊秦邱江尹薛段雷侯龙史陶黎贺顾毛郝龚邵万钱严武戴孔汤温康施文"  # noqa: E501
 COMPOUND_SURNAMES = ["欧阳", "司马", "诸葛", "上官"]
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂玉萍建华文红辉鹏飞斌宇浩凯健俊帆旭宁龙林欣佳怡雪梅琳婷晶燕倩颖慧莉云海峰亮成国东志新春月天小子一晓思雨嘉家金德永荣福山江波清光宏"  # noqa: E501
@@ -70,8 +73,6 @@ EN_STREETS = ["Baker Street", "Oak Avenue", "Maple Road", "Elm Street", "Park La
 EN_CITIES = ["Springfield", "Riverside", "Fairview", "Madison", "Georgetown"]
 PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁苏浙赣鄂桂甘晋陕吉闽贵粤川"
 PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
-
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 # Chinese templates: {SLOT} is an identifier, {keep:SLOT} a medical value that must survive.
 ZH = [
@@ -129,24 +130,16 @@ def _id_number(rng: random.Random) -> str:
     area = rng.choice(["110105", "440305", "330106", "510107", "420111"])
     birth = f"{rng.randint(1930, 2015)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
     body = area + birth + f"{rng.randint(0, 999):03d}"
-    total = sum(int(d) * w for d, w in zip(body, _ID_WEIGHTS, strict=True))
-    return body + "10X98765432"[total % 11]
+    return next(body + check for check in "0123456789X" if valid_id_number(body + check))
 
 
 def _luhn_card(rng: random.Random) -> str:
     body = rng.choice(["6222", "6217", "6228", "4367", "6212"]) + "".join(
         str(rng.randint(0, 9)) for _ in range(rng.choice([11, 14]))
     )
-    number = next(body + str(check) for check in range(10) if _luhn(body + str(check)))
+    number = next(body + str(check) for check in range(10) if luhn_valid(body + str(check)))
     groups = [number[i : i + 4] for i in range(0, len(number), 4)]
     return rng.choice([" ", "-", ""]).join(groups)
-
-
-def _luhn(number: str) -> bool:
-    digits = [int(c) for c in number]
-    odd = digits[-1::-2]
-    even = [sum(divmod(2 * d, 10)) for d in digits[-2::-2]]
-    return (sum(odd) + sum(even)) % 10 == 0
 
 
 def _zh_name(rng: random.Random) -> str:
