@@ -202,11 +202,11 @@ class Server:
 
     def stop(self, grace: float = 20.0) -> None:
         """End the server's whole process group: SIGTERM, then SIGKILL after `grace` s."""
-        if self.process is None:
+        process, self.process = self.process, None  # a second stop() finds nothing to do
+        if process is None:
             return
-        stop_group(self.process.pid, grace, reap=self.process.poll)
-        self.process.wait()
-        self.process = None
+        stop_group(process.pid, grace, reap=process.poll)
+        process.wait()
 
     def __enter__(self) -> Server:
         return self
