@@ -34,6 +34,7 @@ from converters.deid.engine import DeidOptions, deidentifier
 from converters.formats import FORMATS, dataset_entry
 from converters.records import Dialogue, RecordError, SourceError
 from converters.registry import check_conflicts, read_registry, register
+from converters.safety import LINT_LEVELS, SafetyRules
 from converters.sources import Chunk, describe_file, get_source, matching_sources
 from converters.split import SPLIT_NAMES, content_keys, split_indices
 
@@ -56,6 +57,9 @@ class ConvertOptions:
     # off; basic: the fast scrubber (phones, IDs, e-mails, URLs); strict: Presidio as well
     deid: str = "basic"
     deid_options: DeidOptions = DeidOptions()
+    # off; flag: count records breaking a safety rule; reject: send them to the rejects file
+    lint: str = "flag"
+    lint_rules: Path | None = None  # [default: templates/safety/rules.yaml]
     force: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     table: object = None  # converters.column_map.ColumnMap, for the table source
@@ -81,6 +85,8 @@ class Summary:
     files: dict[str, str] = field(default_factory=dict)
     deid: str = "basic"
     audit: Audit | None = None  # what de-identification replaced, sampled
+    lint: str = "flag"
+    flagged: Counter = field(default_factory=Counter)  # safety rule -> records breaking it
 
     @property
     def accounted(self) -> int:
@@ -96,6 +102,8 @@ class Summary:
             "dropped_trailing_questions": self.dropped_trailing_questions,
             "deid": self.deid,
             "pii_replaced": dict(sorted(self.pii.items())),
+            "lint": self.lint,
+            "flagged": dict(sorted(self.flagged.items())),
             "turns": percentiles(self.turns),
             "chars": percentiles(self.chars),
             "files": self.files,
@@ -140,6 +148,7 @@ class ChunkResult:
     line_count: int  # lines the chunk spans
     pii: Counter
     replaced: list  # (line number in the chunk, audit entry): what de-identification replaced
+    flagged: Counter  # safety rule -> records of the chunk breaking it
 
     @property
     def read(self) -> int:
@@ -226,6 +235,7 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
         for i, key in zip(suspects, refolded, strict=True):
             folded[i] = key
     sizes = list(map(len, texts))
+    unsafe, flagged = _linted(dialogues, options)
 
     def reject(i: int, reason: str, detail: str) -> None:
         line_no, payload, _ = parsed[i]
@@ -236,6 +246,10 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
     for i, dialogue in enumerate(dialogues):
         if sizes[i] > limit:
             reject(i, "too_long", f"{sizes[i]} characters > --max-chars {limit}")
+            continue
+        if options.lint == "reject" and i in unsafe:
+            first = unsafe[i][0]
+            reject(i, f"safety:{first.rule}", _lint_detail(unsafe[i]))
             continue
         try:
             lines.append(orjson.dumps(to_record(dialogue), option=orjson.OPT_APPEND_NEWLINE))
@@ -266,7 +280,26 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
         line_count=line_count,
         pii=pii,
         replaced=replaced,
+        flagged=flagged,
     )
+
+
+def _linted(dialogues: list[Dialogue], options: ConvertOptions) -> tuple[dict, Counter]:
+    """{record index: its safety violations}, and records per broken rule."""
+    unsafe: dict = {}
+    flagged: Counter = Counter()
+    if options.lint == "off":
+        return unsafe, flagged
+    rules = SafetyRules.load(options.lint_rules)
+    for i, dialogue in enumerate(dialogues):
+        if violations := rules.check(dialogue.turns):
+            unsafe[i] = violations
+            flagged.update({v.rule for v in violations})
+    return unsafe, flagged
+
+
+def _lint_detail(violations: list) -> str:
+    return "; ".join(f"{v.rule} in turn {v.turn}: {v.matched!r} ({v.context})" for v in violations)
 
 
 # --- converting process -------------------------------------------------------
@@ -376,6 +409,10 @@ def convert(
         raise SourceError(f"unknown format {options.fmt!r}; known: {', '.join(FORMATS)}")
     if options.deid not in DEID_LEVELS:
         raise SourceError(f"unknown --deid {options.deid!r}; known: {', '.join(DEID_LEVELS)}")
+    if options.lint not in LINT_LEVELS:
+        raise SourceError(f"unknown --lint {options.lint!r}; known: {', '.join(LINT_LEVELS)}")
+    if options.lint != "off":
+        SafetyRules.load(options.lint_rules)  # a broken rules file stops before the work
     if source_name == "table" and options.table is None:
         raise SourceError("the table source needs a column map: --column FIELD=COLUMN ...")
     dataset_dir = Path(options.dataset_dir)
@@ -390,7 +427,9 @@ def convert(
     if not options.force:  # fail before the work, not after it
         check_conflicts(dataset_dir, read_registry(dataset_dir), planned)
 
-    summary = Summary(name=options.name, deid=options.deid, audit=Audit(options.seed))
+    summary = Summary(
+        name=options.name, deid=options.deid, audit=Audit(options.seed), lint=options.lint
+    )
     pid = os.getpid()
     tmp = {split: dataset_dir / f".{options.name}_{split}.jsonl.{pid}" for split in split_names}
     tmp_rejects = dataset_dir / f".{options.name}.rejects.jsonl.{pid}"
@@ -527,6 +566,7 @@ class _Accounting:
         summary = self.summary
         summary.read += result.read
         summary.pii.update(result.pii)
+        summary.flagged.update(result.flagged)
         for line_no, entry in result.replaced:
             summary.audit.offer(source, line_base + line_no, entry)
         for line_no, reason, detail, raw in result.rejects:

@@ -32,6 +32,7 @@ from medfactory.cli.serve import serve, verify_command
 from medfactory.cli.vram import vram
 from medfactory.cli.webui import webui
 from medfactory.dev.demo import DemoFailed
+from medfactory.evaluation.errors import ExamError, JudgeError
 from medfactory.evaluation.scoring import PredictionsError
 from medfactory.feedback.chat import ChatError
 from medfactory.feedback.errors import REVIEW_ERRORS
@@ -47,8 +48,10 @@ USER_ERRORS = (
     DemoFailed,
     DownloadError,
     EndpointError,
+    ExamError,
     FileNotFoundError,
     GatewayError,
+    JudgeError,
     MonitorError,
     NoSuchInstance,
     PredictionsError,

@@ -75,6 +75,13 @@ DATASET_DIR = click.option(
 )
 
 
+RULES = click.option(
+    "--rules",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Safety rules YAML [default: templates/safety/rules.yaml].",
+)
+
+
 def registered_split(function: Callable) -> Callable:
     """--dataset, --dataset-dir: a split registered in DATASET_DIR/dataset_info.json."""
     dataset_dir = DATASET_DIR

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from converters.sources import SOURCES
-from medfactory.cli.common import DATASET_DIR, ExampleGroup, with_example
+from medfactory.cli.common import DATASET_DIR, RULES, ExampleGroup, with_example
 
 
 @click.group(cls=ExampleGroup)
@@ -114,6 +114,15 @@ def download(source: str, subset: str | None, dest: Path, endpoint: str | None) 
 )
 @click.option("--no-scrub", is_flag=True, help="Same as --deid off.")
 @click.option(
+    "--lint",
+    type=click.Choice(["off", "flag", "reject"]),
+    default="flag",
+    show_default=True,
+    help="Safety rules (banned claims, red flags without referral): count the records "
+    "breaking them, or reject them to the rejects file with the rule.",
+)
+@RULES
+@click.option(
     "--force", is_flag=True, help="Replace a different registered entry of the same name."
 )
 @click.option(
@@ -143,6 +152,8 @@ def convert(
     pseudonymize,
     ner_config,
     no_scrub,
+    lint,
+    rules,
     force,
     workers,
     as_json,
@@ -199,6 +210,8 @@ def convert(
         dedup=not no_dedup,
         deid=level,
         deid_options=DeidOptions(pseudonymize=pseudonymize, ner_config=ner_config),
+        lint=lint,
+        lint_rules=rules,
         force=force,
         table=table,
         **({"workers": workers} if workers else {}),
@@ -235,3 +248,35 @@ def stats(name: str, dataset_dir: Path, tokenizer: Path | None, as_json: bool) -
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         print_stats(result)
+
+
+@with_example(
+    "medfactory data lint huatuo_sample_train\n  medfactory data lint my_answers.jsonl --json"
+)
+@data.command()
+@click.argument("target", metavar="NAME|FILE")
+@DATASET_DIR
+@RULES
+@click.option("--examples", default=3, show_default=True, help="Examples shown per rule.")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Also write OUT/lint.json."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def lint(target, dataset_dir, rules, examples, out, as_json) -> None:
+    """Check training data against the safety rules: banned claims in answers, red-flag
+    questions answered without sending the patient to emergency care.
+
+    NAME is a registered dataset; FILE is an Alpaca or ShareGPT JSON/JSONL file or a
+    generated_predictions.jsonl. Every rule is counted per record, with examples.
+    """
+    from medfactory.cli.tables import print_safety_report
+    from medfactory.evaluation.safety import lint_dataset
+
+    report = lint_dataset(target, dataset_dir, rules, examples)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "lint.json").write_text(json.dumps(report, ensure_ascii=False, indent=2))
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print_safety_report(report)

@@ -1,14 +1,21 @@
-"""`medfactory eval predictions|endpoint|compare`: BLEU-4 / ROUGE, fast and comparable."""
+"""`medfactory eval`: BLEU-4 / ROUGE, exam accuracy, rubric grading by a judge, safety."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from medfactory.cli.common import ExampleGroup, registered_split, server_client, with_example
+from medfactory.cli.common import (
+    RULES,
+    ExampleGroup,
+    registered_split,
+    server_client,
+    with_example,
+)
 from medfactory.evaluation.metrics import METRICS
 
 THINK = click.option(
@@ -131,13 +138,17 @@ def compare(files, names, out, think) -> None:
     """Compare scored runs: the first is the baseline, the others are compared with it.
 
     FILES are scores.json files, or generated_predictions.jsonl files, which are
-    scored first (--think, as `eval predictions`).
+    scored first (--think, as `eval predictions`), or exam.json files written by
+    `eval exam` (accuracy per subject, question by question).
 
     Prints a table with per-metric deltas and 95 % paired-bootstrap confidence
     intervals; writes a Markdown report and a bar chart.
     """
     from medfactory.evaluation.compare import write_comparison
 
+    if files[0].name == "exam.json":
+        _compare_exams(files, names, out)
+        return
     scored = []
     for file in files:
         if file.suffix == ".jsonl":  # predictions: score them first, as `eval predictions`
@@ -163,3 +174,153 @@ def compare(files, names, out, think) -> None:
     console.print(table)
     console.print("* the interval excludes zero")
     console.print(f"report: {report}  chart: {out / 'scores.png'}")
+
+
+@with_example("medfactory eval safety saves/tiny/lora/predict/generated_predictions.jsonl")
+@eval_group.command()
+@click.argument("predictions", type=click.Path(path_type=Path))
+@RULES
+@click.option("--examples", default=3, show_default=True, help="Examples kept per rule.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for safety.json [default: next to PREDICTIONS].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def safety(predictions, rules, examples, out, as_json) -> None:
+    """Rate of a model's answers breaking each safety rule: banned claims (保证治愈,
+    无副作用, 100%有效, ...) and red-flag symptoms answered without a referral.
+
+    The final answer is checked (a <think> part is left out). Writes OUT/safety.json.
+    """
+    from medfactory.cli.tables import print_safety_report
+    from medfactory.evaluation.safety import safety_of_predictions
+
+    report = safety_of_predictions(predictions, rules, examples)
+    out = out or predictions.parent
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "safety.json").write_text(json.dumps(report, ensure_ascii=False, indent=2))
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print_safety_report(report)
+        click.echo(f"report: {out / 'safety.json'}")
+
+
+@with_example(
+    "medfactory eval exam --endpoint http://127.0.0.1:8000 --benchmark ceval-medical\n"
+    "  medfactory eval exam --endpoint http://127.0.0.1:8000 --benchmark our_exam.csv"
+)
+@eval_group.command()
+@server_client
+@click.option(
+    "--benchmark",
+    required=True,
+    metavar="NAME|FILE",
+    help="ceval-medical, cmmlu-medical, mmlu-medical, medmcqa, medxpertqa, ceval-general "
+    "(the forgetting check), or a CSV/JSONL exam: question, A, B, ... (or options), answer "
+    "[, id, subject].",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A named benchmark's ModelScope dataset, downloaded elsewhere [default: fetched].",
+)
+@click.option("--limit", type=int, help="Only the first N questions of each subject.")
+@click.option("--concurrency", default=8, show_default=True, help="Requests in flight.")
+@click.option("--max-tokens", default=512, show_default=True, help="Tokens per answer.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder [default: saves/exam/BENCHMARK/MODEL].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def exam(
+    endpoint, api_key, model_name, benchmark, data_dir, limit, concurrency, max_tokens, out,
+    as_json,
+) -> None:  # fmt: skip
+    """Multiple-choice accuracy of a served model, through EvalScope.
+
+    Accuracy per subject with Wilson 95 % intervals; writes OUT/exam.json (every
+    question, the letter read from the answer, right or wrong). Compare a base and a
+    fine-tune with `medfactory eval compare BASE/exam.json TUNED/exam.json`.
+    """
+    from deploy.client import Endpoint
+    from medfactory.evaluation.exam import (
+        BENCHMARKS,
+        ExamRun,
+        prepare_exam,
+        read_exam_file,
+        run_exam,
+    )
+
+    if benchmark not in BENCHMARKS:
+        if not Path(benchmark).suffix:
+            raise click.BadParameter(
+                f"{benchmark!r} is neither a benchmark ({', '.join(BENCHMARKS)}) nor a file",
+                param_hint="--benchmark",
+            )
+        read_exam_file(Path(benchmark))  # a bad file is one message before the server is asked
+    model = Endpoint(endpoint, api_key=api_key, model=model_name).check()
+    name = benchmark if benchmark in BENCHMARKS else Path(benchmark).stem
+    out = out or Path("saves/exam") / name / model.replace("/", "_")
+    run = ExamRun(
+        benchmark=benchmark, endpoint=endpoint, model=model, api_key=api_key, out=out,
+        data_dir=data_dir, limit=limit, concurrency=concurrency, max_tokens=max_tokens,
+    )  # fmt: skip
+    from medfactory.cli.progress import count_progress
+
+    task = prepare_exam(run)
+    with count_progress(f"asking {model} ({name}, EvalScope)", task.total) as advance:
+        report = run_exam(task, on_progress=advance)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in report.items() if k != "per_question"}, indent=2))
+        return
+    table = Table(title=f"{report['title']}: {model}", title_justify="left")
+    for column in ("subject", "questions", "accuracy", "95% CI"):
+        table.add_column(column, justify="left" if column == "subject" else "right")
+    rows = [*report["subjects"].items(), ("overall", report["overall"])]
+    for subject, entry in rows:
+        low, high = entry["ci95"]
+        table.add_row(
+            subject, str(entry["questions"]), f"{100 * entry['accuracy']:.1f}%",
+            f"[{100 * low:.1f}, {100 * high:.1f}]",
+        )  # fmt: skip
+    Console().print(table)
+    click.echo(f"report: {out / 'exam.json'}")
+
+
+def _compare_exams(files, names, out: Path) -> None:
+    from medfactory.evaluation.exam import ExamError, compare_exams
+
+    reports = []
+    for file in files:
+        report = json.loads(Path(file).read_text(encoding="utf-8"))
+        if report.get("kind") != "exam":
+            raise ExamError(f"{file}: not an exam report written by `eval exam`")
+        reports.append(report)
+    names = names.split(",") if names else [f"{r['model']}" for r in reports]
+    if len(set(names)) != len(names):
+        names = [str(Path(f).parent) for f in files]
+    result = compare_exams(reports, names)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "exam_comparison.json").write_text(json.dumps(result, indent=2))
+    console = Console()
+    for name, rows in result["deltas"].items():
+        table = Table(
+            title=f"{name} vs {names[0]}: {result['questions']} paired questions",
+            title_justify="left",
+        )
+        for column in ("subject", "questions", names[0], name, "Δ [95% CI]"):
+            table.add_column(column, justify="left" if column == "subject" else "right")
+        for subject, row in rows.items():
+            low, high = row["ci95"]
+            mark = " *" if row["significant"] else ""
+            table.add_row(
+                subject, str(row["questions"]), f"{100 * row['baseline']:.1f}%",
+                f"{100 * row['candidate']:.1f}%",
+                f"{100 * row['delta']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]{mark}",
+            )  # fmt: skip
+        console.print(table)
+    console.print("* the interval excludes zero")
+    console.print(f"comparison: {out / 'exam_comparison.json'}")

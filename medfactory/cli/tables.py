@@ -28,6 +28,9 @@ def print_convert_summary(summary) -> None:
     table.add_row("de-identification", data["deid"])
     for kind, count in data["pii_replaced"].items():
         table.add_row(f"PII replaced: {kind}", f"{count:,}")
+    table.add_row("safety lint", data["lint"])
+    for rule, count in data["flagged"].items():
+        table.add_row(f"flagged: {rule}", f"{count:,}")
     table.add_row("turns per record", _percentile_text(data["turns"]))
     table.add_row("characters per record", _percentile_text(data["chars"]))
     for kind, path in data["files"].items():
@@ -64,3 +67,30 @@ def print_export_summary(data: dict) -> None:
     for path in data["files"]:
         table.add_row("file", path)
     console.print(table)
+
+
+def print_safety_report(report: dict) -> None:
+    """Per rule: records breaking it, the rate with its 95 % interval, and examples."""
+    title = (
+        f"{report['source']}: {report['flagged']:,} of {report['records']:,} records break "
+        f"a safety rule ({_share(report['rate'])})"
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("rule", "kind", "records", "rate [95% CI]", "example"):
+        table.add_column(column, justify="right" if column in ("records",) else "left")
+    for rule in report["rules"]:
+        low, high = rule["ci95"]
+        example = rule["examples"][0] if rule["examples"] else None
+        table.add_row(
+            rule["id"],
+            rule["kind"].replace("_", " "),
+            f"{rule['count']:,}",
+            f"{_share(rule['rate'])} [{_share(low)}, {_share(high)}]",
+            f"{example['where']}: {example['context']}" if example else "",
+        )
+    console.print(table)
+    console.print(f"rules: {report['rules_file']}")
+
+
+def _share(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.1f}%"  # NaN: no records
