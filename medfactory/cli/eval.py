@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from medfactory.cli.common import (
+    DB,
     RULES,
     ExampleGroup,
+    open_db,
     registered_split,
     server_client,
     with_example,
@@ -324,3 +326,124 @@ def _compare_exams(files, names, out: Path) -> None:
         console.print(table)
     console.print("* the interval excludes zero")
     console.print(f"comparison: {out / 'exam_comparison.json'}")
+
+
+@with_example(
+    "medfactory eval judge saves/eval/base/generated_predictions.jsonl "
+    "saves/eval/lora/generated_predictions.jsonl --rubric medical-default "
+    "--judge-endpoint https://api.example.com --judge-model gpt-4.1 --calibrate r1"
+)
+@eval_group.command()
+@click.argument("predictions", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--rubric",
+    default="medical-default",
+    show_default=True,
+    metavar="FILE|NAME",
+    help="HealthBench JSONL (prompt, rubrics: [{criterion, points, tags}], optional prompt_id), "
+    "one per prediction in order or matched by prompt_id; or a YAML rubric for every answer; "
+    "or a name under templates/rubrics/.",
+)
+@click.option("--judge-endpoint", required=True, help="Base URL of the judge's server.")
+@click.option("--judge-model", help="The judge model [default: the server's last listed].")
+@click.option(
+    "--judge-api-key", envvar="MEDFACTORY_JUDGE_API_KEY", help="The judge server's API key."
+)
+@click.option(
+    "--calibrate",
+    metavar="STUDY",
+    help="A clinician review study over the same prompts: Cohen's kappa between the judge's "
+    "preference and the clinicians' final verdicts.",
+)
+@DB
+@click.option("--concurrency", default=8, show_default=True, help="Judge requests in flight.")
+@click.option(
+    "--out",
+    default="saves/judge",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for judge.json and the judgment cache (judgments.jsonl).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def judge(
+    predictions, rubric, judge_endpoint, judge_model, judge_api_key, calibrate, db, concurrency,
+    out, as_json,
+) -> None:  # fmt: skip
+    """Grade answers against physician-written rubrics with a judge model (HealthBench's way).
+
+    Each criterion is put to the judge; an answer scores the points of the criteria
+    met over its positive points; per axis and overall the mean, clipped to [0, 1],
+    with 95 % bootstrap intervals. A reply that cannot be parsed is asked again once,
+    then counted as invalid. Judgments are cached in OUT/judgments.jsonl: a rerun
+    asks only what is new.
+    """
+    from deploy.client import Endpoint
+    from medfactory.cli.progress import count_progress
+    from medfactory.evaluation.judge import (
+        Judge,
+        JudgmentCache,
+        Rubrics,
+        answers_of,
+        summarize,
+    )
+    from medfactory.evaluation.judge import (
+        calibrate as calibrate_judge,
+    )
+
+    if not predictions and not calibrate:
+        raise click.UsageError("give PREDICTIONS files to grade, or --calibrate STUDY, or both")
+    rubrics = Rubrics.load(rubric)
+    graded = [(path, answers_of(path, rubrics)) for path in predictions]
+    server = Endpoint(judge_endpoint, api_key=judge_api_key, model=judge_model)
+    server.check()
+    grader = Judge(server, JudgmentCache(out / "judgments.jsonl"), concurrency)
+    report = {"judge": grader.name, "rubric": rubrics.source, "runs": []}
+    for path, answers in graded:
+        total = sum(len(a.rubric) for a in answers)
+        with count_progress(f"judging {path}", total, enabled=not as_json) as advance:
+            grades = grader.grade_all(answers, advance)
+        report["runs"].append({"file": str(path), **summarize(answers, grades)})
+    if calibrate:
+        store = open_db(db)
+        with count_progress(f"judging study {calibrate}", None, enabled=not as_json) as advance:
+            report["calibration"] = calibrate_judge(grader, rubrics, store, calibrate, advance)
+    report["requests"] = grader.asked
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "judge.json").write_text(json.dumps(report, ensure_ascii=False, indent=2))
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    _print_judge(report)
+    click.echo(f"report: {out / 'judge.json'}")
+
+
+def _print_judge(report: dict) -> None:
+    console = Console()
+    for run in report["runs"]:
+        table = Table(
+            title=f"{run['file']}: {run['scored_items']} of {run['items']} answers scored by "
+            f"{report['judge']}",
+            title_justify="left",
+        )
+        for column in ("", "score", "95% CI", "answers"):
+            table.add_column(column, justify="left" if not column else "right")
+        rows = [("overall", run["overall"]), *((f"axis {a}", v) for a, v in run["axes"].items())]
+        for label, entry in rows:
+            low, high = entry["ci95"]
+            table.add_row(
+                label, f"{entry['score']:.3f}", f"[{low:.3f}, {high:.3f}]", str(entry["items"])
+            )
+        console.print(table)
+        console.print(
+            f"invalid judgments (unparseable twice, or refused): "
+            f"{run['invalid_judgments']} of {run['judgments']}"
+        )
+    if calibration := report.get("calibration"):
+        kappa = calibration["kappa"]
+        console.print(
+            f"calibration on study {calibration['study']}: Cohen's kappa "
+            f"{'n/a' if kappa is None else f'{kappa:.3f}'}, agreement "
+            f"{100 * calibration['agreement']:.1f}% over {calibration['compared']} settled items"
+            f" ({calibration['unscored']} left out: the judge gave no score)"
+        )
+    console.print(f"judge requests this run: {report['requests']} (the rest were cached)")

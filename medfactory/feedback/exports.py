@@ -121,6 +121,36 @@ def review_export(store: Store, study_name: str) -> Export:
     return export
 
 
+def settled_items(store: Store, study_name: str) -> list[dict]:
+    """The items of a study whose final verdict is settled (arbitrated, or every rater
+    agreeing), with their chat, both answers and the verdict (left, right, tie, both_bad)."""
+    with store.session() as session:
+        study = find_study(session, study_name)
+        items = session.scalars(
+            select(Item).where(Item.study_id == study.id).order_by(Item.position)
+        ).all()
+        assigned = Counter(
+            session.scalars(select(Assignment.item_id).join(Item).where(Item.study_id == study.id))
+        )
+        settled = arbitrated_verdicts(session, study.id)
+        rated: dict[int, list] = {}
+        for row in current_ratings(session, study.id):
+            rated.setdefault(row.item_id, []).append(row.Rating)
+        shown = {"tie": "tie", "both unacceptable": "both_bad", "left": "left", "right": "right"}
+        found = []
+        for item in items:
+            verdict = _final_verdict(
+                settled.get(item.id), rated.get(item.id, []), assigned[item.id]
+            )
+            if verdict in shown:
+                found.append({
+                    "position": item.position, "conversation": item.conversation,
+                    "left_answer": item.left_answer, "right_answer": item.right_answer,
+                    "verdict": shown[verdict],
+                })  # fmt: skip
+    return found
+
+
 def _final_verdict(arbitrated: str | None, ratings: list, assigned: int) -> str:
     """The item's settled verdict, or why there is none yet."""
     verdict = arbitrated
