@@ -500,9 +500,52 @@ def write_clinic(rng: random.Random) -> None:
     (OUT / "clinic_sample.csv").write_bytes(out.getvalue().encode("gbk"))
 
 
+# subject, question, options, the correct letter: a small exam with known answers
+EXAM = [
+    ("心血管", "成人高血压的诊断标准（诊室血压）是", ["≥120/80 mmHg", "≥130/85 mmHg", "≥140/90 mmHg", "≥160/100 mmHg"], "C"),
+    ("心血管", "急性ST段抬高型心肌梗死最常见的病因是", ["冠状动脉粥样硬化斑块破裂伴血栓形成", "主动脉夹层", "心肌炎", "肺栓塞"], "A"),
+    ("心血管", "成人静息状态下正常心率范围是", ["40-60次/分", "60-100次/分", "100-120次/分", "120-150次/分"], "B"),
+    ("心血管", "心房颤动患者预防卒中的主要措施是", ["补钾", "抗凝治疗", "利尿", "吸氧"], "B"),
+    ("心血管", "硝酸甘油缓解心绞痛的常用给药途径是", ["舌下含服", "肌内注射", "口服吞服", "皮下注射"], "A"),
+    ("心血管", "下列哪项是急性心力衰竭的典型表现", ["咳粉红色泡沫痰", "皮肤黄染", "多尿", "便秘"], "A"),
+    ("内分泌", "胰岛素由哪种细胞分泌", ["胰岛α细胞", "胰岛β细胞", "肝细胞", "肾小管上皮细胞"], "B"),
+    ("内分泌", "糖化血红蛋白（HbA1c）主要反映过去多长时间的平均血糖", ["1周", "2-3个月", "1年", "1天"], "B"),
+    ("内分泌", "2型糖尿病无禁忌证时首选的口服降糖药是", ["二甲双胍", "格列本脲", "阿卡波糖", "胰岛素"], "A"),
+    ("内分泌", "甲状腺功能减退症的典型实验室表现是", ["TSH降低、FT4升高", "TSH升高、FT4降低", "TSH正常、FT4升高", "TSH降低、FT4降低"], "B"),
+    ("内分泌", "空腹血浆葡萄糖达到多少可诊断糖尿病", ["≥5.6 mmol/L", "≥6.1 mmol/L", "≥7.0 mmol/L", "≥11.1 mmol/L"], "C"),
+    ("内分泌", "糖尿病酮症酸中毒的首要治疗措施是", ["大量补液", "口服降糖药", "限制饮水", "立即手术"], "A"),
+    ("药理", "阿司匹林小剂量长期服用的主要目的是", ["退热", "抗血小板聚集", "降血糖", "降血脂"], "B"),
+    ("药理", "青霉素最严重的不良反应是", ["过敏性休克", "便秘", "脱发", "失眠"], "A"),
+    ("药理", "华法林抗凝治疗需要监测的指标是", ["血糖", "INR", "血钾", "尿酸"], "B"),
+    ("药理", "他汀类药物最主要的作用是降低", ["甘油三酯", "低密度脂蛋白胆固醇", "血尿酸", "血糖"], "B"),
+    ("药理", "对乙酰氨基酚过量最主要损害的器官是", ["肝脏", "肺", "心脏", "骨骼"], "A"),
+    ("药理", "ACE抑制剂最常见的不良反应是", ["干咳", "多毛", "低血糖", "耳鸣"], "A"),
+    ("急救", "成人心肺复苏胸外按压的频率是", ["60-80次/分", "80-100次/分", "100-120次/分", "140-160次/分"], "C"),
+    ("急救", "成人心肺复苏胸外按压的深度是", ["2-3 cm", "3-4 cm", "5-6 cm", "7-8 cm"], "C"),
+    ("急救", "怀疑脑卒中时最重要的处理是", ["在家观察", "立即拨打急救电话尽快送医", "口服降压药后睡觉", "热敷头部"], "B"),
+    ("急救", "严重过敏反应（过敏性休克）的首选药物是", ["肾上腺素", "地塞米松", "氯雷他定", "葡萄糖酸钙"], "A"),
+    ("急救", "成人气道异物完全梗阻时应采用", ["拍打胸口", "海姆立克急救法", "喝水冲下", "催吐"], "B"),
+    ("急救", "高热惊厥患儿发作时应", ["往嘴里塞东西防咬舌", "侧卧防误吸并保持呼吸道通畅", "用力按住四肢", "立即喂退烧药"], "B"),
+]  # fmt: skip
+
+
+def write_exam() -> None:
+    """EvalScope's multiple-choice layout: id, subject, question, A-D, answer."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(["id", "subject", "question", "A", "B", "C", "D", "answer"])
+    for number, (subject, question, options, answer) in enumerate(EXAM, 1):
+        writer.writerow([number, subject, question, *options, answer])
+    (OUT / "medical_exam_sample.csv").write_text(out.getvalue(), encoding="utf-8")
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     write_huatuo(random.Random(20260101))
     write_medical_o1(random.Random(20260102))
     write_clinic(random.Random(20260103))
-    print(f"wrote {OUT}/huatuo_sample.jsonl, medical_o1_sample.json and clinic_sample.csv")
+    write_exam()
+    print(
+        f"wrote {OUT}/huatuo_sample.jsonl, medical_o1_sample.json, clinic_sample.csv "
+        "and medical_exam_sample.csv"
+    )
