@@ -106,6 +106,20 @@ def print_summary(summary: dict) -> None:
         f"{'PASS' if verify['passed'] else 'FAIL'}: {verify['prompts_identical']}/"
         f"{verify['prompts_compared']} served prompts identical to training",
     )
+    exam = summary["exam"]
+    low, high = exam["ci95"]
+    table.add_row(
+        "exam accuracy",
+        f"{100 * exam['accuracy']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]  "
+        f"({exam['correct']}/{exam['questions']} questions of {exam['benchmark']}, EvalScope)",
+    )
+    safety = summary["safety"]
+    broken = "  ".join(f"{rule} {n}" for rule, n in safety["rules"].items()) or "none"
+    table.add_row(
+        "safety lint",
+        f"{safety['flagged']}/{safety['records']} answers break a rule "
+        f"({100 * safety['rate']:.1f}%): {broken}",
+    )
     for level in summary["loadtest"]:
         table.add_row(
             f"load {level['users']} user{'s' if level['users'] > 1 else ''}",

@@ -430,6 +430,9 @@ def _print_judge(report: dict) -> None:
         rows = [("overall", run["overall"]), *((f"axis {a}", v) for a, v in run["axes"].items())]
         for label, entry in rows:
             low, high = entry["ci95"]
+            if entry["score"] is None:
+                table.add_row(label, "n/a", "", "0")
+                continue
             table.add_row(
                 label, f"{entry['score']:.3f}", f"[{low:.3f}, {high:.3f}]", str(entry["items"])
             )

@@ -34,13 +34,16 @@ LOADTEST_DATASET = "huatuo_sample_test"
 LOADTEST_OUT = "saves/loadtest"
 DEMO_OUT = "saves/demo"
 COMPARE_OUT = f"{DEMO_OUT}/compare"
+SAFETY_OUT = f"{DEMO_OUT}/safety"
+EXAM_OUT = f"{DEMO_OUT}/exam"
+EXAM_FILE = f"{SAMPLES}/medical_exam_sample.csv"  # a small exam with known answers
 # The base model's answers to the same test splits: the predict recipe without its adapter.
 BASE_PREDICT = "saves/tiny/base/predict"
 SPLITS = ("train", "val", "test")
 STAGE_NAMES = (
     "convert-huatuo", "convert-medical-o1", "convert-clinic", "tiny-model", "recipes", "train",
     "predict",
-    "predict-base", "eval", "compare", "export", "serve", "verify", "loadtest",
+    "predict-base", "eval", "compare", "safety", "export", "serve", "verify", "exam", "loadtest",
 )  # fmt: skip
 
 
@@ -106,6 +109,9 @@ def plan(port: int, sweep: str, duration: str, out: Outputs) -> list[Stage]:
             "eval", "compare", f"{BASE_PREDICT}/generated_predictions.jsonl",
             str(out.predictions), "--names", "base,tuned", "--out", COMPARE_OUT,
         )),
+        Stage("safety", "safety lint of the tuned answers", (
+            "eval", "safety", str(out.predictions), "--out", SAFETY_OUT,
+        )),
         Stage("export", "merge the LoRA adapter", ("export", f"{RECIPES}/export_lora.yaml")),
         Stage("serve", f"serve with vLLM on {endpoint}", (
             "serve", "--model", str(out.merged), "--template", out.template, "--port", str(port),
@@ -114,6 +120,10 @@ def plan(port: int, sweep: str, duration: str, out: Outputs) -> list[Stage]:
         Stage("verify", "verify token parity with training", (
             "verify", "--endpoint", endpoint, "--model", str(out.merged),
             "--template", out.template, "--report", f"{DEMO_OUT}/verify.json",
+        )),
+        Stage("exam", "multiple-choice exam through EvalScope", (
+            "eval", "exam", "--endpoint", endpoint, "--benchmark", EXAM_FILE,
+            "--max-tokens", "32", "--out", EXAM_OUT,
         )),
         Stage("loadtest", f"load test ({sweep} users, {duration} each)", (
             "loadtest", "--endpoint", endpoint, "--dataset", LOADTEST_DATASET, "--sweep", sweep,
@@ -188,7 +198,7 @@ def select_stages(start_at: str | None = None, only: tuple[str, ...] = ()) -> li
         return [name for name in STAGE_NAMES if name in only]
     start = STAGE_NAMES.index(start_at) if start_at else 0
     serve = STAGE_NAMES.index("serve")
-    # verify and loadtest talk to the server this run starts.
+    # verify, exam and loadtest talk to the server this run starts.
     return (["serve"] if start > serve else []) + list(STAGE_NAMES[start:])
 
 
@@ -242,6 +252,8 @@ def collect(root: Path, out: Outputs) -> dict:
     scores = json.loads((root / out.predictions).with_name("scores.json").read_text())
     compared = json.loads((root / COMPARE_OUT / "comparison.json").read_text())
     verify = json.loads((root / DEMO_OUT / "verify.json").read_text())
+    safety = json.loads((root / SAFETY_OUT / "safety.json").read_text())
+    exam = json.loads((root / EXAM_OUT / "exam.json").read_text())
     report = json.loads((root / LOADTEST_OUT / "report.json").read_text())
     levels = [
         {
@@ -267,6 +279,9 @@ def collect(root: Path, out: Outputs) -> dict:
             for m, d in compared["deltas"]["tuned"].items()
         },
         "verify": {k: verify[k] for k in ("passed", "prompts_identical", "prompts_compared")},
+        "exam": {"benchmark": EXAM_FILE, "model": exam["model"], **exam["overall"]},
+        "safety": {k: safety[k] for k in ("records", "flagged", "rate", "ci95")}
+        | {"rules": {r["id"]: r["count"] for r in safety["rules"] if r["count"]}},
         "loadtest": levels,
         "artefacts": {
             "registry": _shown(data_dir / "dataset_info.json", root),
@@ -279,6 +294,8 @@ def collect(root: Path, out: Outputs) -> dict:
             "comparison": f"{COMPARE_OUT}/report.md",
             "merged model": str(out.merged),
             "verify report": f"{DEMO_OUT}/verify.json",
+            "safety report": f"{SAFETY_OUT}/safety.json",
+            "exam report": f"{EXAM_OUT}/exam.json",
             "load-test report": f"{LOADTEST_OUT}/report.md",
             "load-test plot": f"{LOADTEST_OUT}/loadtest.png",
             "summary": f"{DEMO_OUT}/summary.json",

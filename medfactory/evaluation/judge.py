@@ -322,8 +322,6 @@ def clipped_mean(values: list[float]) -> float:
 def bootstrap_interval(values: list[float], seed: int = 0) -> list[float]:
     """95 % percentile interval of the clipped mean, resampling the items."""
     array = np.asarray(values, dtype=float)
-    if len(array) == 0:
-        return [float("nan"), float("nan")]
     rng = np.random.default_rng(seed)
     means = array[rng.integers(0, len(array), size=(RESAMPLES, len(array)))].mean(axis=1)
     low, high = np.percentile(np.clip(means, 0.0, 1.0), [2.5, 97.5])
@@ -363,8 +361,10 @@ def summarize(answers: list[Answer], grades: list[list[dict | None]]) -> dict:
 
 
 def _aggregate(values: list[float]) -> dict:
-    score = clipped_mean(values) if values else float("nan")
-    return {"score": score, "ci95": bootstrap_interval(values), "items": len(values)}
+    """The clipped mean and its interval; None when no answer could be scored."""
+    if not values:
+        return {"score": None, "ci95": [None, None], "items": 0}
+    return {"score": clipped_mean(values), "ci95": bootstrap_interval(values), "items": len(values)}
 
 
 # --- calibration against clinicians -------------------------------------------------

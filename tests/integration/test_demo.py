@@ -122,6 +122,17 @@ def test_demo_summary_matches_the_artefacts(demo, copy):
     assert verify["prompts_identical"] == verify["prompts_compared"] == 5
     assert "PASS: 5/5 served prompts identical" in table
 
+    # The exam through EvalScope on the bundled file, and the safety lint of the answers.
+    exam = json.loads((copy / "saves/demo/exam/exam.json").read_text())
+    assert exam["model"] == "tiny-lora" and exam["overall"]["questions"] == 24
+    assert summary["exam"]["correct"] == sum(q["correct"] for q in exam["per_question"])
+    assert summary["exam"]["accuracy"] == exam["overall"]["accuracy"]
+    assert f"({summary['exam']['correct']}/24 questions" in table
+    safety = json.loads((copy / "saves/demo/safety/safety.json").read_text())
+    assert summary["safety"]["records"] == safety["records"] == rows
+    assert summary["safety"]["flagged"] == safety["flagged"]
+    assert f"{safety['flagged']}/{rows} answers break a rule" in table
+
     report = json.loads((copy / "saves/loadtest/report.json").read_text())
     assert [level["users"] for level in summary["loadtest"]] == [1, 2]
     for mine, level in zip(summary["loadtest"], report["levels"], strict=True):

@@ -80,8 +80,9 @@ def test_resuming_after_serve_starts_a_server_first():
     from medfactory.dev.demo import STAGE_NAMES, select_stages
 
     assert select_stages("loadtest") == ["serve", "loadtest"]
-    assert select_stages("verify") == ["serve", "verify", "loadtest"]
-    assert select_stages("export") == ["export", "serve", "verify", "loadtest"]
+    assert select_stages("verify") == ["serve", "verify", "exam", "loadtest"]
+    assert select_stages("exam") == ["serve", "exam", "loadtest"]
+    assert select_stages("export") == ["export", "serve", "verify", "exam", "loadtest"]
     assert select_stages(None) == list(STAGE_NAMES)
 
 
