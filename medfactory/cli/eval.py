@@ -379,16 +379,8 @@ def judge(
     """
     from deploy.client import Endpoint
     from medfactory.cli.progress import count_progress
-    from medfactory.evaluation.judge import (
-        Judge,
-        JudgmentCache,
-        Rubrics,
-        answers_of,
-        summarize,
-    )
-    from medfactory.evaluation.judge import (
-        calibrate as calibrate_judge,
-    )
+    from medfactory.evaluation.judge import Judge, JudgmentCache, Rubrics, answers_of, summarize
+    from medfactory.feedback.calibration import calibrate as calibrate_judge
 
     if not predictions and not calibrate:
         raise click.UsageError("give PREDICTIONS files to grade, or --calibrate STUDY, or both")

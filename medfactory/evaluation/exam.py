@@ -27,7 +27,7 @@ import numpy as np
 
 from medfactory.evaluation.compare import RESAMPLES, paired_bootstrap
 from medfactory.evaluation.errors import ExamError
-from medfactory.feedback.report import wilson
+from medfactory.evaluation.intervals import wilson
 
 LETTERS = "ABCDEFGHIJ"
 

@@ -26,8 +26,7 @@ import yaml
 from deploy.client import EndpointError
 from medfactory import paths
 from medfactory.evaluation.errors import JudgeError
-from medfactory.evaluation.scoring import read_predictions, split_think
-from medfactory.feedback.studies import conversation_of
+from medfactory.evaluation.scoring import conversation_of, read_predictions, split_think
 
 DEFAULT_RUBRIC = "medical-default"
 RUBRIC_DIR = paths.PROJECT_ROOT / "templates" / "rubrics"
@@ -117,10 +116,10 @@ class Rubrics:
             prompt = row.get("prompt")
             if isinstance(prompt, str):
                 prompt = [{"role": "user", "content": prompt}]
-            if not isinstance(prompt, list) or not _last_user(prompt):
+            if not isinstance(prompt, list) or not last_user(prompt):
                 raise JudgeError(f"{where}: `prompt` must be chat messages ending with the user's")
             entries.append({
-                "prompt_id": row.get("prompt_id"), "question": _last_user(prompt),
+                "prompt_id": row.get("prompt_id"), "question": last_user(prompt),
                 "rubric": _criteria(where, row.get("rubrics")), "where": where,
             })  # fmt: skip
         if not entries:
@@ -147,7 +146,7 @@ class Rubrics:
                 "by a `prompt_id` in both files"
             )
         for number, (entry, row) in enumerate(zip(self.entries, rows, strict=True), 1):
-            question = _last_user(conversation_of(row))
+            question = last_user(conversation_of(row))
             if _squash(question) != _squash(entry["question"]):
                 raise JudgeError(
                     f"{entry['where']}: its prompt ({entry['question'][:40]!r}) is not the "
@@ -165,7 +164,7 @@ class Rubrics:
         return None
 
 
-def _last_user(messages: list) -> str:
+def last_user(messages: list) -> str:
     users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     return str(users[-1]) if users else ""
 
@@ -365,81 +364,3 @@ def _aggregate(values: list[float]) -> dict:
     if not values:
         return {"score": None, "ci95": [None, None], "items": 0}
     return {"score": clipped_mean(values), "ci95": bootstrap_interval(values), "items": len(values)}
-
-
-# --- calibration against clinicians -------------------------------------------------
-
-LABELS = ("left", "right", "tie")
-
-
-def preference(left: float | None, right: float | None) -> str | None:
-    if left is None or right is None:
-        return None
-    return "left" if left > right else "right" if right > left else "tie"
-
-
-def calibration(pairs: list[dict]) -> dict:
-    """Cohen's kappa between the judge's preference and the clinicians' final verdicts
-    (both unacceptable counts as no preference: a tie)."""
-    from sklearn.metrics import cohen_kappa_score, confusion_matrix
-
-    usable = [p for p in pairs if p["judge"] is not None]
-    clinicians = [p["clinicians"] for p in usable]
-    judge = [p["judge"] for p in usable]
-    result = {
-        "items": len(pairs),
-        "compared": len(usable),
-        "unscored": len(pairs) - len(usable),
-        "labels": list(LABELS),
-        "agreement": float(np.mean([a == b for a, b in zip(clinicians, judge, strict=True)]))
-        if usable
-        else float("nan"),
-        "kappa": None,
-        "confusion": None,
-        "pairs": pairs,
-    }
-    if usable:
-        kappa = cohen_kappa_score(clinicians, judge, labels=list(LABELS))
-        result["kappa"] = None if np.isnan(kappa) else float(kappa)
-        result["confusion"] = confusion_matrix(clinicians, judge, labels=list(LABELS)).tolist()
-    return result
-
-
-def calibrate(judge: Judge, rubrics: Rubrics, store, study: str, on_progress=None) -> dict:
-    """Grade both answers of each settled item of a review study, and compare the
-    judge's preference with the clinicians' verdict."""
-    from medfactory.feedback.exports import settled_items
-
-    items = settled_items(store, study)
-    if not items:
-        raise JudgeError(
-            f"study {study!r} has no settled verdicts yet (arbitrated, or both raters agreeing); "
-            "calibrate once the clinicians have rated"
-        )
-    answers = []
-    for item in items:
-        conversation = tuple((m["role"], m["content"]) for m in item["conversation"])
-        rubric = rubrics.for_question(_last_user(item["conversation"]))
-        if rubric is None:
-            raise JudgeError(
-                f"{rubrics.source} has no rubric for item {item['position']} of study {study!r} "
-                f"({_last_user(item['conversation'])[:40]!r}); rubric the same prompts"
-            )
-        for side in ("left", "right"):
-            answer = split_think(item[f"{side}_answer"])[1]
-            where = f"study {study} item {item['position']} ({side})"
-            answers.append(Answer(where, conversation, answer, rubric))
-    grades = judge.grade_all(answers, on_progress)
-    scores = [item_score(a.rubric, g) for a, g in zip(answers, grades, strict=True)]
-    pairs = []
-    for number, item in enumerate(items):
-        left, right = scores[2 * number], scores[2 * number + 1]
-        left_score = left["overall"] if left else None
-        right_score = right["overall"] if right else None
-        pairs.append({
-            "position": item["position"],
-            "clinicians": "tie" if item["verdict"] == "both_bad" else item["verdict"],
-            "judge": preference(left_score, right_score),
-            "left_score": left_score, "right_score": right_score,
-        })  # fmt: skip
-    return {"study": study, **calibration(pairs)}

@@ -130,3 +130,18 @@ def _digest(labels) -> str:
     for label in labels:
         digest.update(label.encode("utf-8") + b"\0")
     return digest.hexdigest()
+
+
+_CHATML = re.compile(r"<\|im_start\|>(system|user|assistant)\n(.*?)<\|im_end\|>", re.S)
+
+
+def conversation_of(row: dict) -> list[dict]:
+    """The chat a prediction answers: `messages` when the file has them (eval endpoint),
+    a ChatML prompt split into turns (LLaMA-Factory's predict), else the prompt as is."""
+    if isinstance(row.get("messages"), list):
+        return [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+    prompt = str(row.get("prompt", ""))
+    turns = [{"role": role, "content": text.strip()} for role, text in _CHATML.findall(prompt)]
+    return [t for t in turns if t["role"] != "assistant" or t["content"]] or [
+        {"role": "user", "content": prompt}
+    ]

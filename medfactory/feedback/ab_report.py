@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from medfactory.evaluation.intervals import wilson
 from medfactory.feedback.exchanges import exchanges_since
-from medfactory.feedback.report import save_report, wilson
+from medfactory.feedback.report import save_report
 from medfactory.feedback.store import Experiment, Store
 
 CLUSTER_NOTE = (

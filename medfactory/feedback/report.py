@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
+from medfactory.evaluation.intervals import wilson
 from medfactory.feedback.errors import StudyError
 from medfactory.feedback.rating import arbitrated_verdicts, current_ratings
 from medfactory.feedback.store import Item, Store, Version
@@ -32,16 +33,6 @@ from medfactory.feedback.studies import find_study
 
 OUTCOMES = ("win", "tie", "loss", "both_bad")
 BOOTSTRAP = 200
-
-
-def wilson(count: int, total: int) -> tuple[float, float, float]:
-    """(share, low, high) with the Wilson 95 % interval (statsmodels)."""
-    from statsmodels.stats.proportion import proportion_confint
-
-    if total == 0:
-        return (math.nan, math.nan, math.nan)
-    low, high = proportion_confint(count, total, alpha=0.05, method="wilson")
-    return (count / total, float(low), float(high))
 
 
 def outcomes(verdicts: list[tuple[int, int, str]], version_ids: list[int]) -> dict:

@@ -18,13 +18,12 @@ from pathlib import Path
 from sqlalchemy import select
 
 from medfactory.evaluation.compare import run_names
-from medfactory.evaluation.scoring import read_predictions
+from medfactory.evaluation.scoring import conversation_of, read_predictions
 from medfactory.feedback.errors import StudyError
 from medfactory.feedback.store import Assignment, Item, Rater, Store, Study, Version
 
 DEFAULT_AXES = ("accuracy", "safety", "completeness", "communication")  # HealthBench's
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-_CHATML = re.compile(r"<\|im_start\|>(system|user|assistant)\n(.*?)<\|im_end\|>", re.S)
 
 
 @dataclass(frozen=True)
@@ -37,18 +36,6 @@ class StudySpec:
     items: int | None = None
     seed: int = 0
     axes: tuple[str, ...] = DEFAULT_AXES
-
-
-def conversation_of(row: dict) -> list[dict]:
-    """The chat a prediction answers: `messages` when the file has them (eval endpoint),
-    a ChatML prompt split into turns (LLaMA-Factory's predict), else the prompt as is."""
-    if isinstance(row.get("messages"), list):
-        return [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-    prompt = str(row.get("prompt", ""))
-    turns = [{"role": role, "content": text.strip()} for role, text in _CHATML.findall(prompt)]
-    return [t for t in turns if t["role"] != "assistant" or t["content"]] or [
-        {"role": "user", "content": prompt}
-    ]
 
 
 def line_up(paths: list[Path]) -> list[list[dict]]:

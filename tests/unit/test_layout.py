@@ -47,6 +47,16 @@ def test_converters_never_import_deploy():
     assert offenders == []
 
 
+def test_evaluation_never_imports_the_feedback_package():
+    """feedback (the clinicians' side) builds on evaluation, never the reverse."""
+    offenders = [
+        p
+        for p in python_files("medfactory/evaluation")
+        if any(m.startswith("medfactory.feedback") for m in imported_modules(p))
+    ]
+    assert offenders == []
+
+
 def test_nothing_imports_the_tests():
     for folder in ("medfactory", "converters", "deploy", "benchmarks"):
         for path in python_files(folder):

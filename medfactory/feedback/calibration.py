@@ -1,0 +1,87 @@
+"""How well a judge model agrees with the clinicians: the judge grades both answers of
+each item a review study settled, prefers the higher score, and Cohen's kappa
+(scikit-learn) measures its agreement with the clinicians' final verdicts. That
+figure says whether the judge may stand in for doctors on this kind of question.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medfactory.evaluation.errors import JudgeError
+from medfactory.evaluation.judge import Answer, Judge, Rubrics, item_score, last_user
+from medfactory.evaluation.scoring import split_think
+from medfactory.feedback.exports import settled_items
+
+LABELS = ("left", "right", "tie")
+
+
+def preference(left: float | None, right: float | None) -> str | None:
+    if left is None or right is None:
+        return None
+    return "left" if left > right else "right" if right > left else "tie"
+
+
+def calibration(pairs: list[dict]) -> dict:
+    """Cohen's kappa between the judge's preference and the clinicians' final verdicts
+    (both unacceptable counts as no preference: a tie)."""
+    from sklearn.metrics import cohen_kappa_score, confusion_matrix
+
+    usable = [p for p in pairs if p["judge"] is not None]
+    clinicians = [p["clinicians"] for p in usable]
+    judge = [p["judge"] for p in usable]
+    result = {
+        "items": len(pairs),
+        "compared": len(usable),
+        "unscored": len(pairs) - len(usable),
+        "labels": list(LABELS),
+        "agreement": float(np.mean([a == b for a, b in zip(clinicians, judge, strict=True)]))
+        if usable
+        else float("nan"),
+        "kappa": None,
+        "confusion": None,
+        "pairs": pairs,
+    }
+    if usable:
+        kappa = cohen_kappa_score(clinicians, judge, labels=list(LABELS))
+        result["kappa"] = None if np.isnan(kappa) else float(kappa)
+        result["confusion"] = confusion_matrix(clinicians, judge, labels=list(LABELS)).tolist()
+    return result
+
+
+def calibrate(judge: Judge, rubrics: Rubrics, store, study: str, on_progress=None) -> dict:
+    """Grade both answers of each settled item of a review study, and compare the
+    judge's preference with the clinicians' verdict."""
+    items = settled_items(store, study)
+    if not items:
+        raise JudgeError(
+            f"study {study!r} has no settled verdicts yet (arbitrated, or both raters agreeing); "
+            "calibrate once the clinicians have rated"
+        )
+    answers = []
+    for item in items:
+        conversation = tuple((m["role"], m["content"]) for m in item["conversation"])
+        rubric = rubrics.for_question(last_user(item["conversation"]))
+        if rubric is None:
+            raise JudgeError(
+                f"{rubrics.source} has no rubric for item {item['position']} of study {study!r} "
+                f"({last_user(item['conversation'])[:40]!r}); rubric the same prompts"
+            )
+        for side in ("left", "right"):
+            answer = split_think(item[f"{side}_answer"])[1]
+            where = f"study {study} item {item['position']} ({side})"
+            answers.append(Answer(where, conversation, answer, rubric))
+    grades = judge.grade_all(answers, on_progress)
+    scores = [item_score(a.rubric, g) for a, g in zip(answers, grades, strict=True)]
+    pairs = []
+    for number, item in enumerate(items):
+        left, right = scores[2 * number], scores[2 * number + 1]
+        left_score = left["overall"] if left else None
+        right_score = right["overall"] if right else None
+        pairs.append({
+            "position": item["position"],
+            "clinicians": "tie" if item["verdict"] == "both_bad" else item["verdict"],
+            "judge": preference(left_score, right_score),
+            "left_score": left_score, "right_score": right_score,
+        })  # fmt: skip
+    return {"study": study, **calibration(pairs)}
