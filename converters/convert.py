@@ -235,7 +235,7 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
         for i, key in zip(suspects, refolded, strict=True):
             folded[i] = key
     sizes = list(map(len, texts))
-    unsafe, flagged = _linted(dialogues, options)
+    unsafe, flagged = _linted(dialogues, texts, options)
 
     def reject(i: int, reason: str, detail: str) -> None:
         line_no, payload, _ = parsed[i]
@@ -284,7 +284,9 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
     )
 
 
-def _linted(dialogues: list[Dialogue], options: ConvertOptions) -> tuple[dict, Counter]:
+def _linted(
+    dialogues: list[Dialogue], texts: list[str], options: ConvertOptions
+) -> tuple[dict, Counter]:
     """{record index: its safety violations}, and records per broken rule."""
     unsafe: dict = {}
     flagged: Counter = Counter()
@@ -292,7 +294,9 @@ def _linted(dialogues: list[Dialogue], options: ConvertOptions) -> tuple[dict, C
         return unsafe, flagged
     rules = SafetyRules.load(options.lint_rules)
     for i, dialogue in enumerate(dialogues):
-        if violations := rules.check(dialogue.turns):
+        # The record's text, run together, is a superset for the pre-check: a claim that
+        # spans two texts only sends the record to the exact check.
+        if violations := rules.check(dialogue.turns, texts[i]):
             unsafe[i] = violations
             flagged.update({v.rule for v in violations})
     return unsafe, flagged

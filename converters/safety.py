@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -118,6 +119,7 @@ class SafetyRules:
         en = "|".join(spec.negation.en) or "(?!)"
         self._zh_negation = re.compile(f"(?:{zh})")
         self._en_negation = re.compile(rf"\b(?:{en})\b", re.IGNORECASE)
+        self._precheck = _precheck(rule.pattern.pattern for rule in self.rules)
 
     @classmethod
     def load(cls, path: Path | None = None) -> SafetyRules:
@@ -134,8 +136,19 @@ class SafetyRules:
     def _claims(self, pattern: re.Pattern, text: str) -> list[re.Match]:
         return [m for m in pattern.finditer(text) if not self._negated(text, m.start())]
 
-    def check(self, turns: list[tuple[str, str]]) -> list[Violation]:
-        """The violations in a dialogue's (question, answer) pairs."""
+    def _candidate(self, text: str) -> bool:
+        try:
+            return self._precheck.search(text) is not None
+        except UnicodeEncodeError:  # RE2 reads UTF-8; a lone surrogate: the exact check
+            return True
+
+    def check(self, turns: list[tuple[str, str]], joined: str | None = None) -> list[Violation]:
+        """The violations in a dialogue's (question, answer) pairs. `joined`, every text of
+        the dialogue in one string, saves building it for the pre-check."""
+        if joined is None:
+            joined = "\n".join(map("\n".join, turns))
+        if self._precheck and not self._candidate(joined):
+            return []  # no claim and no symptom anywhere: the common case, in one pass
         found = []
         for number, (question, answer) in enumerate(turns, 1):
             for rule in self.rules:
@@ -148,6 +161,22 @@ class SafetyRules:
                     if symptoms and not rule.referral.search(answer):
                         found.append(_violation(rule, number, question, symptoms[0]))
         return found
+
+
+def _precheck(patterns) -> re2._Regexp | None:
+    """Every claim and symptom in one RE2 automaton, which scans a text in linear time;
+    None when a pattern uses what RE2 lacks (look-arounds), and every rule is tried."""
+    from converters.deid.engine import re2_pattern  # \d and \s widened to Unicode, as in re
+
+    patterns = list(patterns)
+    if any(mark in p for p in patterns for mark in ("(?=", "(?!", "(?<")):
+        return None
+    options = re2.Options()
+    options.case_sensitive = False
+    try:
+        return re2.compile("|".join(f"(?:{re2_pattern(p)})" for p in patterns), options)
+    except re2.error:
+        return None
 
 
 def _violation(rule: Rule, turn: int, text: str, match: re.Match) -> Violation:

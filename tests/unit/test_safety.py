@@ -14,6 +14,8 @@ from converters.records import SourceError
 from converters.safety import DEFAULT_RULES, SafetyRules
 from medfactory.cli import cli
 
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "dataset_info" / "samples"
+
 # (question, answer, the rules it breaks): planted violations, negated look-alikes,
 # and answers that do what the rules ask.
 PLANTED = [
@@ -215,3 +217,29 @@ def test_the_default_rules_cite_their_sources_and_speak_both_languages():
         assert rule.source.strip() and rule.title.strip()
         chinese, english = SAMPLES[rule.id]
         assert rule.pattern.search(chinese) and rule.pattern.search(english), rule.id
+
+
+def test_the_re2_precheck_changes_no_result():
+    """The tuned path (one RE2 pass decides whether a record needs the rules) against
+    its plain twin (every rule on every text), on the planted records and the samples."""
+    import copy
+
+    fast = SafetyRules.load()
+    plain = copy.copy(fast)
+    plain._precheck = None
+    dialogues = [[(q, a)] for q, a, _ in PLANTED]
+    for line in (SAMPLES_DIR / "huatuo_sample.jsonl").read_bytes().splitlines():
+        try:
+            data = json.loads(line.decode("utf-8")).get("data")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(data, list) and all(isinstance(t, str) for t in data):
+            dialogues.append(list(zip(data[0::2], data[1::2], strict=False)))
+    for record in json.loads((SAMPLES_DIR / "medical_o1_sample.json").read_text()):
+        if isinstance(record, dict) and isinstance(record.get("Response"), str):
+            dialogues.append([(str(record.get("Question")), record["Response"])])
+    dialogues.append([("胸\ud800痛", "保证治愈")])  # a lone surrogate: RE2 cannot read it
+    assert len(dialogues) > 500
+    assert sum(bool(plain.check(d)) for d in dialogues) > len(PLANTED) // 2
+    for dialogue in dialogues:
+        assert fast.check(dialogue) == plain.check(dialogue), dialogue
