@@ -15,7 +15,6 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -119,7 +118,7 @@ class SafetyRules:
         en = "|".join(spec.negation.en) or "(?!)"
         self._zh_negation = re.compile(f"(?:{zh})")
         self._en_negation = re.compile(rf"\b(?:{en})\b", re.IGNORECASE)
-        self._precheck = _precheck(rule.pattern.pattern for rule in self.rules)
+        self._precheck = _precheck(self.rules)
 
     @classmethod
     def load(cls, path: Path | None = None) -> SafetyRules:
@@ -136,22 +135,25 @@ class SafetyRules:
     def _claims(self, pattern: re.Pattern, text: str) -> list[re.Match]:
         return [m for m in pattern.finditer(text) if not self._negated(text, m.start())]
 
-    def _candidate(self, text: str) -> bool:
+    def _candidates(self, text: str) -> list[Rule]:
+        """The rules that may match `text`: those the RE2 pre-check finds, else all."""
+        if self._precheck is None:
+            return self.rules
         try:
-            return self._precheck.search(text) is not None
-        except UnicodeEncodeError:  # RE2 reads UTF-8; a lone surrogate: the exact check
-            return True
+            found = self._precheck.found([text])[0]
+        except UnicodeEncodeError:  # RE2 reads UTF-8; a lone surrogate: every rule
+            return self.rules
+        return [rule for rule in self.rules if rule.id in found]
 
     def check(self, turns: list[tuple[str, str]], joined: str | None = None) -> list[Violation]:
         """The violations in a dialogue's (question, answer) pairs. `joined`, every text of
         the dialogue in one string, saves building it for the pre-check."""
         if joined is None:
             joined = "\n".join(map("\n".join, turns))
-        if self._precheck and not self._candidate(joined):
-            return []  # no claim and no symptom anywhere: the common case, in one pass
+        rules = self._candidates(joined)  # mostly none: no claim and no symptom anywhere
         found = []
-        for number, (question, answer) in enumerate(turns, 1):
-            for rule in self.rules:
+        for number, (question, answer) in enumerate(turns, 1) if rules else ():
+            for rule in rules:
                 if rule.kind == "banned_claim":
                     claims = self._claims(rule.pattern, answer)
                     if claims:
@@ -163,19 +165,17 @@ class SafetyRules:
         return found
 
 
-def _precheck(patterns) -> re2._Regexp | None:
-    """Every claim and symptom in one RE2 automaton, which scans a text in linear time;
-    None when a pattern uses what RE2 lacks (look-arounds), and every rule is tried."""
-    from converters.deid.engine import re2_pattern  # \d and \s widened to Unicode, as in re
+def _precheck(rules: list[Rule]):
+    """Every claim and symptom in one RE2 set, which says in one linear-time pass over a
+    text which rules may match it; None when a pattern uses what RE2 lacks (look-arounds),
+    and then every rule is tried."""
+    from converters.deid.engine import Precheck  # RE2, \d and \s widened as in `re`
 
-    patterns = list(patterns)
-    if any(mark in p for p in patterns for mark in ("(?=", "(?!", "(?<")):
+    if any(mark in r.pattern.pattern for r in rules for mark in ("(?=", "(?!", "(?<")):
         return None
-    options = re2.Options()
-    options.case_sensitive = False
     try:
-        return re2.compile("|".join(f"(?:{re2_pattern(p)})" for p in patterns), options)
-    except re2.error:
+        return Precheck([(rule.id, f"(?i:{rule.pattern.pattern})") for rule in rules])
+    except Exception:  # google-re2 raises its own error types for what it cannot compile
         return None
 
 
