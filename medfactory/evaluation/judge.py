@@ -212,10 +212,12 @@ class JudgmentCache:
     def __init__(self, path: Path):
         self.path, self._lock, self.entries = path, threading.Lock(), {}
         if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
                     row = json.loads(line)
                     self.entries[row["key"]] = row["grade"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut short by an interrupted run: asked again
 
     @staticmethod
     def key(answer: Answer, criterion: Criterion, judge: str) -> str:
