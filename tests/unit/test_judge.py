@@ -136,7 +136,10 @@ def test_scores_per_item_axis_and_overall_are_healthbenchs(tmp_path):
         assert garbled["met"] is None and "invalid judgments" in result.output
         assert report["requests"] == 12  # 10 criteria, two of them asked again
 
-        # A rerun asks only what is not cached: the invalid judgment, twice.
+        # A rerun asks only what is not cached: the invalid judgment, twice. A line cut
+        # short by an interrupted run is no obstacle.
+        with (tmp_path / "out" / "judgments.jsonl").open("a") as cache:
+            cache.write('{"key": "3f2a')
         again = judge_cli(*args)
         assert again.exit_code == 0, again.output
         rerun = json.loads((tmp_path / "out" / "judge.json").read_text())
