@@ -280,3 +280,74 @@ def lint(target, dataset_dir, rules, examples, out, as_json) -> None:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         print_safety_report(report)
+
+
+@with_example(
+    "medfactory data synthesize guidelines/ --endpoint http://127.0.0.1:8000 --model qwen "
+    "--name cardio_qa"
+)
+@data.command()
+@click.argument("docs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--endpoint", required=True, help="Base URL of an OpenAI-compatible server.")
+@click.option(
+    "--model", "--model-name", "model", help="The drafting model [default: the server's last]."
+)
+@click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="The server's API key.")
+@click.option("--name", required=True, help="Name of the draft set (NAME.drafts.jsonl).")
+@DATASET_DIR
+@click.option("--questions", default=3, show_default=True, help="Questions asked per chunk.")
+@click.option("--chunk-chars", default=1500, show_default=True, help="Target chunk size.")
+@click.option(
+    "--overlap", default=200, show_default=True, help="Characters a chunk repeats of the last."
+)
+@click.option("--concurrency", default=4, show_default=True, help="Requests in flight.")
+@click.option("--max-tokens", default=2048, show_default=True, help="Tokens per reply.")
+@click.option(
+    "--min-grounding",
+    default=0.5,
+    show_default=True,
+    help="Drop an answer when less of it than this occurs in its chunk.",
+)
+@click.option("--min-answer-chars", default=10, show_default=True, help="Drop shorter answers.")
+@RULES
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def synthesize(
+    docs, endpoint, model, api_key, name, dataset_dir, questions, chunk_chars, overlap,
+    concurrency, max_tokens, min_grounding, min_answer_chars, rules, as_json,
+) -> None:  # fmt: skip
+    """Draft question-answer pairs from medical documents with a model, and check them.
+
+    DOCS are Markdown, text, PDF and DOCX files, or folders of them. Each is cut into
+    chunks by headings, paragraphs and sentences; the model writes --questions pairs per
+    chunk, each grounded in it (prompts in templates/synthesis/). Drafts that are short,
+    make a banned claim, are not grounded in their chunk, or repeat a question are
+    dropped with the reason; the rest go to DATASET_DIR/NAME.drafts.jsonl for doctors
+    to review (`medfactory review create --drafts`). A rerun asks only for the chunks
+    it has no reply for.
+    """
+    from converters.convert import check_name
+    from deploy.client import Endpoint
+    from medfactory.cli.progress import count_progress
+    from medfactory.cli.tables import print_synthesis_summary
+    from medfactory.synthesis.checks import CheckOptions
+    from medfactory.synthesis.run import SynthesisOptions, documents, read_chunks
+    from medfactory.synthesis.run import synthesize as run
+
+    check_name(name)
+    options = SynthesisOptions(
+        name=name, dataset_dir=dataset_dir, questions=questions, chunk_chars=chunk_chars,
+        overlap=overlap, concurrency=concurrency, max_tokens=max_tokens,
+        checks=CheckOptions(min_answer_chars=min_answer_chars, min_grounding=min_grounding),
+        rules=rules,
+    )  # fmt: skip
+    chunks = read_chunks(documents(list(docs)), options)  # bad files: one message, no request
+    server = Endpoint(endpoint, api_key=api_key, model=model)
+    server.check()
+    with count_progress(
+        f"drafting with {server.model}", len(chunks), enabled=not as_json
+    ) as advance:
+        summary = run(chunks, server, options, on_progress=advance)
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        print_synthesis_summary(summary)

@@ -94,3 +94,20 @@ def print_safety_report(report: dict) -> None:
 
 def _share(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:.1f}%"  # NaN: no records
+
+
+def print_synthesis_summary(data: dict) -> None:
+    table = Table(title=f"drafts {data['name']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("documents / chunks", f"{data['documents']} / {data['chunks']}")
+    table.add_row("requests this run", f"{data['requests']:,}")
+    table.add_row("chunks answered in earlier runs", f"{data['chunks_from_earlier_runs']:,}")
+    table.add_row("chunks without a usable reply", f"{data['unparseable_chunks']:,}")
+    table.add_row("drafts", f"{data['drafts']:,}")
+    table.add_row("kept for review", f"{data['kept']:,}")
+    for reason, count in data["dropped"].items():
+        table.add_row(f"dropped: {reason}", f"{count:,}")
+    for kind, path in data["files"].items():
+        table.add_row(f"file {kind}", path)
+    console.print(table)

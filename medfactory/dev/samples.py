@@ -15,6 +15,7 @@ identifiers in the patients' words, an empty answer, a repeated row, a blank row
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import random
@@ -539,13 +540,116 @@ def write_exam() -> None:
     (OUT / "medical_exam_sample.csv").write_text(out.getvalue(), encoding="utf-8")
 
 
+# Documents for `data synthesize`: a Markdown guideline, a DOCX protocol, an English PDF.
+HYPERTENSION_MD = """# 高血压基层诊疗要点
+
+本资料为示例文档，供演示从指南生成问答之用，内容依据公开的高血压防治指南整理。
+
+## 诊断
+
+在未使用降压药物的情况下，非同日3次测量诊室血压，收缩压≥140 mmHg和/或舒张压≥90 mmHg，可诊断为高血压。家庭血压的诊断标准为≥135/85 mmHg，24小时动态血压的诊断标准为平均≥130/80 mmHg。测量前应安静休息至少5分钟，测量时坐位、上臂与心脏处于同一水平。
+
+## 生活方式干预
+
+所有高血压患者都应进行生活方式干预。每日食盐摄入应少于5克；增加蔬菜、水果和低脂奶制品的摄入；规律进行中等强度有氧运动，每周4到7次，每次30到60分钟；控制体重，使体重指数保持在18.5到23.9之间；戒烟并限制饮酒。
+
+## 药物治疗
+
+常用的五类降压药物是血管紧张素转换酶抑制剂（ACEI）、血管紧张素Ⅱ受体拮抗剂（ARB）、钙通道阻滞剂（CCB）、噻嗪类利尿剂和β受体阻滞剂。ACEI最常见的不良反应是干咳，不能耐受时可换用ARB。妊娠期妇女禁用ACEI和ARB。血压≥160/100 mmHg或高于目标值20/10 mmHg的患者，可起始联合用药。
+
+## 何时转诊
+
+出现血压≥180/110 mmHg并伴有剧烈头痛、胸痛、呼吸困难、言语不清或肢体无力时，提示高血压急症，应立即拨打120或到急诊就诊。
+"""
+
+DIABETES_DOCX = [
+    ("Title", "2型糖尿病基层管理规范（示例）"),
+    ("Heading 1", "诊断标准"),
+    (
+        None,
+        "典型糖尿病症状加随机血糖≥11.1 mmol/L，或空腹血糖≥7.0 mmol/L，或口服葡萄糖耐量试验2小时血糖≥11.1 mmol/L，或糖化血红蛋白≥6.5%，可诊断糖尿病。无典型症状者需改日复查确认。",
+    ),
+    ("Heading 1", "药物治疗"),
+    (
+        None,
+        "二甲双胍是2型糖尿病无禁忌证时的首选药物，应从小剂量开始，随餐服用以减少胃肠道反应。估算肾小球滤过率低于30 ml/min/1.73m²时禁用二甲双胍。合并动脉粥样硬化性心血管疾病的患者，可加用有心血管获益证据的SGLT2抑制剂或GLP-1受体激动剂。",
+    ),
+    ("Heading 1", "低血糖的识别与处理"),
+    (
+        None,
+        "低血糖表现为心慌、出汗、手抖、饥饿感，严重时出现意识障碍。血糖低于3.9 mmol/L且意识清醒时，应立即口服15到20克葡萄糖，15分钟后复测血糖；意识不清者不可经口喂食，应立即拨打120。",
+    ),
+]
+
+ASTHMA_PDF = [
+    "Asthma in adults: a sample primary care summary",
+    "This sample document was written to demonstrate drafting questions from guidelines.",
+    "Diagnosis. Asthma causes wheeze, breathlessness, chest tightness and cough that vary",
+    "over time. Spirometry with a bronchodilator reversibility test supports the diagnosis;",
+    "an increase in FEV1 of 12 percent and 200 ml after a bronchodilator is significant.",
+    "Treatment. Inhaled corticosteroids are the basis of long-term control. A short-acting",
+    "beta2 agonist relieves symptoms; needing it more than twice a week means poor control.",
+    "Inhaler technique and adherence should be checked at every review.",
+    "Emergencies. Severe breathlessness, inability to complete sentences or blue lips signal",
+    "a life-threatening attack: call emergency services at once.",
+]
+
+
+def write_docx(path: Path, paragraphs: list[tuple[str | None, str]]) -> None:
+    import docx
+
+    document = docx.Document()
+    document.core_properties.created = datetime.datetime(2026, 1, 1)  # the same bytes each time
+    for style, text in paragraphs:
+        document.add_paragraph(text, style=style)
+    document.save(str(path))
+
+
+def write_pdf(path: Path, lines: list[str]) -> None:
+    """A one-page PDF of text lines in Helvetica, written by hand (no PDF library needed)."""
+    text = " ".join(
+        f"({line.replace(chr(92), chr(92) * 2).replace('(', chr(92) + '(').replace(')', chr(92) + ')')}) Tj T*"
+        for line in lines
+    )
+    stream = f"BT /F1 10 Tf 14 TL 50 780 Td {text} ET".encode("latin-1")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+        b"/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    path.write_bytes(bytes(out))
+
+
+def write_documents() -> None:
+    folder = OUT / "documents"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hypertension.md").write_text(HYPERTENSION_MD, encoding="utf-8")
+    write_docx(folder / "diabetes.docx", DIABETES_DOCX)
+    write_pdf(folder / "asthma.pdf", ASTHMA_PDF)
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     write_huatuo(random.Random(20260101))
     write_medical_o1(random.Random(20260102))
     write_clinic(random.Random(20260103))
     write_exam()
+    write_documents()
     print(
         f"wrote {OUT}/huatuo_sample.jsonl, medical_o1_sample.json, clinic_sample.csv "
-        "and medical_exam_sample.csv"
+        "medical_exam_sample.csv and documents/"
     )
