@@ -23,6 +23,7 @@ from pathlib import Path
 import jinja2
 
 from converters.documents import Chunk
+from deploy.client import EndpointError
 from medfactory import paths
 
 PROMPTS = paths.PROJECT_ROOT / "templates" / "synthesis"
@@ -112,9 +113,16 @@ class Drafting:
         pairs = None
         for _attempt in range(2):
             self.asked += 1
-            reply = self.endpoint.chat(
-                [{"role": "user", "content": prompt}], temperature=0.7, max_tokens=self.max_tokens
-            )
+            try:
+                reply = self.endpoint.chat(
+                    [{"role": "user", "content": prompt}],
+                    temperature=0.7,
+                    max_tokens=self.max_tokens,
+                )
+            except EndpointError as error:
+                if error.status != 400:  # unreachable, wrong key ...: the run cannot go on
+                    raise
+                return None, False  # refused (too long for its context?): asked again next run
             pairs = parse_pairs(reply["choices"][0]["message"].get("content") or "")
             if pairs is not None:
                 break

@@ -1,0 +1,36 @@
+"""`data synthesize` with the real tiny vLLM server as the drafting model.
+
+Its weights are random, so no reply is the JSON asked for: every chunk must be
+accounted for as without a usable reply, nothing drafted, nothing crashed.
+"""
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from converters.documents import chunk_document, read_document
+from medfactory.cli import cli
+
+DOCS = Path(__file__).resolve().parents[2] / "dataset_info" / "samples" / "documents"
+
+
+def test_the_tiny_model_drafts_gibberish_and_every_chunk_is_accounted_for(tiny_server, tmp_path):
+    chunks = [
+        c for p in sorted(DOCS.iterdir())
+        for c in chunk_document(str(p), read_document(p), 300, 60)
+    ]  # fmt: skip
+    args = ["data", "synthesize", str(DOCS), "--endpoint", tiny_server.spec.base_url,
+            "--api-key", "test-key", "--name", "tiny_drafts", "--dataset-dir", str(tmp_path),
+            "--chunk-chars", "300", "--overlap", "60", "--max-tokens", "128", "--json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["chunks"] == len(chunks) and summary["documents"] == 3
+    assert summary["unparseable_chunks"] == len(chunks)  # gibberish, every one
+    assert summary["requests"] == 2 * len(chunks)  # each asked again once
+    assert summary["drafts"] == summary["kept"] == 0 and summary["dropped"] == {}
+    assert (tmp_path / "tiny_drafts.drafts.jsonl").read_text() == ""
+    # The replies are kept: a rerun asks nothing.
+    again = json.loads(CliRunner().invoke(cli, args).output)
+    assert again["requests"] == 0 and again["chunks_from_earlier_runs"] == len(chunks)
