@@ -198,4 +198,3 @@ def test_a_bad_document_is_one_message_before_any_request(tmp_path, make, messag
         assert server.requests == []
     assert result.exit_code == 1 and message in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "d").exists()
-
