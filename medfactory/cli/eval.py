@@ -379,7 +379,14 @@ def judge(
     """
     from deploy.client import Endpoint
     from medfactory.cli.progress import count_progress
-    from medfactory.evaluation.judge import Judge, JudgmentCache, Rubrics, answers_of, summarize
+    from medfactory.evaluation.judge import (
+        Judge,
+        JudgmentCache,
+        Rubrics,
+        answers_of,
+        compare_runs,
+        summarize,
+    )
     from medfactory.feedback.calibration import calibrate as calibrate_judge
 
     if not predictions and not calibrate:
@@ -395,6 +402,8 @@ def judge(
         with count_progress(f"judging {path}", total, enabled=not as_json) as advance:
             grades = grader.grade_all(answers, advance)
         report["runs"].append({"file": str(path), **summarize(answers, grades)})
+    if len(report["runs"]) > 1:
+        report["comparison"] = compare_runs(report["runs"])
     if calibrate:
         store = open_db(db)
         with count_progress(f"judging study {calibrate}", None, enabled=not as_json) as advance:
@@ -432,6 +441,13 @@ def _print_judge(report: dict) -> None:
         console.print(
             f"invalid judgments (unparseable twice, or refused): "
             f"{run['invalid_judgments']} of {run['judgments']}"
+        )
+    for file, change in report.get("comparison", {}).items():
+        low, high = change["ci95"]
+        mark = "  (the interval excludes zero)" if change["significant"] else ""
+        console.print(
+            f"{file} vs {change['baseline']}: {change['delta']:+.3f} "
+            f"[{low:+.3f}, {high:+.3f}] over {change['answers']} answers{mark}"
         )
     if calibration := report.get("calibration"):
         kappa = calibration["kappa"]

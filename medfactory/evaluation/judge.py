@@ -366,3 +366,30 @@ def _aggregate(values: list[float]) -> dict:
     if not values:
         return {"score": None, "ci95": [None, None], "items": 0}
     return {"score": clipped_mean(values), "ci95": bootstrap_interval(values), "items": len(values)}
+
+
+def compare_runs(runs: list[dict]) -> dict:
+    """Each run after the first against the first, answer by answer (the same prompts in
+    the same order): the mean score difference with a 95 % paired-bootstrap interval."""
+    from medfactory.evaluation.compare import paired_bootstrap
+
+    first = runs[0]
+    result = {}
+    for run in runs[1:]:
+        if len(run["per_item"]) != len(first["per_item"]):
+            continue  # not the same prompts: nothing to pair
+        pairs = [
+            (a["score"], b["score"])
+            for a, b in zip(first["per_item"], run["per_item"], strict=True)
+            if a["score"] is not None and b["score"] is not None
+        ]
+        if not pairs:
+            continue
+        base, candidate = (np.array(side, dtype=float) for side in zip(*pairs, strict=True))
+        low, high = paired_bootstrap(base, candidate)
+        result[run["file"]] = {
+            "baseline": first["file"], "answers": len(pairs),
+            "delta": float((candidate - base).mean()), "ci95": [low, high],
+            "significant": low > 0 or high < 0,
+        }  # fmt: skip
+    return result

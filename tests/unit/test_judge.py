@@ -258,3 +258,43 @@ def test_calibrating_on_a_study_without_verdicts_says_so(tmp_path):
             "--db", f"sqlite:///{tmp_path / 'review.db'}", "--out", str(tmp_path / "out"),
         )  # fmt: skip
     assert result.exit_code == 1 and "no settled verdicts yet" in result.output
+
+
+def test_two_runs_on_the_same_prompts_compare_answer_by_answer(tmp_path):
+    rubric = tmp_path / "rubric.yaml"
+    rubric.write_text(
+        "rubrics:\n  - {criterion: 'Correct', points: 3, tags: ['axis:accuracy']}\n"
+        "  - {criterion: 'Refers to a doctor', points: 1, tags: ['axis:context_awareness']}\n"
+    )
+    files = []
+    for name, good in (("base", {0, 3}), ("tuned", {0, 1, 2, 3, 4})):
+        path = tmp_path / name / "generated_predictions.jsonl"
+        path.parent.mkdir()
+        rows = [
+            {"prompt": f"<|im_start|>user\nq{i}<|im_end|>\n<|im_start|>assistant\n",
+             "predict": f"{name} {'good' if i in good else 'poor'} {i}", "label": "ref"}
+            for i in range(6)
+        ]  # fmt: skip
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        files.append(str(path))
+
+    def reply(body: dict) -> str:
+        prompt = last_user_text(body)
+        answer = re.search(r"assistant: (\w+ \w+ \d)", prompt).group(1)
+        refers = "Refers to a doctor" in prompt.split("# Rubric item")[1]
+        met = "good" in answer and not (refers and answer.endswith("0"))
+        return json.dumps({"explanation": "", "criteria_met": met})
+
+    with StandIn(reply) as server:
+        result = judge_cli(*files, "--rubric", str(rubric), "--judge-endpoint", server.url,
+                           "--out", str(tmp_path / "out"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "judge.json").read_text())
+    base, tuned = ([item["score"] for item in run["per_item"]] for run in report["runs"])
+    assert base == [0.75, 0, 0, 1, 0, 0] and tuned == [0.75, 1, 1, 1, 1, 0]
+    change = report["comparison"][files[1]]
+    assert change["baseline"] == files[0] and change["answers"] == 6
+    assert change["delta"] == pytest.approx(np.mean(np.subtract(tuned, base)))
+    low, high = change["ci95"]
+    assert low <= change["delta"] <= high and change["significant"] == (low > 0)
+    assert f"{change['delta']:+.3f}" in result.output
