@@ -14,6 +14,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -94,10 +95,15 @@ def read_exam_file(path: Path) -> list[dict]:
         raise ExamError(
             f"{path}: no such exam file; pass a CSV or JSONL file or a --benchmark name"
         )
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ExamError(f"{path}: not UTF-8 ({error}); save it as UTF-8") from None
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "gb18030"):  # Excel on Chinese Windows saves GBK
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise ExamError(f"{path}: neither UTF-8 nor GBK/GB18030; save it as UTF-8")
     if path.suffix.lower() == ".csv":
         rows = [(n, row) for n, row in enumerate(csv.DictReader(io.StringIO(text)), 2)]
     elif path.suffix.lower() == ".jsonl":
@@ -112,7 +118,18 @@ def read_exam_file(path: Path) -> list[dict]:
         raise ExamError(f"{path}: an exam file is .csv or .jsonl")
     if not rows:
         raise ExamError(f"{path}: no questions in the file")
-    return [_question(path, number, row) for number, row in rows]
+    questions, seen = [], {}
+    for number, row in rows:
+        question = _question(path, number, row)
+        key = (question["subject"], question["id"])
+        if key in seen:
+            raise ExamError(
+                f"{path}:{number}: id {question['id']!r} again (first on line {seen[key]}); "
+                "give every question of a subject its own id"
+            )
+        seen[key] = number
+        questions.append(question)
+    return questions
 
 
 def _question(path: Path, number: int, row: object) -> dict:
@@ -139,9 +156,10 @@ def _question(path: Path, number: int, row: object) -> dict:
     letters = LETTERS[: len(options)]
     if len(answer) != 1 or answer not in letters:
         raise ExamError(f"{where}: answer {row.get('answer')!r} is not one of {', '.join(letters)}")
+    subject = str(row.get("subject") or "").strip() or path.stem
     return {
-        "id": str(row.get("id") or number),
-        "subject": str(row.get("subject") or path.stem).strip() or path.stem,
+        "id": str(row.get("id") or number).strip(),
+        "subject": re.sub(r"[\\/:*?\"<>|]+", "_", subject),  # EvalScope names a file after it
         "question": question,
         "options": [str(option) for option in options],
         "answer": answer,

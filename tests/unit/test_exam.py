@@ -138,6 +138,7 @@ def test_an_own_exam_as_jsonl_with_an_options_list(tmp_path):
         ("question,A,B,C,D,answer\n心率?,1,2,3,4,E\n", "exam.csv:2: answer 'E' is not one of A"),
         ("question,A,B,answer\n心率?,1,,A\n", "exam.csv:2: 1 options"),
         ("question,A,B,answer\n,1,2,A\n", "exam.csv:2: no `question`"),
+        ("id,question,A,B,answer\n7,心率?,1,2,A\n7,血压?,1,2,B\n", "exam.csv:3: id '7' again"),
     ],
 )  # fmt: skip
 def test_a_bad_exam_file_names_its_line_before_any_request(tmp_path, text, message):
@@ -175,3 +176,13 @@ def test_the_bundled_exam_reads_as_evalscope_expects():
     assert len(questions) == len(sample()) >= 20
     assert {q["answer"] for q in questions} <= set("ABCD")
     assert len({q["subject"] for q in questions}) >= 4
+
+
+def test_a_gbk_exam_from_excel_reads_and_odd_subjects_become_file_names(tmp_path):
+    path = tmp_path / "科室考试.csv"
+    text = "subject,question,A,B,C,answer\n内科/心血管,高血压标准?,120/80,140/90,160/100,b\n"
+    path.write_bytes(text.encode("gbk"))
+    [question] = read_exam_file(path)
+    assert question["question"] == "高血压标准?" and question["answer"] == "B"
+    assert question["options"] == ["120/80", "140/90", "160/100"]
+    assert question["subject"] == "内科_心血管"  # no folder in EvalScope's file name
