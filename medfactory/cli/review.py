@@ -13,17 +13,26 @@ from medfactory.cli.common import open_db as _store
 
 @click.group(cls=ExampleGroup)
 def review() -> None:
-    """Blind A/B review of model versions by doctors: two per answer, an arbiter, agreement."""
+    """Doctors review model output, two per item, an arbiter for disagreements: blind A/B
+    rating of model versions, or accepting, editing and rejecting a model's drafts."""
 
 
 @with_example(
     "medfactory review create r1 --a saves/eval/base/generated_predictions.jsonl "
-    "--b saves/eval/lora-v1/generated_predictions.jsonl --raters rater1,rater2 --arbiter rater3"
+    "--b saves/eval/lora-v1/generated_predictions.jsonl --raters rater1,rater2 --arbiter rater3\n"
+    "  medfactory review create cardio_drafts --drafts dataset_info/cardio_qa.drafts.jsonl "
+    "--raters rater1,rater2 --arbiter rater3"
 )
 @review.command()
 @click.argument("name")
-@click.option("--a", "first", required=True, type=click.Path(path_type=Path), help="Version A.")
-@click.option("--b", "second", required=True, type=click.Path(path_type=Path), help="Version B.")
+@click.option("--a", "first", type=click.Path(path_type=Path), help="Version A.")
+@click.option("--b", "second", type=click.Path(path_type=Path), help="Version B.")
+@click.option(
+    "--drafts",
+    type=click.Path(path_type=Path),
+    help="Instead of --a/--b: a model's drafts (`data synthesize`), each accepted, edited "
+    "or rejected.",
+)
 @click.option(
     "--version",
     "more",
@@ -43,19 +52,27 @@ def review() -> None:
     help="Score axes, 1-5 for each answer.",
 )
 @DB
-def create(name, first, second, more, raters, arbiter, overlap, items, seed, axes, db) -> None:
-    """Make a study from prediction files over the same prompts.
+def create(
+    name, first, second, drafts, more, raters, arbiter, overlap, items, seed, axes, db
+) -> None:
+    """Make a study from prediction files over the same prompts, or from drafts.
 
     Files come from `eval endpoint`, `predict`, or any LLaMA-Factory
     generated_predictions.jsonl. Each item goes to --overlap raters, each
     with the two answers in an order of their own; model names stay hidden.
+    With --drafts each item is one drafted question and answer, shown with the
+    passage it was drafted from, to accept, edit or reject.
     """
     from medfactory.feedback.studies import StudySpec, create_study
 
+    if drafts and (first or second or more):
+        raise click.UsageError("--drafts makes a study of drafts; leave out --a, --b, --version")
+    if not drafts and not (first and second):
+        raise click.UsageError("give --a and --b (prediction files), or --drafts")
     spec = StudySpec(
-        name=name, predictions=[first, second, *more], raters=raters.split(","),
-        arbiter=arbiter, overlap=overlap, items=items, seed=seed,
-        axes=tuple(a.strip() for a in axes.split(",") if a.strip()),
+        name=name, predictions=[] if drafts else [first, second, *more],
+        raters=raters.split(","), arbiter=arbiter, overlap=overlap, items=items, seed=seed,
+        axes=tuple(a.strip() for a in axes.split(",") if a.strip()), drafts=drafts,
     )  # fmt: skip
     from medfactory.feedback.rating import status as study_status
 
@@ -64,7 +81,9 @@ def create(name, first, second, more, raters, arbiter, overlap, items, seed, axe
     people = study_status(store, name)["raters"]
     assigned = ", ".join(f"{r} {c['assigned']}" for r, c in people.items())
     click.echo(
-        f"study {name}: {len(spec.predictions)} versions, {overlap} raters an item "
+        f"study {name}: "
+        + (f"{len(spec.predictions)} versions" if not drafts else "drafts")
+        + f", {overlap} raters an item "
         f"({assigned}); personal links: medfactory review serve {name}"
     )
 
@@ -119,14 +138,14 @@ def status(name, db) -> None:
 def report(name, out, as_json, db) -> None:
     """Win rates with intervals, scores, agreement, position bias; report.md/json/png."""
     from medfactory import paths
-    from medfactory.feedback.report import markdown, write_report
+    from medfactory.feedback.report import report_markdown, write_report
 
     out = out or paths.PROJECT_ROOT / "saves" / "review" / name
     result = write_report(_store(db), name, out)
     if as_json:
         click.echo(json.dumps(result, indent=1, ensure_ascii=False))
         return
-    click.echo(markdown(result, None))
+    click.echo(report_markdown(result))
     click.echo(f"report: {out / 'report.md'} ({out / 'report.json'}, {out / 'report.png'})")
 
 
@@ -169,7 +188,9 @@ def export(study, name, dataset_dir, fmt, split, seed, force, as_json, db) -> No
 
     Chosen is the answer the final verdict (the arbiter's, or every rater's)
     preferred; ties, both-unacceptable and unsettled items are skipped and
-    counted. Every text is scrubbed of identifiers.
+    counted. From a study of drafts: the accepted drafts and the edited ones (as
+    edited) as SFT data, each with its source in a `source` column; rejected and
+    unsettled drafts are skipped and counted. Every text is scrubbed of identifiers.
     """
     from medfactory.cli.tables import print_export_summary
     from medfactory.feedback.exports import review_export, write_export

@@ -28,7 +28,7 @@ from converters.split import SPLIT_NAMES, assign_split
 from medfactory.feedback.errors import ExportError
 from medfactory.feedback.exchanges import exchanges_since
 from medfactory.feedback.rating import arbitrated_verdicts, current_ratings
-from medfactory.feedback.store import Assignment, Item, Store
+from medfactory.feedback.store import Arbitration, Assignment, Item, Store
 from medfactory.feedback.studies import find_study
 
 KINDS = ("dpo", "kto", "sft")
@@ -48,6 +48,7 @@ class Example:
     rejected: str = ""
     answer: str = ""
     tag: bool | None = None
+    source: str = ""  # where a reviewed draft came from (file, chunk, range), kept as a column
 
     def text(self) -> bytes:
         """What places it in a split: the same prompt always lands in the same one."""
@@ -87,10 +88,13 @@ def _split_chat(messages: list[dict]) -> tuple[str, list[tuple[str, str]], str]:
 
 
 def review_export(store: Store, study_name: str) -> Export:
-    """DPO pairs from final verdicts and SFT records from corrections of one study."""
+    """DPO pairs from final verdicts and SFT records from corrections of one study; from a
+    single-answer study, the accepted and the corrected drafts as SFT records."""
     export = Export(source=f"review {study_name}")
     with store.session() as session:
         study = find_study(session, study_name)
+        if study.kind == "single":
+            return _draft_export(session, study, export)
         items = {i.id: i for i in session.scalars(select(Item).where(Item.study_id == study.id))}
         assigned = Counter(
             session.scalars(select(Assignment.item_id).join(Item).where(Item.study_id == study.id))
@@ -149,6 +153,62 @@ def settled_items(store: Store, study_name: str) -> list[dict]:
                     "verdict": shown[verdict],
                 })  # fmt: skip
     return found
+
+
+def _draft_export(session, study, export: Export) -> Export:
+    items = session.scalars(
+        select(Item).where(Item.study_id == study.id).order_by(Item.position)
+    ).all()
+    assigned = Counter(
+        session.scalars(select(Assignment.item_id).join(Item).where(Item.study_id == study.id))
+    )
+    arbitrations = {
+        a.item_id: a
+        for a in session.scalars(
+            select(Arbitration)
+            .join(Item, Item.id == Arbitration.item_id)
+            .where(Item.study_id == study.id, Arbitration.current.is_(True))
+        )
+    }
+    rated: dict[int, list] = {}
+    for row in current_ratings(session, study.id):
+        rated.setdefault(row.item_id, []).append(row.Rating)
+    export.read = len(items)
+    for item in items:
+        arbitration = arbitrations.get(item.id)
+        ratings = rated.get(item.id, [])
+        verdict = _final_verdict(
+            arbitration.verdict if arbitration else None, ratings, assigned[item.id]
+        )
+        # edits the same but for spacing agree, as the disagreement rule has it
+        edits = {
+            " ".join(r.correction.split()): r.correction.strip()
+            for r in ratings
+            if r.verdict == "edit"
+        }
+        if arbitration is None and verdict == "edit" and len(edits) > 1:
+            verdict = "raters disagree, not arbitrated"  # two different edits
+        if verdict not in ("accept", "edit"):
+            export.skipped["rejected" if verdict == "reject" else verdict] += 1
+            continue
+        if verdict == "accept":
+            answer = item.left_answer
+        else:
+            answer = arbitration.correction if arbitration else next(iter(edits.values()))
+        export.examples["sft"].append(
+            Example("", [], item.conversation[-1]["content"], answer=answer,
+                    source=_draft_source(item.source or {}))
+        )  # fmt: skip
+    return export
+
+
+def _draft_source(source: dict) -> str:
+    where = source.get("file", "")
+    if "chunk" in source:
+        where += f"#chunk{source['chunk']}"
+    if "end" in source:
+        where += f"[{source['start']}:{source['end']}]"
+    return where or str(source.get("id") or "")
 
 
 def _final_verdict(arbitrated: str | None, ratings: list, assigned: int) -> str:
@@ -210,7 +270,7 @@ def _scrubbed(example: Example, counts: Counter) -> Example:
     return Example(
         clean(example.system), [(clean(q), clean(a)) for q, a in example.turns],
         clean(example.question), clean(example.chosen), clean(example.rejected),
-        clean(example.answer), example.tag,
+        clean(example.answer), example.tag, example.source,
     )  # fmt: skip
 
 
@@ -222,7 +282,8 @@ def record(kind: str, fmt: str, example: Example) -> dict:
         dialogue = Dialogue((*example.turns, (example.question, example.answer)), example.system)
         if kind == "kto":  # ShareGPT only in LLaMA-Factory
             return to_sharegpt(dialogue) | {"kto_tag": example.tag} | system
-        return (to_alpaca if fmt == "alpaca" else to_sharegpt)(dialogue) | system
+        row = (to_alpaca if fmt == "alpaca" else to_sharegpt)(dialogue) | system
+        return row | {"source": example.source} if example.source else row
     if fmt == "alpaca":
         return {
             "instruction": example.question, "input": "", "chosen": example.chosen,

@@ -47,6 +47,7 @@ VERDICT_LABELS = (
     ("tie", "Tie"),
     ("both_bad", "Both unacceptable"),
 )
+SINGLE_LABELS = (("accept", "Accept"), ("edit", "Edit"), ("reject", "Reject"))
 
 
 def create_app(store: Store) -> FastAPI:
@@ -123,7 +124,8 @@ def create_app(store: Store) -> FastAPI:
         return page(
             "item.html", status, view=view, error=error, study=study.name, person=rater.name,
             csrf=csrf_for(rater), submit_key=uuid.uuid4().hex, started=time.time(),
-            verdicts=VERDICT_LABELS, previous=view.previous, scored=not arbiter,
+            verdicts=SINGLE_LABELS if view.kind == "single" else VERDICT_LABELS,
+            previous=view.previous, scored=not arbiter and view.kind == "pair",
             ratings=view.ratings, queue=mine,
             action=f"/{'arbitrate' if arbiter else 'item'}/{position}",
         )  # fmt: skip
@@ -152,7 +154,8 @@ def create_app(store: Store) -> FastAPI:
         try:
             if rater.role == "arbiter":
                 arbitrate(store, rater.id, position, str(form.get("verdict", "")),
-                          str(form.get("comment", "")), key)  # fmt: skip
+                          str(form.get("comment", "")), key,
+                          correction=str(form.get("correction", "")))  # fmt: skip
             else:
                 submit(store, rater.id, position, _submission(form, study.axes), key)
         except NotYours as error:

@@ -1,10 +1,12 @@
 """Rating: a rater's queue, what they see, what they submit; disagreements and arbitration.
 
-A rater sees "Answer 1" and "Answer 2" in the order drawn for them, never a
-model name, never another rater's verdict. What they submit is stored relative
-to the item's pair (left/right), so orders never mix up in the report. Each
-submission is one transaction; resending it (same submit key) changes nothing,
-and a revision keeps the earlier rating in the history.
+In an A/B study a rater sees "Answer 1" and "Answer 2" in the order drawn for
+them, never a model name, never another rater's verdict. What they submit is
+stored relative to the item's pair (left/right), so orders never mix up in the
+report. In a single-answer study (a model's drafts) each answer is accepted,
+edited (the corrected answer is the edit) or rejected. Each submission is one
+transaction; resending it (same submit key) changes nothing, and a revision
+keeps the earlier rating in the history.
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from medfactory.feedback.errors import NotYours, RatingError
-from medfactory.feedback.store import Arbitration, Assignment, Item, Rater, Rating, Store, Study
+from medfactory.feedback.store import (
+    SINGLE_VERDICTS,
+    Arbitration,
+    Assignment,
+    Item,
+    Rater,
+    Rating,
+    Store,
+    Study,
+)
 from medfactory.feedback.studies import find_study, token_hash
 
 SHOWN_VERDICTS = ("1", "2", "tie", "both_bad")
@@ -39,8 +50,10 @@ class ItemView:
     total: int
     done: int
     conversation: list[dict]
-    answers: tuple[str, str]  # Answer 1, Answer 2
+    answers: tuple[str, ...]  # Answer 1, Answer 2; a single-answer study: the answer
     axes: list[str]
+    kind: str = "pair"
+    source: dict | None = None  # a draft's origin: file, chunk, range, the chunk's text
     previous: dict | None = None  # this rater's current rating, as shown
     ratings: list[dict] = field(default_factory=list)  # arbiter: both ratings, as shown
 
@@ -49,15 +62,20 @@ def rater_by_token(session, token: str) -> Rater | None:
     return session.scalar(select(Rater).where(Rater.token_hash == token_hash(token)))
 
 
+def verdicts_of(study: Study) -> tuple[str, ...]:
+    """The verdicts a rater may give, as shown."""
+    return SINGLE_VERDICTS if study.kind == "single" else SHOWN_VERDICTS
+
+
 def to_stored(verdict: str, left_first: bool) -> str:
-    if verdict in ("tie", "both_bad"):
+    if verdict not in ("1", "2"):  # tie, both_bad, and a single answer's verdicts
         return verdict
     first_is_left = verdict == "1"
     return "left" if first_is_left == left_first else "right"
 
 
 def to_shown(verdict: str, left_first: bool) -> str:
-    if verdict in ("tie", "both_bad"):
+    if verdict not in ("left", "right"):
         return verdict
     return "1" if (verdict == "left") == left_first else "2"
 
@@ -66,9 +84,12 @@ def _ordered(pair, left_first: bool):
     return (pair[0], pair[1]) if left_first else (pair[1], pair[0])
 
 
-def check_submission(submission: Submission, axes: list[str]) -> None:
-    if submission.verdict not in SHOWN_VERDICTS:
-        raise RatingError(f"verdict {submission.verdict!r}: one of {', '.join(SHOWN_VERDICTS)}")
+def check_submission(submission: Submission, axes: list[str], kind: str = "pair") -> None:
+    verdicts = SINGLE_VERDICTS if kind == "single" else SHOWN_VERDICTS
+    if submission.verdict not in verdicts:
+        raise RatingError(f"verdict {submission.verdict!r}: one of {', '.join(verdicts)}")
+    if submission.verdict == "edit" and not submission.correction.strip():
+        raise RatingError("edit: write the corrected answer in `correction`")
     for axis in axes:
         for answer, score in zip((1, 2), submission.scores.get(axis, (None, None)), strict=True):
             if score not in SCORES:
@@ -155,10 +176,19 @@ def rater_view(session, rater: Rater, position: int) -> ItemView:
     rating = session.scalar(
         select(Rating).where(Rating.assignment_id == assignment.id, Rating.current.is_(True))
     )
-    answers = _ordered((item.left_answer, item.right_answer), assignment.left_first)
+    answers = _answers(item, study, assignment.left_first)
     previous = _shown_rating(rating, assignment.left_first) if rating is not None else None
     done, total = progress(session, rater)
-    return ItemView(position, total, done, item.conversation, answers, study.axes, previous)
+    return ItemView(
+        position, total, done, item.conversation, answers, study.axes, study.kind, item.source,
+        previous,
+    )  # fmt: skip
+
+
+def _answers(item: Item, study: Study, left_first: bool) -> tuple[str, ...]:
+    if study.kind == "single":
+        return (item.left_answer,)
+    return _ordered((item.left_answer, item.right_answer), left_first)
 
 
 def _shown_rating(rating: Rating, left_first: bool) -> dict:
@@ -193,7 +223,7 @@ def submit(
             )
             if assignment is None:
                 raise NotYours(f"item {position} is not in {rater.name}'s queue")
-            check_submission(submission, study.axes)
+            check_submission(submission, study.axes, study.kind)
             first = assignment.left_first
             rating = Rating(
                 assignment_id=assignment.id,
@@ -253,6 +283,8 @@ def arbitrated_verdicts(session, study_id: int) -> dict[int, str]:
 def disagree(ratings: list[Rating]) -> bool:
     if len({r.verdict for r in ratings}) > 1:
         return True
+    if ratings[0].verdict == "edit" and len({" ".join(r.correction.split()) for r in ratings}) > 1:
+        return True  # both edited a draft, differently: the arbiter writes the answer
     for axis in ratings[0].scores:
         for side in (0, 1):
             values = [r.scores[axis][side] for r in ratings]
@@ -317,24 +349,26 @@ def arbiter_view(session, arbiter: Rater, position: int) -> ItemView:
         {"rater": f"Rater {n}", **_shown_rating(rating, left_first)}
         for n, rating in enumerate(rated, 1)
     ]
-    answers = _ordered((item.left_answer, item.right_answer), left_first)
+    answers = _answers(item, study, left_first)
     open_items = disagreements(session, study.id)
     return ItemView(
-        position, len(open_items), 0, item.conversation, answers, study.axes, ratings=ratings
-    )
+        position, len(open_items), 0, item.conversation, answers, study.axes, study.kind,
+        item.source, ratings=ratings,
+    )  # fmt: skip
 
 
 def arbitrate(
-    store: Store, arbiter_id: int, position: int, verdict: str, comment: str, submit_key: str | None
-) -> None:
-    if verdict not in SHOWN_VERDICTS:
-        raise RatingError(f"verdict {verdict!r}: one of {', '.join(SHOWN_VERDICTS)}")
+    store: Store, arbiter_id: int, position: int, verdict: str, comment: str,
+    submit_key: str | None, correction: str = "",
+) -> None:  # fmt: skip
+    """The arbiter's verdict; in a single-answer study "edit" carries the final answer."""
     try:
         with store.session() as session:
             if _already_stored(session, Arbitration, submit_key):
                 return
             arbiter = session.get(Rater, arbiter_id)
             study = session.get(Study, arbiter.study_id)
+            check_submission(Submission(verdict, {}, correction), [], study.kind)
             item = _item_to_settle(session, arbiter, study, position)
             for earlier in session.scalars(
                 select(Arbitration).where(
@@ -348,6 +382,7 @@ def arbitrate(
                     item_id=item.id,
                     rater_id=arbiter.id,
                     verdict=to_stored(verdict, left_first),
+                    correction=correction.strip() if verdict == "edit" else "",
                     comment=comment.strip(),
                     submit_key=submit_key,
                 )

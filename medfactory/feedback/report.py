@@ -411,4 +411,19 @@ def save_report(report: dict, out: Path, to_markdown, draw) -> dict:
 
 def write_report(store: Store, name: str, out: Path) -> dict:
     """report.json, report.md and report.png in `out`; returns the report."""
+    with store.session() as session:
+        kind = find_study(session, name).kind
+    if kind == "single":
+        from medfactory.feedback.draft_report import build_draft_report, draft_chart, draft_markdown
+
+        return save_report(build_draft_report(store, name), out, draft_markdown, draft_chart)
     return save_report(build_report(store, name), out, markdown, chart)
+
+
+def report_markdown(report: dict) -> str:
+    """The report as Markdown, whichever kind of study it is of."""
+    if report.get("kind") == "single":
+        from medfactory.feedback.draft_report import draft_markdown
+
+        return draft_markdown(report, None)
+    return markdown(report, None)

@@ -2,7 +2,10 @@
 
 The columns are a promise to raters and their hospitals' tools: `item`, the
 conversation, `answer_1`, `answer_2`, then `verdict` (1, 2, tie, both_bad),
-`AXIS_1` and `AXIS_2` for each axis of the study, `correction`, `comment`.
+`AXIS_1` and `AXIS_2` for each axis of the study, `correction`, `comment`. A
+single-answer study (a model's drafts) has `item`, `question`, `answer`,
+`source`, `verdict` (accept, edit, reject), `correction` (the corrected answer,
+for edit) and `comment`.
 An xlsx sheet also names its study and rater on a second sheet, `about`, so
 importing it under another rater's name is caught; every row is checked as
 the page checks a submission, and the first error names its row and column.
@@ -16,19 +19,23 @@ from pathlib import Path
 
 from medfactory.feedback.errors import SheetError
 from medfactory.feedback.rating import (
-    SHOWN_VERDICTS,
     RatingError,
     Submission,
     check_submission,
     queue,
     submit,
     to_shown,
+    verdicts_of,
 )
 from medfactory.feedback.store import Store, Study
 from medfactory.feedback.studies import find_rater, find_study
 
+SINGLE_COLUMNS = ["item", "question", "answer", "source", "verdict", "correction", "comment"]
 
-def columns(axes: list[str]) -> list[str]:
+
+def columns(axes: list[str], kind: str = "pair") -> list[str]:
+    if kind == "single":
+        return SINGLE_COLUMNS
     scores = [f"{axis}_{n}" for axis in axes for n in (1, 2)]
     return [
         "item",
@@ -51,9 +58,12 @@ def write_sheet(store: Store, name: str, rater_name: str, path: Path) -> int:
     with store.session() as session:
         study = find_study(session, name)
         rater = find_rater(session, study, rater_name)
-        header = columns(study.axes)
+        header = columns(study.axes, study.kind)
         rows = []
         for item, assignment, rating in queue(session, rater):
+            if study.kind == "single":
+                rows.append(_single_row(item, rating))
+                continue
             first = assignment.left_first
             answers = (
                 (item.left_answer, item.right_answer)
@@ -87,6 +97,25 @@ def write_sheet(store: Store, name: str, rater_name: str, path: Path) -> int:
     return len(rows)
 
 
+def _single_row(item, rating) -> dict:
+    source = item.source or {}
+    where = " · ".join(
+        str(part)
+        for part in (source.get("file"), source.get("heading"),
+                     f"{source['start']}-{source['end']}" if "end" in source else None)
+        if part
+    )  # fmt: skip
+    return {
+        "item": item.position,
+        "question": _conversation_text(item.conversation),
+        "answer": item.left_answer,
+        "source": f"{where}\n\n{source.get('chunk_text', '')}".strip(),
+        "verdict": rating.verdict if rating else "",
+        "correction": rating.correction if rating else "",
+        "comment": rating.comment if rating else "",
+    }
+
+
 def _write_xlsx(path: Path, header: list[str], rows: list[dict], study: str, rater: str) -> None:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
@@ -108,8 +137,11 @@ def _write_xlsx(path: Path, header: list[str], rows: list[dict], study: str, rat
     about = book.create_sheet("about")
     about.append(["study", study])
     about.append(["rater", rater])
-    about.append(["verdict", "1 = answer 1 better, 2 = answer 2 better, tie, both_bad"])
-    about.append(["scores", "1 (poor) to 5 (excellent) for each answer"])
+    if header == SINGLE_COLUMNS:
+        about.append(["verdict", "accept, edit (write the corrected answer in correction), reject"])
+    else:
+        about.append(["verdict", "1 = answer 1 better, 2 = answer 2 better, tie, both_bad"])
+        about.append(["scores", "1 (poor) to 5 (excellent) for each answer"])
     book.save(path)
 
 
@@ -164,14 +196,16 @@ def import_sheet(store: Store, name: str, path: Path, rater_name: str) -> dict:
             )
         if about.get("study") and about["study"] != study.name:
             raise SheetError(f"{path}: a sheet of study {about['study']!r}, not {study.name!r}")
-        missing = [c for c in columns(study.axes) if c not in header]
+        needed = columns(study.axes, study.kind)
+        missing = [c for c in needed if c not in header]
         if missing:
             raise SheetError(
                 f"{path}: missing column(s) {', '.join(missing)}; the sheet needs "
-                f"{', '.join(columns(study.axes))}"
+                f"{', '.join(needed)}"
             )
         positions = {item.position for item, _, _ in queue(session, rater)}
-        axes, rater_id = list(study.axes), rater.id
+        axes, rater_id, kind = list(study.axes), rater.id, study.kind
+        verdicts = verdicts_of(study)
     submissions = []
     for number, row in enumerate(rows, 2):  # row 1 is the header
         verdict = _text(row.get("verdict"))
@@ -191,10 +225,8 @@ def import_sheet(store: Store, name: str, path: Path, rater_name: str) -> dict:
             )
         if verdict.endswith(".0"):
             verdict = verdict[:-2]  # a spreadsheet turned 1 into 1.0
-        if verdict not in SHOWN_VERDICTS:
-            raise SheetError(
-                f"{where}, column verdict: {verdict!r}; write {', '.join(SHOWN_VERDICTS)}"
-            )
+        if verdict not in verdicts:
+            raise SheetError(f"{where}, column verdict: {verdict!r}; write {', '.join(verdicts)}")
         scores = {
             axis: tuple(
                 _score(row.get(f"{axis}_{n}"), f"{where}, column {axis}_{n}") for n in (1, 2)
@@ -205,7 +237,7 @@ def import_sheet(store: Store, name: str, path: Path, rater_name: str) -> dict:
             verdict, scores, _text(row.get("correction")), _text(row.get("comment"))
         )
         try:
-            check_submission(submission, axes)
+            check_submission(submission, axes, kind)
         except RatingError as error:
             raise SheetError(f"{where}: {error}") from None
         submissions.append((position, submission))

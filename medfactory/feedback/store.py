@@ -35,10 +35,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from medfactory.feedback.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_DB = "saves/review/review.db"
 # A stored verdict is relative to the item's pair of versions, never to what was shown.
 VERDICTS = ("left", "right", "tie", "both_bad")
+# A study of single answers (a model's drafts): each is accepted, edited or rejected.
+SINGLE_VERDICTS = ("accept", "edit", "reject")
+STUDY_KINDS = ("pair", "single")
 
 
 class Base(DeclarativeBase):
@@ -59,6 +62,7 @@ class Study(Base):
     seed: Mapped[int] = mapped_column(Integer)
     overlap: Mapped[int] = mapped_column(Integer)
     axes: Mapped[list] = mapped_column(JSON)
+    kind: Mapped[str] = mapped_column(String(16), default="pair", server_default="pair")
 
 
 class Version(Base):
@@ -79,8 +83,10 @@ class Item(Base):
     conversation: Mapped[list] = mapped_column(JSON)  # chat messages, ending with the question
     left_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
     right_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
-    left_answer: Mapped[str] = mapped_column(Text)
-    right_answer: Mapped[str] = mapped_column(Text)
+    left_answer: Mapped[str] = mapped_column(Text)  # a single-answer study: the answer
+    right_answer: Mapped[str] = mapped_column(Text)  # ... and "" here
+    # a draft's origin (id, file, chunk, character range, the chunk's text), for the reviewer
+    source: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class Rater(Base):
@@ -125,6 +131,7 @@ class Arbitration(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
     rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"))
     verdict: Mapped[str] = mapped_column(String(16))
+    correction: Mapped[str] = mapped_column(Text, default="", server_default="")
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
     current: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
@@ -198,9 +205,21 @@ def _add_live_ab(operations) -> None:
     )
 
 
+def _add_single_answer_studies(operations) -> None:
+    from sqlalchemy import Column
+
+    operations.add_column(
+        "studies", Column("kind", String(16), nullable=False, server_default="pair")
+    )
+    operations.add_column("items", Column("source", JSON, nullable=True))
+    operations.add_column(
+        "arbitrations", Column("correction", Text, nullable=False, server_default="")
+    )
+
+
 # Version N's step takes a store at N - 1 to N: `step(operations)` with Alembic's
 # Operations bound to the open connection.
-MIGRATIONS: dict[int, Callable] = {2: _add_live_ab}
+MIGRATIONS: dict[int, Callable] = {2: _add_live_ab, 3: _add_single_answer_studies}
 
 
 class Store:

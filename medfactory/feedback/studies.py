@@ -1,14 +1,17 @@
-"""A blind A/B study: the same prompts answered by two or more versions, rated by doctors.
+"""A review study: doctors rate model output, two per item, an arbiter for disagreements.
 
-`create_study` lines the prediction files up (same prompts, same order), draws
-the items and, with more than two versions, a pair per item; gives each item
-to `overlap` raters, always the least loaded, each with its own drawn order of
-the two answers. Everything drawn follows from `seed`.
+A blind A/B study lines prediction files up (same prompts, same order), draws
+the items and, with more than two versions, a pair per item; each rater sees
+the two answers in an order of their own. A single-answer study takes a
+model's question-answer drafts (`data synthesize`): each draft is accepted,
+edited or rejected. Either way each item goes to `overlap` raters, always the
+least loaded. Everything drawn follows from `seed`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 import secrets
@@ -36,6 +39,7 @@ class StudySpec:
     items: int | None = None
     seed: int = 0
     axes: tuple[str, ...] = DEFAULT_AXES
+    drafts: Path | None = None  # a single-answer study of these drafts, not of predictions
 
 
 def line_up(paths: list[Path]) -> list[list[dict]]:
@@ -72,7 +76,7 @@ def create_study(store: Store, spec: StudySpec) -> Study:
         raise StudyError(f"--arbiter {spec.arbiter!r} is also a rater; arbitrate with someone else")
     if not 1 <= spec.overlap <= len(raters):
         raise StudyError(f"--overlap {spec.overlap}: between 1 and the {len(raters)} raters")
-    runs = line_up(spec.predictions)
+    runs = [read_drafts(spec.drafts)] if spec.drafts else line_up(spec.predictions)
     rng = random.Random(spec.seed)
     lines = list(range(len(runs[0])))
     if spec.items is not None and spec.items < len(lines):
@@ -80,13 +84,16 @@ def create_study(store: Store, spec: StudySpec) -> Study:
     with store.session() as session:
         if session.scalar(select(Study).where(Study.name == spec.name)):
             raise StudyError(f"a study named {spec.name!r} exists in this store; choose another")
-        study = Study(name=spec.name, seed=spec.seed, overlap=spec.overlap, axes=list(spec.axes))
+        kind = "single" if spec.drafts else "pair"
+        axes = [] if spec.drafts else list(spec.axes)
+        study = Study(name=spec.name, seed=spec.seed, overlap=spec.overlap, axes=axes, kind=kind)
         session.add(study)
         session.flush()
-        names = run_names(spec.predictions)
+        paths = [spec.drafts] if spec.drafts else spec.predictions
+        names = ["drafts"] if spec.drafts else run_names(spec.predictions)
         versions = [
             Version(study_id=study.id, name=name, path=str(path))
-            for name, path in zip(names, spec.predictions, strict=True)
+            for name, path in zip(names, paths, strict=True)
         ]
         session.add_all(versions)
         people = [Rater(study_id=study.id, name=n, role="rater") for n in raters]
@@ -96,19 +103,22 @@ def create_study(store: Store, spec: StudySpec) -> Study:
         session.flush()
         load = dict.fromkeys(range(len(raters)), 0)
         for position, line in enumerate(lines, 1):
-            left, right = (
-                (0, 1) if len(versions) == 2 else sorted(rng.sample(range(len(versions)), 2))
-            )
-            item = Item(
-                study_id=study.id,
-                position=position,
-                line=line + 1,
-                conversation=conversation_of(runs[0][line]),
-                left_id=versions[left].id,
-                right_id=versions[right].id,
-                left_answer=runs[left][line]["predict"],
-                right_answer=runs[right][line]["predict"],
-            )
+            if spec.drafts:
+                item = _draft_item(study.id, position, line, runs[0][line], versions[0].id)
+            else:
+                left, right = (
+                    (0, 1) if len(versions) == 2 else sorted(rng.sample(range(len(versions)), 2))
+                )
+                item = Item(
+                    study_id=study.id,
+                    position=position,
+                    line=line + 1,
+                    conversation=conversation_of(runs[0][line]),
+                    left_id=versions[left].id,
+                    right_id=versions[right].id,
+                    left_answer=runs[left][line]["predict"],
+                    right_answer=runs[right][line]["predict"],
+                )
             session.add(item)
             session.flush()
             order = sorted(load, key=lambda r: (load[r], rng.random()))[: spec.overlap]
@@ -120,6 +130,49 @@ def create_study(store: Store, spec: StudySpec) -> Study:
                     )
                 )
     return study
+
+
+def read_drafts(path: Path) -> list[dict]:
+    """The drafts of `data synthesize` (question, answer, and their source), checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(
+            f"{path}: no such drafts file; write one with `medfactory data synthesize`"
+        )
+    drafts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            draft = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise StudyError(f"{path}:{number}: not a JSON line ({error})") from None
+        if not (
+            isinstance(draft, dict)
+            and isinstance(draft.get("question"), str)
+            and isinstance(draft.get("answer"), str)
+            and draft["question"].strip()
+            and draft["answer"].strip()
+        ):
+            raise StudyError(f"{path}:{number}: a draft needs a non-empty question and answer")
+        drafts.append(draft)
+    if not drafts:
+        raise StudyError(f"{path}: no drafts in the file; nothing to review")
+    return drafts
+
+
+def _draft_item(study_id: int, position: int, line: int, draft: dict, version_id: int) -> Item:
+    source = {
+        "id": draft.get("id"),
+        **(draft.get("source") if isinstance(draft.get("source"), dict) else {}),
+        "chunk_text": draft.get("chunk_text") or "",
+    }
+    return Item(
+        study_id=study_id, position=position, line=line + 1,
+        conversation=[{"role": "user", "content": draft["question"].strip()}],
+        left_id=version_id, right_id=version_id, left_answer=draft["answer"].strip(),
+        right_answer="", source=source,
+    )  # fmt: skip
 
 
 def find_study(session, name: str) -> Study:

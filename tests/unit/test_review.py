@@ -344,12 +344,13 @@ def test_a_store_from_a_newer_medfactory_is_refused(tmp_path):
     open_store(url).close()
     with open_store(url).session() as session:
         session.get(store_module.Meta, "schema_version").value = "99"
-    with pytest.raises(StoreError, match="schema 99, newer than this medfactory's 2; upgrade"):
+    with pytest.raises(StoreError, match="schema 99, newer than this medfactory's 3; upgrade"):
         open_store(url)
 
 
 def test_a_schema_1_store_is_upgraded_in_place_and_keeps_its_studies(tmp_path):
-    """A store written before the live A/B tables (schema 1) gains them on open."""
+    """A store written before the live A/B tables (schema 1) gains them on open, and the
+    columns of single-answer studies (schema 3)."""
     import sqlalchemy as sa
 
     from medfactory.feedback.store import LIVE_AB_TABLES
@@ -365,6 +366,12 @@ def test_a_schema_1_store_is_upgraded_in_place_and_keeps_its_studies(tmp_path):
     with old.engine.begin() as connection:  # back to what schema 1 wrote
         for model in reversed(LIVE_AB_TABLES):
             model.__table__.drop(connection)
+        for table, column in (
+            ("studies", "kind"),
+            ("items", "source"),
+            ("arbitrations", "correction"),
+        ):
+            connection.execute(sa.text(f"alter table {table} drop column {column}"))
         connection.execute(sa.text("update medfactory_meta set value = '1'"))
     old.close()
 
@@ -372,7 +379,10 @@ def test_a_schema_1_store_is_upgraded_in_place_and_keeps_its_studies(tmp_path):
     with store.engine.connect() as connection:
         tables = set(sa.inspect(connection).get_table_names())
         version = connection.execute(sa.text("select value from medfactory_meta")).scalar()
-    assert {m.__tablename__ for m in LIVE_AB_TABLES} <= tables and version == "2"
+        kinds = connection.execute(sa.text("select kind from studies")).scalars().all()
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("arbitrations")}
+    assert {m.__tablename__ for m in LIVE_AB_TABLES} <= tables and version == "3"
+    assert kinds == ["pair"] and "correction" in columns
     assert status(store, "kept")["raters"] == {"d1": {"done": 0, "assigned": 12}}
 
 
