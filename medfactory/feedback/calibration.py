@@ -12,6 +12,7 @@ from medfactory.evaluation.errors import JudgeError
 from medfactory.evaluation.judge import Answer, Judge, Rubrics, item_score, last_user
 from medfactory.evaluation.scoring import split_think
 from medfactory.feedback.exports import settled_items
+from medfactory.feedback.studies import find_study
 
 LABELS = ("left", "right", "tie")
 
@@ -52,6 +53,12 @@ def calibration(pairs: list[dict]) -> dict:
 def calibrate(judge: Judge, rubrics: Rubrics, store, study: str, on_progress=None) -> dict:
     """Grade both answers of each settled item of a review study, and compare the
     judge's preference with the clinicians' verdict."""
+    with store.session() as session:
+        if find_study(session, study).kind == "single":
+            raise JudgeError(
+                f"study {study!r} reviews drafts (accept, edit, reject): it has no preference "
+                "between two answers to calibrate a judge against; give an A/B study"
+            )
     items = settled_items(store, study)
     if not items:
         raise JudgeError(

@@ -69,10 +69,10 @@ def create(store_url: str, folder: Path, raters: list[str], count: int, overlap:
 class Page:
     """`medfactory review serve` in its own process group, and the links it printed."""
 
-    def __init__(self, store_url: str):
+    def __init__(self, store_url: str, study: str = "s1"):
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "medfactory", "review", "serve", "s1", "--db", store_url,
+            [sys.executable, "-m", "medfactory", "review", "serve", study, "--db", store_url,
              "--port", str(self.port)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,

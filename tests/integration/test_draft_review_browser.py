@@ -1,0 +1,110 @@
+"""Two doctors and an arbiter review a model's drafts in a real headless Chromium; the
+export holds what they accepted and how they corrected it, and LLaMA-Factory loads it."""
+
+import json
+import shutil
+
+from review_helpers import Page, medfactory
+from selenium.webdriver.common.by import By
+from test_llamafactory_loading import load_with_llamafactory
+from test_review_browser import open_link, submit_form
+
+from medfactory import paths
+
+SCREENSHOT = paths.cache_dir() / "review" / "drafts.png"  # the README's docs/review-drafts.png
+DRAFTS = [
+    ("成人高血压的诊断标准是什么？", "诊室血压≥140/90 mmHg。", "诊断：血压≥140/90 mmHg。"),
+    ("ACEI 最常见的不良反应是什么？", "主要是皮疹。", "ACEI最常见的不良反应是干咳。"),
+    ("高血压患者每天吃多少盐？", "不超过10克。", "每日食盐摄入应少于5克。"),
+]  # fmt: skip
+# What each doctor does with each draft: (d1, d2); the last disagreement goes to the arbiter.
+CHOICES = [("accept", "accept"), ("edit", "edit"), ("edit", "reject")]
+FIXED = {2: "ACEI最常见的不良反应是干咳，不能耐受时可换用ARB。", 3: "每日食盐摄入应少于5克。"}
+
+
+def write_drafts(folder) -> str:
+    path = folder / "htn.drafts.jsonl"
+    rows = [
+        {"id": f"htn.md#{i}.1", "question": q, "answer": a, "chunk_text": chunk,
+         "source": {"file": "guides/htn.md", "chunk": i, "heading": "高血压", "start": 40 * i,
+                    "end": 40 * i + len(chunk)}}
+        for i, (q, a, chunk) in enumerate(DRAFTS)
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return str(path)
+
+
+def test_doctors_accept_edit_and_reject_drafts_and_the_export_loads(
+    browser, store_url, tmp_path, tiny_model
+):
+    made = medfactory(
+        "review", "create", "drafts", "--drafts", write_drafts(tmp_path), "--raters", "d1,d2",
+        "--arbiter", "boss", "--db", store_url,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    page = Page(store_url, "drafts")
+    try:
+        for who, rater in enumerate(("d1", "d2")):
+            open_link(browser, page.links[rater])
+            for position, choices in enumerate(CHOICES, 1):
+                assert browser.current_url.endswith(f"/item/{position}")
+                question, answer, chunk = DRAFTS[position - 1]
+                assert browser.find_element(By.ID, "answer-1").text == answer
+                source = browser.find_element(By.ID, "source").text
+                assert chunk in source and "guides/htn.md" in source
+                assert "Answer 2" not in browser.find_element(By.TAG_NAME, "body").text
+                choice = choices[who]
+                if choice == "accept" and who == 0:  # the keyboard shortcut
+                    browser.find_element(By.TAG_NAME, "body").send_keys("a")
+                else:
+                    browser.find_element(By.ID, f"verdict-{choice}").click()
+                if choice == "edit":
+                    box = browser.find_element(By.ID, "correction")
+                    assert box.get_attribute("value") == answer  # the draft, to start from
+                    box.clear()
+                    box.send_keys(FIXED[position])
+                    if rater == "d1" and position == 2:
+                        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                        browser.save_screenshot(str(SCREENSHOT))
+                submit_form(browser)
+            assert "All done" in browser.find_element(By.ID, "message").text
+
+        open_link(browser, page.links["boss"])
+        assert browser.current_url.endswith("/arbitrate/3")  # edit against reject
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "Rater 1" in text and "Rater 2" in text and FIXED[3] in text
+        browser.find_element(By.ID, "verdict-edit").click()
+        box = browser.find_element(By.ID, "correction")
+        box.clear()
+        box.send_keys("成人每日食盐摄入应少于5克。")
+        submit_form(browser)
+        assert "No open disagreement" in browser.find_element(By.TAG_NAME, "body").text
+    finally:
+        page.stop()
+
+    report = medfactory("review", "report", "drafts", "--db", store_url, "--json",
+                        "--out", str(tmp_path / "r"))  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    counts = json.loads(report.stdout)
+    assert {v: e["count"] for v, e in counts["after_arbitration"].items()} == {
+        "accept": 1, "edit": 2, "reject": 0,
+    }  # fmt: skip
+    assert counts["arbitrated"] == 1 and counts["unsettled"] == 0
+
+    data = tmp_path / "data"
+    exported = medfactory(
+        "review", "export", "drafts", "--name", "htn", "--dataset-dir", str(data),
+        "--format", "alpaca", "--split", "1", "--db", store_url, "--json",
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    rows = [json.loads(x) for x in (data / "htn_sft_train.jsonl").read_text().splitlines()]
+    assert [(r["instruction"], r["output"]) for r in rows] == [
+        (DRAFTS[0][0], DRAFTS[0][1]), (DRAFTS[1][0], FIXED[2]),
+        (DRAFTS[2][0], "成人每日食盐摄入应少于5克。"),
+    ]  # fmt: skip
+    assert rows[1]["source"] == f"guides/htn.md#chunk1[40:{40 + len(DRAFTS[1][2])}]"
+    loaded = load_with_llamafactory(tiny_model, data, "htn_sft", tmp_path / "lf")
+    assert loaded["kept"] == {"train": 3}  # the source column rides along unharmed
+    assert all(FIXED[2] in text for text in loaded["decoded"][1:2])
+    assert SCREENSHOT.read_bytes()[:4] == b"\x89PNG"
+    shutil.copy(SCREENSHOT, tmp_path / "drafts.png")
