@@ -229,7 +229,12 @@ def submit(
                 assignment_id=assignment.id,
                 verdict=to_stored(submission.verdict, first),
                 scores={a: list(_ordered(submission.scores[a], first)) for a in study.axes},
-                correction=submission.correction.strip(),
+                # a draft's answer box is sent with every verdict: only an edit keeps it
+                correction=(
+                    submission.correction.strip()
+                    if study.kind == "pair" or submission.verdict == "edit"
+                    else ""
+                ),
                 comment=submission.comment.strip(),
                 seconds=submission.seconds,
                 source=source,
