@@ -91,6 +91,10 @@ def test_a_rater_sees_one_draft_with_its_source_and_gives_one_of_three_verdicts(
         submit(study, raters["d1"].id, 1, Submission("1", {}), None)
     with pytest.raises(RatingError, match="edit: write the corrected answer"):
         submit(study, raters["d1"].id, 1, Submission("edit", {}, "  "), None)
+    # The page sends the answer box with every verdict; only an edit keeps it.
+    submit(study, raters["d1"].id, 1, Submission("accept", {}, view.answers[0]), None)
+    with study.session() as session:
+        assert rater_view(session, raters["d1"], 1).previous["correction"] == ""
 
 
 def test_disagreements_go_to_the_arbiter_and_the_export_keeps_exactly_the_reviewed(study, tmp_path):
