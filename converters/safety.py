@@ -139,11 +139,11 @@ class SafetyRules:
         """The rules that may match `text`: those the RE2 pre-check finds, else all."""
         if self._precheck is None:
             return self.rules
-        try:
-            found = self._precheck.found([text])[0]
+        try:  # the set itself, not Precheck.found: this runs once per training record
+            found = self._precheck.set.Match(text)
         except UnicodeEncodeError:  # RE2 reads UTF-8; a lone surrogate: every rule
             return self.rules
-        return [rule for rule in self.rules if rule.id in found]
+        return [self.rules[i] for i in sorted(found)] if found else []
 
     def check(self, turns: list[tuple[str, str]], joined: str | None = None) -> list[Violation]:
         """The violations in a dialogue's (question, answer) pairs. `joined`, every text of
