@@ -49,7 +49,7 @@ def test_doctors_accept_edit_and_reject_drafts_and_the_export_loads(
             for position, choices in enumerate(CHOICES, 1):
                 assert browser.current_url.endswith(f"/item/{position}")
                 question, answer, chunk = DRAFTS[position - 1]
-                assert browser.find_element(By.ID, "answer-1").text == answer
+                assert browser.find_element(By.CSS_SELECTOR, "#answer-1 .text").text == answer
                 source = browser.find_element(By.ID, "source").text
                 assert chunk in source and "guides/htn.md" in source
                 assert "Answer 2" not in browser.find_element(By.TAG_NAME, "body").text
