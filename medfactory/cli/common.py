@@ -153,3 +153,6 @@ def unwind_on_termination() -> None:
     """
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
+    # A background job of a script starts with SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt: `kill -INT` would do nothing. Ctrl-C's meaning, always.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
