@@ -378,10 +378,10 @@ def judge(
     asks only what is new.
     """
     from deploy.client import Endpoint
+    from deploy.replies import ParsedReplies
     from medfactory.cli.progress import count_progress
     from medfactory.evaluation.judge import (
         Judge,
-        JudgmentCache,
         Rubrics,
         answers_of,
         compare_runs,
@@ -395,7 +395,7 @@ def judge(
     graded = [(path, answers_of(path, rubrics)) for path in predictions]
     server = Endpoint(judge_endpoint, api_key=judge_api_key, model=judge_model)
     server.check()
-    grader = Judge(server, JudgmentCache(out / "judgments.jsonl"), concurrency)
+    grader = Judge(ParsedReplies(server, out / "judgments.jsonl"), concurrency)
     report = {"judge": grader.name, "rubric": rubrics.source, "runs": []}
     for path, answers in graded:
         total = sum(len(a.rubric) for a in answers)

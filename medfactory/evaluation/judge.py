@@ -11,10 +11,8 @@ calibration of the judge against a clinician review study.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from deploy.client import EndpointError
+from deploy.replies import ParsedReplies, reply_key
 from medfactory import paths
 from medfactory.evaluation.errors import JudgeError
 from medfactory.evaluation.scoring import conversation_of, read_predictions, split_think
@@ -206,36 +204,19 @@ def parse_grade(text: str) -> dict | None:
     return {"criteria_met": grade.criteria_met, "explanation": grade.explanation}
 
 
-class JudgmentCache:
-    """Judgments by (item, criterion, judge), appended to a JSON-lines file as they come."""
-
-    def __init__(self, path: Path):
-        self.path, self._lock, self.entries = path, threading.Lock(), {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    row = json.loads(line)
-                    self.entries[row["key"]] = row["grade"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line cut short by an interrupted run: asked again
-
-    @staticmethod
-    def key(answer: Answer, criterion: Criterion, judge: str) -> str:
-        material = [answer.conversation, answer.answer, criterion.as_dict(), judge]
-        return hashlib.sha256(json.dumps(material, ensure_ascii=False).encode()).hexdigest()
-
-    def put(self, key: str, grade: dict) -> None:
-        with self._lock:
-            self.entries[key] = grade
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as out:
-                out.write(json.dumps({"key": key, "grade": grade}, ensure_ascii=False) + "\n")
-
-
 class Judge:
-    def __init__(self, endpoint, cache: JudgmentCache, concurrency: int = 8):
-        self.endpoint, self.cache, self.concurrency = endpoint, cache, concurrency
-        self.asked = 0  # requests sent this run (a cached judgment sends none)
+    def __init__(self, replies: ParsedReplies, concurrency: int = 8):
+        """`replies`: the judge's endpoint, with its cache of judgments."""
+        self.replies, self.concurrency = replies, concurrency
+
+    @property
+    def endpoint(self):
+        return self.replies.endpoint
+
+    @property
+    def asked(self) -> int:
+        """Requests sent this run (a cached judgment sends none)."""
+        return self.replies.asked
 
     @property
     def name(self) -> str:
@@ -254,24 +235,16 @@ class Judge:
 
     def grade(self, answer: Answer, criterion: Criterion) -> dict | None:
         """Whether the answer meets the criterion; asked again once if the reply does not
-        parse; None (invalid) after that."""
-        key = JudgmentCache.key(answer, criterion, self.endpoint.model)
-        if key in self.cache.entries:
-            return self.cache.entries[key]
-        messages = [{"role": "user", "content": self.prompt(answer, criterion)}]
-        for _attempt in range(2):
-            self.asked += 1
-            try:
-                reply = self.endpoint.chat(messages, temperature=0.0, max_tokens=MAX_TOKENS)
-            except EndpointError as error:
-                if error.status != 400:  # unreachable, wrong key ...: the run cannot go on
-                    raise
-                return None  # this request refused (too long for the judge's context, ...)
-            grade = parse_grade(reply["choices"][0]["message"].get("content") or "")
-            if grade is not None:
-                self.cache.put(key, grade)
-                return grade
-        return None
+        parse; None (invalid, and asked again next run) after that. Cached by (answer,
+        criterion, judge model)."""
+        key = reply_key(
+            answer.conversation, answer.answer, criterion.as_dict(), self.endpoint.model
+        )
+        grade, _cached = self.replies.ask(
+            key, self.prompt(answer, criterion), parse_grade, keep_failures=False,
+            temperature=0.0, max_tokens=MAX_TOKENS,
+        )  # fmt: skip
+        return grade
 
     def grade_all(
         self, answers: list[Answer], on_progress: Callable[[int], None] | None = None

@@ -11,10 +11,8 @@ chunks it has no reply for.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from pathlib import Path
 import jinja2
 
 from converters.documents import Chunk
-from deploy.client import EndpointError
+from deploy.replies import ParsedReplies, reply_key
 from medfactory import paths
 
 PROMPTS = paths.PROJECT_ROOT / "templates" / "synthesis"
@@ -70,64 +68,23 @@ def parse_pairs(reply: str) -> list[dict] | None:
     return [{"question": p["question"].strip(), "answer": p["answer"].strip()} for p in pairs]
 
 
-class Responses:
-    """The model's parsed replies (or that there was none usable), one JSON line per chunk."""
-
-    def __init__(self, path: Path):
-        self.path, self._lock, self.entries = path, threading.Lock(), {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    row = json.loads(line)
-                    self.entries[row["key"]] = row["pairs"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # cut short by an interrupted run: that chunk is asked again
-
-    def put(self, key: str, pairs: list[dict] | None) -> None:
-        with self._lock:
-            self.entries[key] = pairs
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as out:
-                out.write(json.dumps({"key": key, "pairs": pairs}, ensure_ascii=False) + "\n")
-
-
 @dataclass
 class Drafting:
-    endpoint: object  # deploy.client.Endpoint, checked
-    responses: Responses
+    replies: ParsedReplies  # the drafting model's endpoint, with its file of replies
     questions: int = 3
     concurrency: int = 4
     max_tokens: int = 2048
     prompts: Prompts = Prompts()
-    asked: int = 0  # requests sent this run
-
-    def key(self, prompt: str) -> str:
-        return hashlib.sha256(f"{self.endpoint.model}\n{prompt}".encode()).hexdigest()
 
     def draft(self, chunk: Chunk) -> tuple[list[dict] | None, bool]:
-        """(the chunk's pairs, or None when no reply parsed; whether it came from the file)."""
+        """(the chunk's pairs, or None when no reply parsed; whether it came from the file).
+        A chunk whose replies never parsed is kept as done: a rerun does not ask again."""
         prompt = self.prompts.render(chunk, self.questions)
-        key = self.key(prompt)
-        if key in self.responses.entries:
-            return self.responses.entries[key], True
-        pairs = None
-        for _attempt in range(2):
-            self.asked += 1
-            try:
-                reply = self.endpoint.chat(
-                    [{"role": "user", "content": prompt}],
-                    temperature=0.7,
-                    max_tokens=self.max_tokens,
-                )
-            except EndpointError as error:
-                if error.status != 400:  # unreachable, wrong key ...: the run cannot go on
-                    raise
-                return None, False  # refused (too long for its context?): asked again next run
-            pairs = parse_pairs(reply["choices"][0]["message"].get("content") or "")
-            if pairs is not None:
-                break
-        self.responses.put(key, pairs)
-        return pairs, False
+        key = reply_key(self.replies.endpoint.model, prompt)
+        return self.replies.ask(
+            key, prompt, parse_pairs, keep_failures=True, temperature=0.7,
+            max_tokens=self.max_tokens,
+        )  # fmt: skip
 
     def draft_all(
         self, chunks: list[Chunk], on_progress: Callable[[int], None] | None = None

@@ -18,8 +18,9 @@ from pathlib import Path
 from converters.documents import SUFFIXES, Chunk, chunk_document, read_document
 from converters.records import SourceError
 from converters.safety import SafetyRules
+from deploy.replies import ParsedReplies
 from medfactory.synthesis.checks import CheckOptions, check_drafts
-from medfactory.synthesis.drafts import Drafting, Responses, drafts_of
+from medfactory.synthesis.drafts import Drafting, drafts_of
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,8 @@ def synthesize(
     """Draft, check and write; the summary that accounts for every chunk and draft."""
     rules = SafetyRules.load(options.rules)
     folder = Path(options.dataset_dir)
-    responses = Responses(folder / ".synthesis" / options.name / "responses.jsonl")
-    drafting = Drafting(
-        endpoint, responses, options.questions, options.concurrency, options.max_tokens
-    )
+    replies = ParsedReplies(endpoint, folder / ".synthesis" / options.name / "responses.jsonl")
+    drafting = Drafting(replies, options.questions, options.concurrency, options.max_tokens)
     results = drafting.draft_all(chunks, on_progress)
     drafts, unparseable = drafts_of(chunks, results)
     kept, dropped = check_drafts(drafts, rules, options.checks)
@@ -88,7 +87,7 @@ def synthesize(
         "name": options.name,
         "documents": len({chunk.file for chunk in chunks}),
         "chunks": len(chunks),
-        "requests": drafting.asked,
+        "requests": replies.asked,
         "chunks_from_earlier_runs": sum(cached for _, cached in results),
         "unparseable_chunks": unparseable,
         "drafts": len(drafts),
