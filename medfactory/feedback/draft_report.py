@@ -18,7 +18,8 @@ import numpy as np
 from sqlalchemy import func, select
 
 from medfactory.evaluation.intervals import wilson
-from medfactory.feedback.rating import arbitrated_verdicts, current_ratings
+from medfactory.feedback.exports import final_verdict
+from medfactory.feedback.rating import arbitrated_verdicts, current_ratings, edited_alike
 from medfactory.feedback.report import _alpha, _kappa, _number
 from medfactory.feedback.store import SINGLE_VERDICTS, Assignment, Item, Store
 from medfactory.feedback.studies import find_study
@@ -49,19 +50,13 @@ def build_draft_report(store: Store, name: str) -> dict:
     before = Counter(row.Rating.verdict for row in rows)
     final, unsettled, same_edit, both_edit = Counter(), 0, 0, 0
     for item_id, rated in by_item.items():
-        verdicts = {row.Rating.verdict for row in rated}
-        edits = {" ".join(row.Rating.correction.split()) for row in rated}
-        if verdicts == {"edit"} and len(rated) > 1:
+        ratings = [row.Rating for row in rated]
+        if len(ratings) > 1 and all(r.verdict == "edit" for r in ratings):
             both_edit += 1
-            same_edit += len(edits) == 1
-        if item_id in arbitrated:
-            final[arbitrated[item_id]] += 1
-        elif (
-            len(rated) == assigned[item_id]  # every rater has spoken ...
-            and len(verdicts) == 1  # ... and they agree
-            and (verdicts != {"edit"} or len(edits) == 1)
-        ):
-            final[verdicts.pop()] += 1
+            same_edit += edited_alike(ratings)
+        verdict = final_verdict(arbitrated.get(item_id), ratings, assigned[item_id])
+        if verdict in SINGLE_VERDICTS:  # as the export settles it
+            final[verdict] += 1
         else:
             unsettled += 1
     given = {(row.rater, row.item_id): row.Rating.verdict for row in rows}

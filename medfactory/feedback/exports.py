@@ -27,7 +27,7 @@ from converters.registry import register
 from converters.split import SPLIT_NAMES, assign_split
 from medfactory.feedback.errors import ExportError
 from medfactory.feedback.exchanges import exchanges_since
-from medfactory.feedback.rating import arbitrated_verdicts, current_ratings
+from medfactory.feedback.rating import current_arbitrations, current_ratings, edited_alike
 from medfactory.feedback.store import Arbitration, Assignment, Item, Store
 from medfactory.feedback.studies import find_study
 
@@ -93,26 +93,19 @@ def review_export(store: Store, study_name: str) -> Export:
     export = Export(source=f"review {study_name}")
     with store.session() as session:
         study = find_study(session, study_name)
-        if study.kind == "single":
-            return _draft_export(session, study, export)
-        items = {i.id: i for i in session.scalars(select(Item).where(Item.study_id == study.id))}
-        assigned = Counter(
-            session.scalars(select(Assignment.item_id).join(Item).where(Item.study_id == study.id))
-        )
-        settled = arbitrated_verdicts(session, study.id)
-        rated: dict[int, list] = {}
-        for row in current_ratings(session, study.id):
-            rated.setdefault(row.item_id, []).append(row.Rating)
-    export.read = len(items)
-    for item_id, item in sorted(items.items(), key=lambda pair: pair[1].position):
+        state = _Reviewed.of(session, study)
+    if study.kind == "single":
+        return _draft_export(state, export)
+    export.read = len(state.items)
+    for item in state.items:
         system, turns, question = _split_chat(item.conversation)
-        ratings = rated.get(item_id, [])
+        ratings = state.rated.get(item.id, [])
         for rating in ratings:
             if rating.correction.strip():
                 export.examples["sft"].append(
                     Example(system, turns, question, answer=rating.correction.strip())
                 )
-        verdict = _final_verdict(settled.get(item_id), ratings, assigned[item_id])
+        verdict = state.final_verdict(item)
         if verdict in ("left", "right"):
             chosen, rejected = (item.left_answer, item.right_answer)
             if verdict == "right":
@@ -129,72 +122,62 @@ def settled_items(store: Store, study_name: str) -> list[dict]:
     """The items of a study whose final verdict is settled (arbitrated, or every rater
     agreeing), with their chat, both answers and the verdict (left, right, tie, both_bad)."""
     with store.session() as session:
-        study = find_study(session, study_name)
+        state = _Reviewed.of(session, find_study(session, study_name))
+    shown = {"tie": "tie", "both unacceptable": "both_bad", "left": "left", "right": "right"}
+    return [
+        {"position": item.position, "conversation": item.conversation,
+         "left_answer": item.left_answer, "right_answer": item.right_answer,
+         "verdict": shown[verdict]}
+        for item in state.items
+        if (verdict := state.final_verdict(item)) in shown
+    ]  # fmt: skip
+
+
+@dataclass
+class _Reviewed:
+    """What a study's items need for their final verdict, read in one session."""
+
+    items: list[Item]  # in position order
+    assigned: Counter  # item id -> raters assigned
+    rated: dict[int, list]  # item id -> current ratings
+    arbitrations: dict[int, Arbitration]  # item id -> the arbiter's current one
+
+    @classmethod
+    def of(cls, session, study) -> _Reviewed:
         items = session.scalars(
             select(Item).where(Item.study_id == study.id).order_by(Item.position)
         ).all()
         assigned = Counter(
             session.scalars(select(Assignment.item_id).join(Item).where(Item.study_id == study.id))
         )
-        settled = arbitrated_verdicts(session, study.id)
         rated: dict[int, list] = {}
         for row in current_ratings(session, study.id):
             rated.setdefault(row.item_id, []).append(row.Rating)
-        shown = {"tie": "tie", "both unacceptable": "both_bad", "left": "left", "right": "right"}
-        found = []
-        for item in items:
-            verdict = _final_verdict(
-                settled.get(item.id), rated.get(item.id, []), assigned[item.id]
-            )
-            if verdict in shown:
-                found.append({
-                    "position": item.position, "conversation": item.conversation,
-                    "left_answer": item.left_answer, "right_answer": item.right_answer,
-                    "verdict": shown[verdict],
-                })  # fmt: skip
-    return found
+        return cls(items, assigned, rated, current_arbitrations(session, study.id))
+
+    def final_verdict(self, item: Item) -> str:
+        arbitration = self.arbitrations.get(item.id)
+        return final_verdict(
+            arbitration.verdict if arbitration else None,
+            self.rated.get(item.id, []),
+            self.assigned[item.id],
+        )
 
 
-def _draft_export(session, study, export: Export) -> Export:
-    items = session.scalars(
-        select(Item).where(Item.study_id == study.id).order_by(Item.position)
-    ).all()
-    assigned = Counter(
-        session.scalars(select(Assignment.item_id).join(Item).where(Item.study_id == study.id))
-    )
-    arbitrations = {
-        a.item_id: a
-        for a in session.scalars(
-            select(Arbitration)
-            .join(Item, Item.id == Arbitration.item_id)
-            .where(Item.study_id == study.id, Arbitration.current.is_(True))
-        )
-    }
-    rated: dict[int, list] = {}
-    for row in current_ratings(session, study.id):
-        rated.setdefault(row.item_id, []).append(row.Rating)
-    export.read = len(items)
-    for item in items:
-        arbitration = arbitrations.get(item.id)
-        ratings = rated.get(item.id, [])
-        verdict = _final_verdict(
-            arbitration.verdict if arbitration else None, ratings, assigned[item.id]
-        )
-        # edits the same but for spacing agree, as the disagreement rule has it
-        edits = {
-            " ".join(r.correction.split()): r.correction.strip()
-            for r in ratings
-            if r.verdict == "edit"
-        }
-        if arbitration is None and verdict == "edit" and len(edits) > 1:
-            verdict = "raters disagree, not arbitrated"  # two different edits
+def _draft_export(state: _Reviewed, export: Export) -> Export:
+    export.read = len(state.items)
+    for item in state.items:
+        verdict = state.final_verdict(item)
         if verdict not in ("accept", "edit"):
             export.skipped["rejected" if verdict == "reject" else verdict] += 1
             continue
+        arbitration = state.arbitrations.get(item.id)
         if verdict == "accept":
             answer = item.left_answer
-        else:
-            answer = arbitration.correction if arbitration else next(iter(edits.values()))
+        elif arbitration:
+            answer = arbitration.correction
+        else:  # the raters' edits, the same but for spacing
+            answer = state.rated[item.id][0].correction.strip()
         export.examples["sft"].append(
             Example("", [], item.conversation[-1]["content"], answer=answer,
                     source=_draft_source(item.source or {}))
@@ -211,7 +194,7 @@ def _draft_source(source: dict) -> str:
     return where or str(source.get("id") or "")
 
 
-def _final_verdict(arbitrated: str | None, ratings: list, assigned: int) -> str:
+def final_verdict(arbitrated: str | None, ratings: list, assigned: int) -> str:
     """The item's settled verdict, or why there is none yet."""
     verdict = arbitrated
     if verdict is None:
@@ -219,7 +202,7 @@ def _final_verdict(arbitrated: str | None, ratings: list, assigned: int) -> str:
             return "not rated"
         if len(ratings) < assigned:
             return "waiting for its other raters"
-        if len({r.verdict for r in ratings}) > 1:
+        if len({r.verdict for r in ratings}) > 1 or not edited_alike(ratings):
             return "raters disagree, not arbitrated"
         verdict = ratings[0].verdict
     return {"tie": "tie", "both_bad": "both unacceptable"}.get(verdict, verdict)

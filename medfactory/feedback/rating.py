@@ -275,20 +275,30 @@ def current_ratings(session, study_id: int) -> list:
     ).all()  # fmt: skip
 
 
-def arbitrated_verdicts(session, study_id: int) -> dict[int, str]:
-    """item id -> the arbiter's current verdict, for the items of a study an arbiter settled."""
+def current_arbitrations(session, study_id: int) -> dict[int, Arbitration]:
+    """item id -> the arbiter's current arbitration, for the items of a study it settled."""
     settled = session.scalars(
         select(Arbitration)
         .join(Item, Item.id == Arbitration.item_id)
         .where(Item.study_id == study_id, Arbitration.current.is_(True))
     )
-    return {arbitration.item_id: arbitration.verdict for arbitration in settled}
+    return {arbitration.item_id: arbitration for arbitration in settled}
+
+
+def arbitrated_verdicts(session, study_id: int) -> dict[int, str]:
+    """item id -> the arbiter's current verdict, for the items of a study an arbiter settled."""
+    return {i: a.verdict for i, a in current_arbitrations(session, study_id).items()}
+
+
+def edited_alike(ratings: list[Rating]) -> bool:
+    """Whether every edit among `ratings` says the same, spacing aside."""
+    return len({" ".join(r.correction.split()) for r in ratings if r.verdict == "edit"}) <= 1
 
 
 def disagree(ratings: list[Rating]) -> bool:
     if len({r.verdict for r in ratings}) > 1:
         return True
-    if ratings[0].verdict == "edit" and len({" ".join(r.correction.split()) for r in ratings}) > 1:
+    if not edited_alike(ratings):
         return True  # both edited a draft, differently: the arbiter writes the answer
     for axis in ratings[0].scores:
         for side in (0, 1):
