@@ -272,10 +272,7 @@ def lint(target, dataset_dir, rules, examples, out, as_json) -> None:
     from medfactory.cli.tables import print_safety_report
     from medfactory.evaluation.safety import lint_dataset
 
-    report = lint_dataset(target, dataset_dir, rules, examples)
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "lint.json").write_text(json.dumps(report, ensure_ascii=False, indent=2))
+    report = lint_dataset(target, dataset_dir, rules, examples, out)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:

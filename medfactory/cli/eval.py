@@ -198,10 +198,8 @@ def safety(predictions, rules, examples, out, as_json) -> None:
     from medfactory.cli.tables import print_safety_report
     from medfactory.evaluation.safety import safety_of_predictions
 
-    report = safety_of_predictions(predictions, rules, examples)
     out = out or predictions.parent
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "safety.json").write_text(json.dumps(report, ensure_ascii=False, indent=2))
+    report = safety_of_predictions(predictions, rules, examples, out)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:
@@ -293,20 +291,10 @@ def exam(
 
 
 def _compare_exams(files, names, out: Path) -> None:
-    from medfactory.evaluation.exam import ExamError, compare_exams
+    from medfactory.evaluation.exam import write_exam_comparison
 
-    reports = []
-    for file in files:
-        report = json.loads(Path(file).read_text(encoding="utf-8"))
-        if report.get("kind") != "exam":
-            raise ExamError(f"{file}: not an exam report written by `eval exam`")
-        reports.append(report)
-    names = names.split(",") if names else [f"{r['model']}" for r in reports]
-    if len(set(names)) != len(names):
-        names = [str(Path(f).parent) for f in files]
-    result = compare_exams(reports, names)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "exam_comparison.json").write_text(json.dumps(result, indent=2))
+    result = write_exam_comparison(files, names.split(",") if names else None, out)
+    names = result["names"]
     console = Console()
     for name, rows in result["deltas"].items():
         table = Table(

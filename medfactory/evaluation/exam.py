@@ -399,3 +399,21 @@ def compare_exams(reports: list[dict], names: list[str]) -> dict:
         result["deltas"][name] = rows
     result["resamples"] = RESAMPLES
     return result
+
+
+def write_exam_comparison(files: list[Path], names: list[str] | None, out: Path) -> dict:
+    """`eval compare` on exam.json files: the comparison, also in OUT/exam_comparison.json.
+    Runs are named by `names`, else by their models, else by their folders."""
+    reports = []
+    for file in files:
+        report = json.loads(Path(file).read_text(encoding="utf-8"))
+        if report.get("kind") != "exam":
+            raise ExamError(f"{file}: not an exam report written by `eval exam`")
+        reports.append(report)
+    names = names or [str(r["model"]) for r in reports]
+    if len(set(names)) != len(names):
+        names = [str(Path(f).parent) for f in files]
+    result = compare_exams(reports, names)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "exam_comparison.json").write_text(json.dumps(result, indent=2))
+    return result

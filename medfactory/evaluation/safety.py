@@ -7,6 +7,7 @@ count each rule once per record, with a Wilson 95 % interval and examples.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -66,7 +67,10 @@ def safety_report(
     }
 
 
-def lint_dataset(target: str, dataset_dir: Path, rules_file: Path | None, examples: int) -> dict:
+def lint_dataset(
+    target: str, dataset_dir: Path, rules_file: Path | None, examples: int, out: Path | None
+) -> dict:
+    """`data lint`: the report, also written to OUT/lint.json when `out` is given."""
     rules = SafetyRules.load(rules_file)
     path = Path(target)
     if path.is_file():
@@ -76,7 +80,15 @@ def lint_dataset(target: str, dataset_dir: Path, rules_file: Path | None, exampl
     else:
         conversations = load_conversations(dataset_dir, target)
         records = [(f"record {n}", turns_of(c)) for n, c in enumerate(conversations, 1)]
-    return safety_report(records, rules, examples, target)
+    report = safety_report(records, rules, examples, target)
+    if out:
+        _write(report, out / "lint.json")
+    return report
+
+
+def _write(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, ensure_ascii=False, indent=2))
 
 
 def _file_records(path: Path) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -123,12 +135,15 @@ def _question(row: dict) -> str:
     return users[-1] if users else ""
 
 
-def safety_of_predictions(path: Path, rules_file: Path | None, examples: int) -> dict:
-    """`eval safety`: the rules on a model's answers (the final answer, without <think>)."""
+def safety_of_predictions(path: Path, rules_file: Path | None, examples: int, out: Path) -> dict:
+    """`eval safety`: the rules on a model's answers (the final answer, without <think>);
+    the report, also written to OUT/safety.json."""
     rules = SafetyRules.load(rules_file)
     rows = read_predictions(path)
     records = [
         (f"{path}:{n}", [(_question(row), split_think(row["predict"])[1])])
         for n, row in enumerate(rows, 1)
     ]
-    return safety_report(records, rules, examples, str(path))
+    report = safety_report(records, rules, examples, str(path))
+    _write(report, out / "safety.json")
+    return report
