@@ -35,9 +35,16 @@ CASES = [
     ("加我微信zhangwei_88，或QQ：123456789。", "加我微信[WECHAT]，或QQ：[QQ]。"),
     ("身份证11010519491231002X，电话13912345678。", "身份证[ID_NUMBER]，电话[PHONE]。"),
     ("Patient John Smith, MRN: 00123456, DOB: 03/12/1958.", "Patient [NAME], MRN: [RECORD_NO], DOB: [DOB]."),  # noqa: E501
-    ("Mr. O'Neil lives at 42 Baker Street, Springfield.", "Mr. [NAME] lives at [ADDRESS]."),
+    ("Mr. O'Neil lives at 42 Baker Street, Springfield.", "[NAME] lives at [ADDRESS]."),
     ("Call (555) 123-4567 or jsmith@example.com; SSN 412-55-8790.", "Call [PHONE] or [EMAIL]; SSN [SSN]."),  # noqa: E501
     ("She is 97 years old; metformin 500 mg, HbA1c 8.2%.", "She is [AGE] years old; metformin 500 mg, HbA1c 8.2%."),  # noqa: E501
+    ("护士王芳于今晨巡视，陈建国（35岁）诉头晕。", "护士[NAME]于今晨巡视，[NAME]（35岁）诉头晕。"),
+    ("预约人李娜，155-6542-8125；座机0571 8765 4321。", "预约人[NAME]，[PHONE]；座机[PHONE]。"),
+    ("患者1990年5月12日出生，车牌渝R-90682。", "患者[DOB]出生，车牌[PLATE]。"),
+    ("家住江西省南昌市东湖区八一大道461号2栋3单元602，邮编330000。", "家住[ADDRESS]，邮编330000。"),
+    ("Referred by Kathy Moore, MD, for HbA1c of 9.1%.", "Referred by [NAME], for HbA1c of 9.1%."),
+    ("Lives at 445 Andrew Mission Suite 956, Melissaview, IL 88127.", "Lives at [ADDRESS]."),
+    ("Call (471)562-4154x359 or 001-655-501-7642.", "Call [PHONE] or [PHONE]."),
 ]  # fmt: skip
 
 
@@ -52,6 +59,7 @@ MEDICAL = [
     "2023年5月6日复查，白细胞12.5×10^9/L，肌酐132μmol/L，孕32周。",
     "患者常规检查未见异常，建议3个月后复查，由医生决定是否停药。",
     "BP 150/95, creatinine 1.8 mg/dL, seen on 2024-03-15, follow-up in 2 weeks.",
+    "门静脉高压患者大量呕血，母亲诉患儿夜间咳嗽，医生和家属谈话。",
 ]
 
 
@@ -95,6 +103,24 @@ def test_checksums_decide_for_numbers_without_a_label():
     # 18 digits with a wrong ID checksum and no label: not an ID, and not a card either
     assert deid("结果为110105194912310022") == ["结果为110105194912310022"]
     assert deid("身份证110105194912310022") == ["身份证[ID_NUMBER]"]  # a label says what it is
+
+
+def test_a_weaker_find_of_another_type_is_replaced_where_it_reaches_beyond_a_stronger_one():
+    from presidio_analyzer import RecognizerResult
+
+    from converters.deid.engine import _without_overlaps
+
+    card = RecognizerResult("BANK_CARD", 2, 21, 0.8)  # 6217 0012 3456 7890
+    phone = RecognizerResult("PHONE", 7, 21, 0.85)  # its last twelve digits, a stronger rule
+    address = RecognizerResult("ADDRESS", 0, 30, 0.6)  # the same type as neither
+    same = RecognizerResult("PHONE", 5, 12, 0.6)  # a weaker reading of the same phone
+    spans = lambda results: [(r.entity_type, r.start, r.end) for r in results]  # noqa: E731
+    assert spans(_without_overlaps([card, phone, same])) == [("BANK_CARD", 2, 7), ("PHONE", 7, 21)]
+    assert spans(_without_overlaps([phone, address])) == [
+        ("ADDRESS", 0, 7),
+        ("PHONE", 7, 21),
+        ("ADDRESS", 21, 30),
+    ]
 
 
 def test_alternation_groups_words_by_their_first_character():
