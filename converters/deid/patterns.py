@@ -116,7 +116,8 @@ _NOT_ALNUM_BEFORE = r"(?<![0-9A-Za-z])"
 _NOT_ALNUM_AFTER = r"(?![0-9A-Za-z])"
 _SEP = r"[：:#＃\s]{0,3}(?:为|是|is)?\s?"  # between a label and its value
 
-# The 300 most common Chinese surnames (over 95 % of the population) and the compound ones.
+# The 300 most common Chinese surnames (over 95 % of the population), rarer ones that are
+# no everyday characters, and the compound ones; not 由, which starts 患者由家属陪同.
 _SINGLE_SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
     "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝"
@@ -126,7 +127,7 @@ _SINGLE_SURNAMES = (
     "闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝官封谈匡鞠惠荆乐冀郁胥"
     "南班储原栗燕楚鄢劳谌奚皮粟冼蔺楼盘满闻位厉伊仝区郜海阚花权强帅屠豆朴盖练廉禹井祖漆巴丰支"
     "卿国狄平计索宣晋相初门云容敬来扈晁芮都普阙浦戈伏鹿薄邸雍辜羊阿乌母裘亓修邰赫杭况那宿鲜印"
-    "逯隆茹诸战慕危玉银亢嵇公哈湛宾戎勾茅利於呼居揭干但尉冶斯元束檀衣信展阴昝智幸奉植衡富尧闭由"
+    "逯隆茹诸战慕危玉银亢嵇公哈湛宾戎勾茅利於呼居揭干但尉冶斯元束檀衣信展阴昝智幸奉植衡富尧闭"
     "萧傅阎赖洪贝钮荀糜宓蓟鄂濮郦邴贲酆麴羿隗郗钭韶逄璩郏宦庾暨殳夔厍訾蒯竺桓"
 )
 _COMPOUND_SURNAMES = (

@@ -10,6 +10,7 @@ import re2
 from converters.deid.engine import DeidOptions, deidentifier, re2_pattern
 from converters.deid.evaluation import score
 from converters.deid.patterns import RULES, alternation, luhn_valid
+from medfactory.dev.deid_faker_set import faker_set
 from medfactory.dev.deid_samples import labelled_set, parse_marked
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,7 +142,7 @@ def test_re2_rewriting_drops_negative_lookarounds_and_consumes_positive_ones():
 
 def texts_to_check() -> list[str]:
     """Texts with and without identifiers, Chinese and English."""
-    items = labelled_set(300, seed=3)
+    items = labelled_set(300, seed=3) + faker_set(300, seed=4)
     heldout = [parse_marked(line) for line in HELDOUT.read_text(encoding="utf-8").splitlines()]
     return [item["text"] for item in items + [h for h in heldout if h]] + MEDICAL
 
@@ -164,10 +165,10 @@ def test_every_rule_compiles_for_re2():
         re2.compile(re2_pattern(rule.forward))
 
 
-def test_quality_on_the_generated_and_the_hand_written_sets():
+def test_quality_on_the_generated_the_faker_and_the_hand_written_sets():
     engine = deidentifier(DeidOptions())
     heldout = [parse_marked(line) for line in HELDOUT.read_text(encoding="utf-8").splitlines()]
-    for items in (labelled_set(300, seed=11), [h for h in heldout if h]):
+    for items in (labelled_set(300, seed=11), faker_set(300, seed=5), [h for h in heldout if h]):
         result = score(items, engine)
         assert result["medical_numbers_changed"] == []
         for entity, row in result["entities"].items():
