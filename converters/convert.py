@@ -487,12 +487,14 @@ def _nothing_converted(source_name: str, inputs: list[Path], options, summary: S
     if not summary.read:
         return f"{files}: no records in the input; nothing was registered"
     reasons = ", ".join(f"{reason} {count}" for reason, count in summary.rejected.most_common(3))
-    looks = describe_file(inputs[0])
-    others = [name for name in matching_sources(inputs[0]) if name != source_name]
-    hint = f": did you mean {' or '.join(others)}?" if others else ""
+    about = ""
+    if get_source(source_name).layout != "table":  # a table's rows were read: their text failed
+        others = [name for name in matching_sources(inputs[0]) if name != source_name]
+        hint = f": did you mean {' or '.join(others)}?" if others else "."
+        about = f" The file is {describe_file(inputs[0])}{hint}"
     return (
         f"{files}: none of the {summary.read} records could be read as {source_name} "
-        f"({reasons}); nothing was registered. The file is {looks}{hint} Each record and "
+        f"({reasons}); nothing was registered.{about} Each record and "
         f"its reason: {Path(options.dataset_dir) / (options.name + '.rejects.jsonl')}"
     )
 

@@ -105,11 +105,13 @@ def _table_chunks(path: Path, options) -> Iterator[Chunk]:
     The column map is checked before the first."""
     column_map = options.table
     if table_kind(path) == "csv" and column_map.layout != "conversation":
-        layout = csv_layout(path, column_map.encoding)
+        wanted = tuple(column for _, column in column_map.columns)
+        layout = csv_layout(path, column_map.encoding, wanted)
         check_columns(path, list(layout.header), column_map)
         for start, end in csv_ranges(path, layout, CHUNK_BYTES):
             first = start in (0, layout.body_start)
-            yield Chunk(str(path), end, start, line_base=1 if first else None, csv=layout)
+            line_base = layout.header_row if first else None
+            yield Chunk(str(path), end, start, line_base=line_base, csv=layout)
         return
     records, position = table_records(path, column_map)
     while batch := tuple(itertools.islice(records, CHUNK_RECORDS)):

@@ -36,6 +36,10 @@ TABLE_SUFFIXES = {
     ".json": "json",
 }
 ENCODINGS = ("utf-8", "gb18030")  # tried in this order; GB18030 is a superset of GBK and GB2312
+DELIMITERS = (",", ";", "\t", "|")
+# Exports often put a title or the export date above the header: the header is the first
+# of this many rows that holds every mapped column (row 1 when none does).
+HEADER_ROWS_SEARCHED = 10
 
 
 def table_kind(path: Path) -> str:
@@ -53,14 +57,16 @@ def read_rows(path: Path, column_map: ColumnMap) -> tuple[list[str], Iterator, C
     many bytes of the file the rows read so far took (for progress).
 
     A CSV or XLSX row is a dict of column -> text, numbered as a spreadsheet
-    shows it (the header is row 1). A JSONL line or JSON element is whatever it
-    holds: a line that is not an object is rejected by the converter.
+    shows it (the header is row 1, or the row found below a title). A JSONL line or
+    JSON element is whatever it holds: a line that is not an object is rejected by
+    the converter.
     """
     kind = table_kind(path)
+    wanted = tuple(column for _, column in column_map.columns)
     if kind == "csv":
-        return _csv_rows(path, column_map.encoding)
+        return _csv_rows(path, column_map.encoding, wanted)
     if kind == "xlsx":
-        return _xlsx_rows(path, column_map.sheet)
+        return _xlsx_rows(path, column_map.sheet, wanted)
     if kind == "jsonl":
         consumed = [0]
         rows = _jsonl_rows(path, consumed)
@@ -145,22 +151,30 @@ class CsvLayout:
     delimiter: str
     header: tuple[str, ...]
     body_start: int  # the byte after the header row
+    header_row: int = 1  # its row number: the rows above it are a title, not records
 
     @property
     def splittable(self) -> bool:
-        """Whether the file can be cut at b"\\n" bytes: not in UTF-16, where a line end
-        is two bytes and b"\\n" can be half of any character."""
-        return not self.encoding.lower().replace("_", "-").startswith("utf-16")
+        return _splittable(self.encoding)
 
 
-def csv_layout(path: Path, encoding: str | None) -> CsvLayout:
-    """The CSV's encoding (checked over the whole file), delimiter and header row."""
+def _splittable(encoding: str) -> bool:
+    """Whether a file can be cut at b"\\n" bytes: not in UTF-16, where a line end is two
+    bytes and b"\\n" can be half of any character."""
+    return not encoding.lower().replace("_", "-").startswith("utf-16")
+
+
+def csv_layout(path: Path, encoding: str | None, wanted: tuple[str, ...] = ()) -> CsvLayout:
+    """The CSV's encoding (checked over the whole file), delimiter and header row: the
+    first of its first rows that holds every column in `wanted`, or row 1."""
     stat = path.stat()
-    return _csv_layout(path, encoding, stat.st_size, stat.st_mtime_ns)
+    return _csv_layout(path, encoding, wanted, stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
-def _csv_layout(path: Path, encoding: str | None, size: int, mtime: int) -> CsvLayout:
+def _csv_layout(
+    path: Path, encoding: str | None, wanted: tuple[str, ...], size: int, mtime: int
+) -> CsvLayout:
     """Once per file version: checking the encoding reads the whole file."""
     if encoding is None:
         encoding = detect_encoding(path)  # which decoded every byte to decide
@@ -168,19 +182,55 @@ def _csv_layout(path: Path, encoding: str | None, size: int, mtime: int) -> CsvL
         _check_encoding(path, encoding)
     with open(path, "rb") as raw:
         head = raw.read(1 << 16)
-        body_start = 0
-        while True:  # the header row ends at the first line end outside quotes
-            line = head[body_start:].split(b"\n", 1)[0]
-            body_start += len(line) + 1
-            if head[:body_start].count(b'"') % 2 == 0 or body_start >= len(head):
-                break
-    text = head[: min(body_start, len(head))].decode(encoding, errors="replace")
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(head, encoding)
-    header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), None)
-    if not header or not any(cell.strip() for cell in header):
+    if path.suffix.lower() == ".tsv":
+        delimiters = ["\t"]
+    else:  # the sniffed one, unless another one splits out a row with the mapped columns
+        sniffed = _sniff_delimiter(head, encoding)
+        delimiters = [sniffed, *(d for d in DELIMITERS if d != sniffed)]
+    read = _head_rows if _splittable(encoding) else _rows_of
+    for delimiter in delimiters:
+        rows = list(itertools.islice(read(head, encoding, delimiter), HEADER_ROWS_SEARCHED))
+        number = _header_index([cells for cells, _ in rows], wanted)
+        if number is not None:
+            break
+    else:
+        delimiter, number = delimiters[0], 0
+        rows = list(itertools.islice(read(head, encoding, delimiter), HEADER_ROWS_SEARCHED))
+    if not rows or not any(cell.strip() for cell in rows[0][0]):
         raise SourceError(f"{path}: empty table: no header row")
-    header = tuple(cell.strip().lstrip("\ufeff") for cell in header)
-    return CsvLayout(encoding, delimiter, header, min(body_start, size))
+    header, body_start = rows[number]
+    return CsvLayout(encoding, delimiter, tuple(header), min(body_start, size), number + 1)
+
+
+def _head_rows(head: bytes, encoding: str, delimiter: str) -> Iterator[tuple[list[str], int]]:
+    """The first rows of a CSV's first bytes: (cells, the byte after the row). A row ends
+    at the first line end outside quotes."""
+    end = 0
+    while end < len(head):
+        start = end
+        while True:
+            line = head[end:].split(b"\n", 1)[0]
+            end += len(line) + 1
+            if head[start:end].count(b'"') % 2 == 0 or end >= len(head):
+                break
+        text = head[start : min(end, len(head))].decode(encoding, errors="replace")
+        cells = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
+        yield [cell.strip().lstrip("\ufeff") for cell in cells], end
+
+
+def _rows_of(head: bytes, encoding: str, delimiter: str) -> Iterator[tuple[list[str], int]]:
+    """`_head_rows` for an encoding that cannot be cut at b"\\n" (UTF-16): decoded first;
+    such a file is read whole, so where its rows end in bytes does not matter."""
+    text = head.decode(encoding, errors="replace")
+    for cells in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+        yield [cell.strip().lstrip("\ufeff") for cell in cells], len(head)
+
+
+def _header_index(rows: list[list[str]], wanted: tuple[str, ...]) -> int | None:
+    """Which of the first rows is the header: the first holding every wanted column
+    (None: none does)."""
+    needed = set(wanted)
+    return next((i for i, cells in enumerate(rows) if needed and needed <= set(cells)), None)
 
 
 def csv_ranges(path: Path, layout: CsvLayout, size: int) -> Iterator[tuple[int, int]]:
@@ -217,7 +267,8 @@ def csv_range_rows(path: str, layout: CsvLayout, start: int, end: int) -> tuple[
             text = data.read().decode(layout.encoding)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter)
     if not layout.splittable:
-        next(reader, None)
+        for _ in range(layout.header_row):  # the title rows and the header
+            next(reader, None)
     rows, spanned = [], 0
     for spanned, cells in enumerate(reader, start=1):
         if "".join(cells).strip():  # a blank row is not a record
@@ -225,14 +276,16 @@ def csv_range_rows(path: str, layout: CsvLayout, start: int, end: int) -> tuple[
     return rows, spanned
 
 
-def _csv_rows(path: Path, encoding: str | None) -> tuple[list[str], Iterator, Callable]:
+def _csv_rows(
+    path: Path, encoding: str | None, wanted: tuple[str, ...]
+) -> tuple[list[str], Iterator, Callable]:
     """Every row, read here: what a conversation layout needs to group rows by their
     conversation (the other layouts read the file in ranges, in the workers)."""
-    layout = csv_layout(path, encoding)
+    layout = csv_layout(path, encoding, wanted)
     size, consumed = path.stat().st_size, [0]
 
     def rows() -> Iterator[tuple[int, dict]]:
-        row_base = 1  # the header is row 1
+        row_base = layout.header_row
         for start, end in csv_ranges(path, layout, 1 << 20):
             records, spanned = csv_range_rows(str(path), layout, start, end)
             for row, record in records:
@@ -247,12 +300,14 @@ def _csv_rows(path: Path, encoding: str | None) -> tuple[list[str], Iterator, Ca
 def _sniff_delimiter(head: bytes, encoding: str) -> str:
     sample = head.decode(encoding, errors="ignore")
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+        return csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
     except csv.Error:
         return ","
 
 
-def _xlsx_rows(path: Path, sheet: str | None) -> tuple[list[str], Iterator, Callable]:
+def _xlsx_rows(
+    path: Path, sheet: str | None, wanted: tuple[str, ...]
+) -> tuple[list[str], Iterator, Callable]:
     import openpyxl
 
     try:
@@ -264,17 +319,20 @@ def _xlsx_rows(path: Path, sheet: str | None) -> tuple[list[str], Iterator, Call
     sheet_name = sheet or book.sheetnames[0]
     worksheet = book[sheet_name]
     rows = worksheet.iter_rows(values_only=True)
-    header = next(rows, None)
-    if header is None or not any(cell not in (None, "") for cell in header):
+    first = list(itertools.islice(rows, HEADER_ROWS_SEARCHED))
+    names = [["" if cell is None else str(cell).strip() for cell in cells] for cells in first]
+    if not names or not any(names[0]):
         book.close()
         raise SourceError(f"{path}: sheet {sheet_name!r} is empty: no header row")
-    header = ["" if cell is None else str(cell).strip() for cell in header]
+    number = _header_index(names, wanted) or 0
+    header = names[number]
+    rows = itertools.chain(first[number + 1 :], rows)
     merged = _merged_ranges(path, book, sheet_name)
     size, last_row, at = path.stat().st_size, max(worksheet.max_row or 1, 1), [1]
 
     def body() -> Iterator[tuple[int, dict]]:
         try:
-            for row_number, cells in enumerate(rows, start=2):
+            for row_number, cells in enumerate(rows, start=number + 2):
                 at[0] = row_number
                 if all(cell in (None, "") for cell in cells):
                     continue
@@ -288,7 +346,7 @@ def _xlsx_rows(path: Path, sheet: str | None) -> tuple[list[str], Iterator, Call
         finally:
             book.close()
 
-    checked = _MergedCheck(header, merged, str(path), sheet_name, body())
+    checked = _MergedCheck(header, merged, str(path), sheet_name, body(), number + 1)
     return header, checked, lambda: size * min(at[0], last_row) // last_row
 
 
@@ -329,6 +387,7 @@ class _MergedCheck:
     path: str
     sheet: str
     rows: Iterator
+    header_row: int = 1
 
     def check(self, columns: list[str]) -> None:
         from openpyxl.utils import range_boundaries
@@ -337,7 +396,7 @@ class _MergedCheck:
         for ref in self.merged:
             first_col, first_row, last_col, last_row = range_boundaries(ref)
             hit = sorted(wanted & set(range(first_col, last_col + 1)))
-            if hit and last_row > max(first_row, 1):
+            if hit and last_row > max(first_row, self.header_row):  # not a title above
                 column = self.header[hit[0] - 1]
                 raise SourceError(
                     f"{self.path}: sheet {self.sheet!r}, rows {first_row}-{last_row}, column "

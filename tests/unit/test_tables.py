@@ -67,7 +67,7 @@ def write_xlsx(path: Path, rows, sheet="门诊") -> Path:
     return path
 
 
-def check_qa_result(tmp_path, summary, source: Path):
+def check_qa_result(tmp_path, summary, source: Path, header_row: int = 1):
     assert summary.read == 4 and summary.accounted == 4
     assert summary.written["train"] == 2 and summary.duplicates["exact"] == 1
     assert summary.rejected == {"empty_field": 1}
@@ -76,7 +76,7 @@ def check_qa_result(tmp_path, summary, source: Path):
     assert first["output"] == "建议测血压，必要时口服布洛芬200mg。"
     assert second["instruction"] == "孩子发烧38.5度怎么办？"
     (reject,) = rejects(tmp_path)
-    assert reject["source"] == str(source) and reject["line"] == 4  # the header is row 1
+    assert reject["source"] == str(source) and reject["line"] == header_row + 3  # as Excel shows
     assert reject["detail"] == "column '患者提问' (question) is empty"
     assert reject["record"] == dict(zip(HEADER, ROWS[2], strict=True))
 
@@ -95,6 +95,37 @@ def test_a_csv_in_any_of_the_usual_encodings_converts(tmp_path, suffix, encoding
 def test_a_spreadsheet_with_chinese_column_names_converts(tmp_path):
     source = write_xlsx(tmp_path / "门诊.xlsx", [HEADER, *ROWS])
     check_qa_result(tmp_path, convert("table", [source], options(tmp_path)), source)
+
+
+TITLE = [["门诊问答导出"], ["导出时间：2026-12-01 08:00", "", "操作员：王芳"], []]
+
+
+@pytest.mark.parametrize(("suffix", "encoding"), [(".csv", "gbk"), (".txt", "utf-16")])
+def test_a_csv_with_a_title_above_its_header_converts(tmp_path, suffix, encoding):
+    delimiter = "\t" if suffix == ".txt" else ","
+    source = write_csv(tmp_path / f"导出{suffix}", [*TITLE, HEADER, *ROWS], encoding, delimiter)
+    summary = convert("table", [source], options(tmp_path))
+    check_qa_result(tmp_path, summary, source, header_row=4)
+
+
+def test_a_sheet_with_a_merged_title_above_its_header_converts(tmp_path):
+    source = write_xlsx(tmp_path / "导出.xlsx", [*TITLE, HEADER, *ROWS])
+    book = openpyxl.load_workbook(source)
+    book.active.merge_cells("A1:C1")  # the title across the table, as exports have it
+    book.save(source)
+    summary = convert("table", [source], options(tmp_path))
+    check_qa_result(tmp_path, summary, source, header_row=4)
+
+
+def test_rows_grouped_into_conversations_keep_their_numbers_below_a_title(tmp_path):
+    rows = [["会话", "角色", "内容"], ["1", "患者", "头痛三天"], ["1", "医生", "测血压"],
+            ["2", "医生", "您好"], ["2", "患者", "咳嗽"]]  # fmt: skip
+    source = write_csv(tmp_path / "chats.csv", [*TITLE, *rows])
+    pairs = ("conversation=会话", "role=角色", "content=内容")
+    summary = convert("table", [source], options(tmp_path, pairs=pairs))
+    assert summary.accounted == 2 and len(written(tmp_path)) == 1
+    (reject,) = rejects(tmp_path)
+    assert reject["line"] == 7  # conversation 2 starts on row 7, as Excel shows it
 
 
 @pytest.mark.parametrize("layout", ["jsonl", "json"])
