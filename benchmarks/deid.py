@@ -132,7 +132,9 @@ def speed(megabytes: float, repeat: int) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=100.0)
-    parser.add_argument("--labelled", type=Path, help="another labelled JSONL file to score")
+    parser.add_argument(
+        "--labelled", type=Path, help="another labelled file to score (JSONL or a JSON array)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each mode")
     parser.add_argument("--no-speed", action="store_true")
     args = parser.parse_args()
@@ -142,8 +144,13 @@ def main() -> None:
     heldout = [parse_marked(line) for line in HELDOUT.read_text(encoding="utf-8").splitlines()]
     met &= quality("hand-written held-out set", [h for h in heldout if h], engine)
     if args.labelled:
-        lines = args.labelled.read_text(encoding="utf-8").splitlines()
-        met &= quality(str(args.labelled), [json.loads(line) for line in lines if line], engine)
+        text = args.labelled.read_text(encoding="utf-8-sig")
+        items = (
+            json.loads(text)
+            if text.lstrip().startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )  # a JSON array or JSON lines
+        met &= quality(str(args.labelled), items, engine)
     if not args.no_speed:
         met &= speed(args.mb, args.repeat)
     print(f"\ngoals {'met' if met else 'NOT met'}")

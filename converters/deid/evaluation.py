@@ -4,7 +4,9 @@ A labelled item is `{"text", "spans": [{"start", "end", "entity"}], "keep":
 [{"start", "end"}]}`: the identifiers, and the medical values that must
 survive. The common annotation exports read as well: `entities` or `labels` for
 `spans`, `label` or `type` for `entity`, and doccano's `"label": [[start, end,
-"TYPE"], ...]`. Scored as de-identification is judged, on what leaks: a labelled
+"TYPE"], ...]`; the usual names of the types (Presidio's PERSON and
+PHONE_NUMBER, i2b2's PATIENT and MEDICALRECORD, ...) read as ours, so that the
+goals apply to them. Scored as de-identification is judged, on what leaks: a labelled
 identifier counts as found when the replaced spans cover every one of its
 characters (whatever type they were given); a replaced span counts as right
 when it overlaps a labelled identifier. A `keep` span any replaced span
@@ -17,6 +19,24 @@ from collections import Counter
 from collections.abc import Iterable
 
 from converters.deid.engine import Deidentifier
+
+# Other annotation schemes' names for our entity types (upper case).
+ALIASES = {
+    **dict.fromkeys(["PERSON", "PER", "PATIENT", "DOCTOR", "PERSON_NAME", "USERNAME"], "NAME"),
+    **dict.fromkeys(["LOCATION", "LOC", "STREET", "STREET_ADDRESS", "ADDR"], "ADDRESS"),
+    **dict.fromkeys(["PHONE_NUMBER", "TELEPHONE", "TEL", "FAX", "MOBILE", "CONTACT"], "PHONE"),
+    **dict.fromkeys(["ID", "IDNUM", "ID_CARD", "CN_ID", "NATIONAL_ID", "RESIDENT_ID"], "ID_NUMBER"),
+    **dict.fromkeys(
+        ["MEDICALRECORD", "MEDICAL_RECORD", "MRN", "RECORD", "HOSPITAL_NUMBER"], "RECORD_NO"
+    ),
+    **dict.fromkeys(["DOB", "BIRTHDATE", "BIRTH_DATE"], "DATE_OF_BIRTH"),
+    **dict.fromkeys(["CREDIT_CARD", "IBAN_CODE", "CARD"], "BANK_CARD"),
+    **dict.fromkeys(["EMAIL_ADDRESS"], "EMAIL"),
+    **dict.fromkeys(["US_SSN"], "SSN"),
+    **dict.fromkeys(["IP", "IPADDR"], "IP_ADDRESS"),
+    **dict.fromkeys(["PLATE", "VEHICLE"], "LICENSE_PLATE"),
+    **dict.fromkeys(["US_PASSPORT"], "PASSPORT"),
+}
 
 
 def normalized(item: dict) -> dict:
@@ -32,9 +52,14 @@ def normalized(item: dict) -> dict:
 def _span(span) -> dict:
     if isinstance(span, list | tuple):  # doccano: [start, end, label]
         start, end, *label = span
-        return {"start": start, "end": end, "entity": label[0] if label else ""}
+        return {"start": start, "end": end, "entity": _ours(label[0] if label else "")}
     entity = next((span[k] for k in ("entity", "label", "type") if k in span), "")
-    return {"start": span["start"], "end": span["end"], "entity": entity}
+    return {"start": span["start"], "end": span["end"], "entity": _ours(entity)}
+
+
+def _ours(entity: str) -> str:
+    name = str(entity).strip().upper().replace("-", "_").replace(" ", "_")
+    return ALIASES.get(name, name)
 
 
 def score(items: Iterable[dict], engine: Deidentifier) -> dict:
