@@ -143,7 +143,7 @@ _NOT_IN_NAME = (
     "岁男女伴及与等各每该其此这那个位名年日周次时分点性头腹胸背腰腿手足眼耳口鼻喉肺肝胃肾"
     "反术诊查服用行既否未无有不需要应能会将曾现经再又并而但或即且得着过给让使被几多少低"
     "左右内外先士医师夫护主任科室床号院由陪代带问请叫称签同表回做看找打拿交送接办答讲告知认确"
-    "携拒"
+    "携拒巡"
 )
 _GIVEN = _cjk_without(_NOT_IN_NAME)
 _NAME_END = rf"(?=[{_NOT_IN_NAME}]|[\s，,。.；;、：:！!？?（()）“”\"'0-9]|$)"
@@ -209,10 +209,10 @@ _NAME_LABELS = (
     "签字人|经办人|负责人|填表人|预约人|挂号人|登记人|送诊人|陪诊人|取药人|缴费人|付款人|专员|护理员|联络员|工作人员"
 )
 # Titles that also start ordinary phrases (医生查房, 护士巡视): a name after them needs a colon.
-_WEAK_NAME_LABELS = "医生|医师|大夫|护士|主任|护士长"
+_WEAK_NAME_LABELS = "医生|医师|大夫|护士|主任|护士长|护师|药师|技师"
 _TITLES = (
     "先生|女士|小姐|太太|医生|医师|大夫|主任|护士长|护士|教授|老师|阿姨|叔叔|伯伯|大爷|大妈|"
-    "爷爷|奶奶|院长|同学|师傅|老人|患者"
+    "爷爷|奶奶|院长|同学|师傅|老人|患者|同志|护师|药师|技师"
 )
 
 # An address is a chain of at least two units (广东省深圳市, 建国路88号3单元502室), or
@@ -285,11 +285,12 @@ _CN_NAME_BODY = rf"[{_SINGLE_SURNAMES}]{_GIVEN}{{1,2}}"
 _COMPOUND_NAME_BODY = rf"(?:{_COMPOUND_SURNAMES}){_GIVEN}{{1,2}}"
 # What follows a name in a list of a person's details: the sex, the age, a mobile number.
 _DETAILS_FOLLOW = (
-    r"(?=[，, ]{1,2}(?:男|女)(?:[，,、 性]|$)|[，,（( ]{1,2}\d{1,3}岁"
+    r"(?=[，,（( ]{1,2}(?:男|女)(?:[，,、 性)）]|$)|[，,（( ]{1,2}\d{1,3}岁"
     r"|[，, ]{1,2}(?:\+?86[- ]?)?1[3-9]\d[- ]?\d{4}[- ]?\d{4}(?!\d))"
 )
-# What a person does in a case history right after their name (张伟诉头痛, 李娜陪同).
-_SPEECH_FOLLOWS = "(?=诉|代诉|陪同|签字|签名)"
+# What a person does in a case history right after their name (张伟诉头痛, 李娜陪同,
+# 王芳于2024年…).
+_SPEECH_FOLLOWS = r"(?=诉|代诉|陪同|签字|签名|于\s?(?:\d|今|昨|前|上午|下午|当))"
 # A surname right before a title; not the ones that are also common words (由医生, 和医生)
 # unless a given name follows, and never 谢谢 (谢谢医生).
 _AMBIGUOUS_SURNAMES = "由和向于时都那全常以成应信强明文平安海华国高方白金石康谢乐元"
@@ -321,6 +322,11 @@ _EN_WORD = r"[A-Z](?:[a-z]+|c[A-Z][a-z]+|ac[A-Z][a-z]+|['’][A-Z][a-z]+)(?:-[A-
 # Titles before an English name and the suffixes after it are replaced with it.
 _EN_TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?\s"
 _EN_SUFFIX = r"(?:,?\s(?:Jr|Sr)\b\.?|\s(?:II|III|IV)\b|,?\s(?:MD|DDS|DVM|PhD|RN|NP)\b)?"
+# Second words of capitalised medical terms, which can be followed by the same verbs.
+_NOT_EN_SURNAME = (
+    "(?:Disease|Syndrome|Failure|Fibrillation|Mellitus|Infection|Department|Hospital|Center"
+    "|Centre|Clinic|Unit|Test|Scan|Report|Study|Trial|Guidelines?|Association|Society)"
+)
 _EN_NEXT_WORD = rf"\s(?!(?:Jr|Sr)\b){_EN_WORD}"  # a suffix is no surname
 _EN_NAME_LABELS = (
     r"\b(?i:patient|pt\.?|name|signed(?: by)?|son|daughter|wife|husband|mother|father|contact"
@@ -413,6 +419,13 @@ RULES: tuple[Rule, ...] = (
         "NAME",
         "name before an age (en)",
         rf"\b{_EN_WORD}\s{_EN_WORD}(?=,?\s(?:is\s|was\s)?an?\s\d{{1,3}}[- ]year[- ]old)",
+    ),
+    Rule(
+        "NAME",
+        "name before what a patient does (en)",
+        rf"\b{_EN_WORD}\s(?!{_NOT_EN_SURNAME}\b){_EN_WORD}(?=\s(?:presented|presents|reports|reported"
+        r"|denies|denied|complains|complained|underwent|states|stated|called|arrived|returned)\b)",
+        score=0.6,
     ),
     Rule(
         "NAME",

@@ -46,6 +46,8 @@ CASES = [
     ("Referred by Kathy Moore, MD, for HbA1c of 9.1%.", "Referred by [NAME], for HbA1c of 9.1%."),
     ("Lives at 445 Andrew Mission Suite 956, Melissaview, IL 88127.", "Lives at [ADDRESS]."),
     ("Call (471)562-4154x359 or 001-655-501-7642.", "Call [PHONE] or [PHONE]."),
+    ("张伟(男,45岁)于2024年3月2日入院，主管护师李娜巡视。", "[NAME](男,45岁)于2024年3月2日入院，主管护师[NAME]巡视。"),  # noqa: E501
+    ("Terri Reynolds presented to the ED with chest pain.", "[NAME] presented to the ED with chest pain."),  # noqa: E501
 ]  # fmt: skip
 
 
@@ -61,6 +63,8 @@ MEDICAL = [
     "患者常规检查未见异常，建议3个月后复查，由医生决定是否停药。",
     "BP 150/95, creatinine 1.8 mg/dL, seen on 2024-03-15, follow-up in 2 weeks.",
     "门静脉高压患者大量呕血，母亲诉患儿夜间咳嗽，医生和家属谈话。",
+    "患者曾于2023年手术，病灶位于左肺，由家属陪同。",
+    "Diabetes Mellitus presented a challenge; the Heart Failure Clinic reports 12 cases.",
 ]
 
 
