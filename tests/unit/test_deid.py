@@ -63,7 +63,7 @@ MEDICAL = [
     "患者常规检查未见异常，建议3个月后复查，由医生决定是否停药。",
     "BP 150/95, creatinine 1.8 mg/dL, seen on 2024-03-15, follow-up in 2 weeks.",
     "门静脉高压患者大量呕血，母亲诉患儿夜间咳嗽，医生和家属谈话。",
-    "患者曾于2023年手术，病灶位于左肺，由家属陪同。",
+    "患者曾于2023年手术，病灶位于左肺，由家属陪同；医生周一出诊，上周三于门诊复查。",
     "Diabetes Mellitus presented a challenge; the Heart Failure Clinic reports 12 cases.",
 ]
 
