@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.clean import audit_entry
-from converters.deid.patterns import PLACEHOLDERS, PRECEDENCE, RULES, Rule
+from converters.deid.patterns import PLACEHOLDERS, PRECEDENCE, RULES, Rule, not_names
 from converters.records import SourceError
 
 LANGUAGE = "xx"  # spaCy's multi-language code: records mix Chinese and English
@@ -296,6 +296,7 @@ class Deidentifier:
             for pattern in _presidio_prechecks(recognizer)
         ]
         self.precheck = None if options.ner_config else Precheck(patterns)
+        not_names()  # read once here, before the converters' workers fork
 
     def candidates(self, texts: Sequence[str]) -> list[set[str] | None]:
         """For each text, the rules to search it with (empty: none): the

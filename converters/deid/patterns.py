@@ -13,6 +13,7 @@ after a label, or in shapes no measurement has (an 11-digit mobile number, an
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -187,16 +188,20 @@ def _common_words(surnames: str, frequency: int = 1000) -> list[str]:
 # The twenty commonest surnames start too many names that are also words (王国强, 高峰):
 # for them, only the case-history words.
 _COMMONEST_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
-NOT_NAMES = frozenset(
-    _CASE_HISTORY_WORDS.split("|")
-    + _common_words("".join(c for c in _SINGLE_SURNAMES if c not in _COMMONEST_SURNAMES))
-)
+
+
+@functools.cache
+def not_names() -> frozenset[str]:
+    """Built at the first match, not at import: reading jieba's dictionary takes 0.2 s,
+    which a conversion without --deid strict need not pay."""
+    others = "".join(c for c in _SINGLE_SURNAMES if c not in _COMMONEST_SURNAMES)
+    return frozenset(_CASE_HISTORY_WORDS.split("|") + _common_words(others))
 
 
 def everyday_word(name: str) -> bool:
     """Whether a found name starts with an everyday word: not a name, then. Checked on
     each match rather than in the pattern, where 2,000 words would slow every search."""
-    return name[:2] in NOT_NAMES
+    return name[:2] in not_names()
 
 
 _CN_NAME = rf"{_SURNAME}{_GIVEN}{{1,2}}{_NAME_END}"
