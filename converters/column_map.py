@@ -69,6 +69,11 @@ class ColumnMap:
     def has_system(self) -> bool:
         return "system" in self.fields
 
+    @property
+    def mapped_columns(self) -> tuple[str, ...]:
+        """The file's columns the map names."""
+        return tuple(column for _, column in self.columns)
+
 
 def build_column_map(
     pairs: tuple[str, ...] = (),

@@ -105,8 +105,7 @@ def _table_chunks(path: Path, options) -> Iterator[Chunk]:
     The column map is checked before the first."""
     column_map = options.table
     if table_kind(path) == "csv" and column_map.layout != "conversation":
-        wanted = tuple(column for _, column in column_map.columns)
-        layout = csv_layout(path, column_map.encoding, wanted)
+        layout = csv_layout(path, column_map.encoding, column_map.mapped_columns)
         check_columns(path, list(layout.header), column_map)
         for start, end in csv_ranges(path, layout, CHUNK_BYTES):
             first = start in (0, layout.body_start)

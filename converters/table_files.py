@@ -62,7 +62,7 @@ def read_rows(path: Path, column_map: ColumnMap) -> tuple[list[str], Iterator, C
     the converter.
     """
     kind = table_kind(path)
-    wanted = tuple(column for _, column in column_map.columns)
+    wanted = column_map.mapped_columns
     if kind == "csv":
         return _csv_rows(path, column_map.encoding, wanted)
     if kind == "xlsx":
@@ -187,15 +187,16 @@ def _csv_layout(
     else:  # the sniffed one, unless another one splits out a row with the mapped columns
         sniffed = _sniff_delimiter(head, encoding)
         delimiters = [sniffed, *(d for d in DELIMITERS if d != sniffed)]
-    read = _head_rows if _splittable(encoding) else _rows_of
+    read = _head_rows if _splittable(encoding) else _decoded_rows
+    first = None  # the sniffed delimiter's rows, when no delimiter splits out the header
     for delimiter in delimiters:
         rows = list(itertools.islice(read(head, encoding, delimiter), HEADER_ROWS_SEARCHED))
         number = _header_index([cells for cells, _ in rows], wanted)
         if number is not None:
             break
+        first = first or (delimiter, rows)
     else:
-        delimiter, number = delimiters[0], 0
-        rows = list(itertools.islice(read(head, encoding, delimiter), HEADER_ROWS_SEARCHED))
+        (delimiter, rows), number = first, 0
     if not rows or not any(cell.strip() for cell in rows[0][0]):
         raise SourceError(f"{path}: empty table: no header row")
     header, body_start = rows[number]
@@ -218,7 +219,7 @@ def _head_rows(head: bytes, encoding: str, delimiter: str) -> Iterator[tuple[lis
         yield [cell.strip().lstrip("\ufeff") for cell in cells], end
 
 
-def _rows_of(head: bytes, encoding: str, delimiter: str) -> Iterator[tuple[list[str], int]]:
+def _decoded_rows(head: bytes, encoding: str, delimiter: str) -> Iterator[tuple[list[str], int]]:
     """`_head_rows` for an encoding that cannot be cut at b"\\n" (UTF-16): decoded first;
     such a file is read whole, so where its rows end in bytes does not matter."""
     text = head.decode(encoding, errors="replace")
@@ -454,7 +455,7 @@ def _checked_rows(path: Path, column_map: ColumnMap) -> tuple[Iterator, Callable
     try:
         check_columns(path, columns, column_map)
         if isinstance(rows, _MergedCheck):
-            rows.check([column for _, column in column_map.columns])
+            rows.check(list(column_map.mapped_columns))
     except SourceError:
         getattr(rows, "close", lambda: None)()
         raise

@@ -13,13 +13,11 @@ dependency, imported when a set is made.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import sys
-from pathlib import Path
 
-from medfactory.dev.deid_samples import parse_marked
+from medfactory.dev.deid_samples import parse_marked, write_set
 
 # {SLOT} is an identifier (its entity type), {keep:text} a medical value that must survive.
 ZH = [
@@ -67,6 +65,8 @@ EN = [
     "Mrs. {LAST}, aged {AGE}, fell at home; INR {keep:2.4}.",
 ]
 _SLOT = re.compile(r"\{(keep:)?([^{}]+)\}")
+# Slots that stand for another entity type: a bed number is a record number, and so on.
+_ENTITY_OF_SLOT = {"BED": "RECORD_NO", "LAST": "NAME", "MOBILE": "PHONE", "LANDLINE": "PHONE"}
 _DATE_FORMATS_ZH = ["%Y年%m月%d日", "%Y-%m-%d", "%Y/%m/%d", "%Y年%m月"]
 _DATE_FORMATS_EN = ["%m/%d/%Y", "%B %d, %Y", "%Y-%m-%d"]
 
@@ -140,8 +140,7 @@ def _marked(template: str, values: dict) -> str:
         if match.group(1):
             return "{{" + match.group(2) + "}}"
         slot = match.group(2)
-        entity = {"BED": "RECORD_NO", "LAST": "NAME", "MOBILE": "PHONE", "LANDLINE": "PHONE"}
-        return f"[[{entity.get(slot, slot)}:{values[slot]()}]]"
+        return f"[[{_ENTITY_OF_SLOT.get(slot, slot)}:{values[slot]()}]]"
 
     return _SLOT.sub(fill, template)
 
@@ -164,11 +163,7 @@ def faker_set(count: int = 600, seed: int = 3) -> list[dict]:
 
 
 def main(argv: list[str]) -> None:
-    out = Path(argv[0])
-    count = int(argv[argv.index("--count") + 1]) if "--count" in argv else 600
-    seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 3
-    lines = (json.dumps(item, ensure_ascii=False) for item in faker_set(count, seed))
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_set(argv, faker_set, seed=3)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import json
 import random
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from converters.clean import valid_id_number
@@ -288,13 +289,18 @@ def parse_marked(line: str) -> dict | None:
     return {"text": text + line[position:], "spans": spans, "keep": keep}
 
 
-def main(argv: list[str]) -> None:
+def write_set(argv: list[str], make_set: Callable[[int, int], list[dict]], seed: int) -> None:
+    """`OUT.jsonl [--count 600] [--seed SEED]`: a labelled set, one item a JSON line."""
     out = Path(argv[0])
     count = int(argv[argv.index("--count") + 1]) if "--count" in argv else 600
-    seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 7
+    seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else seed
     with open(out, "w", encoding="utf-8") as handle:
-        for item in labelled_set(count, seed):
+        for item in make_set(count, seed):
             handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+
+
+def main(argv: list[str]) -> None:
+    write_set(argv, labelled_set, seed=7)
 
 
 if __name__ == "__main__":
