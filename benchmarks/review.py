@@ -25,9 +25,9 @@ import numpy as np
 import requests
 
 from deploy.process import free_port, stop_group
-from medfactory.feedback.report import write_report
-from medfactory.feedback.store import Assignment, Rating, open_store
-from medfactory.feedback.studies import StudySpec, create_study
+from medfactory.review.report import write_report
+from medfactory.review.studies import StudySpec, create_study
+from medfactory.store.db import Assignment, Rating, open_store
 
 RATERS = ["d1", "d2", "d3", "d4", "d5"]
 AXES = ("accuracy", "safety", "completeness", "communication")

@@ -18,6 +18,7 @@ from deploy.gateway import GatewayError
 from deploy.instances import NoSuchInstance
 from deploy.monitor import MonitorError
 from deploy.process import ServerStartError
+from medfactory.ab.chat import ChatError
 from medfactory.cli.ab import ab, chat, gateway, monitor
 from medfactory.cli.common import ExampleGroup, with_example
 from medfactory.cli.data import data
@@ -34,11 +35,10 @@ from medfactory.cli.webui import webui
 from medfactory.dev.demo import DemoFailed
 from medfactory.evaluation.errors import ExamError, JudgeError
 from medfactory.evaluation.scoring import PredictionsError
-from medfactory.feedback.chat import ChatError
-from medfactory.feedback.errors import REVIEW_ERRORS
 from medfactory.recipes.presets import RecipeError
 from medfactory.recipes.run import CommandFailed
 from medfactory.recipes.webui import WebUIError
+from medfactory.review.errors import REVIEW_ERRORS
 
 # Mistakes a user can fix: shown as one message, without a traceback.
 USER_ERRORS = (

@@ -42,7 +42,7 @@ def gateway(arms, name, port, host, api_key, backend_api_key, db) -> None:
     store; /metrics has per-arm Prometheus series. Ctrl-C stops it.
     """
     from deploy.gateway import parse_arm
-    from medfactory.feedback.exchanges import serve_gateway
+    from medfactory.ab.serve import serve_gateway
 
     parsed = [parse_arm(arm) for arm in arms]
     serve_gateway(parsed, name, open_db(db), host, port, api_key, backend_api_key, click.echo)
@@ -63,7 +63,7 @@ def chat(gateway_url, port, host, api_key, access_code, max_tokens) -> None:
     is the user the gateway assigns to a version. Ctrl-C stops it.
     """
     from deploy.process import port_in_use
-    from medfactory.feedback.chat import serve_chat_page
+    from medfactory.ab.chat import serve_chat_page
 
     if port_in_use(host, port):
         raise click.ClickException(f"port {port} on {host} is already in use; pass another --port")
@@ -86,8 +86,8 @@ def report(name, since, out, as_json, db) -> None:
     """Per arm: users, answers, thumbs-up rate with its interval, the difference and its test,
     corrections, errors, TTFT and latency; report.md/json/png."""
     from medfactory import paths
-    from medfactory.feedback.ab_report import markdown, write_ab_report
-    from medfactory.feedback.exchanges import parse_since
+    from medfactory.ab.recorder import parse_since
+    from medfactory.ab.report import markdown, write_ab_report
 
     out = out or paths.PROJECT_ROOT / "saves" / "ab" / name
     result = write_ab_report(open_db(db), name, out, parse_since(since))
@@ -152,9 +152,10 @@ def export(experiment, since, name, dataset_dir, fmt, split, seed, force, as_jso
     Failed exchanges and answers without feedback are skipped and counted.
     Every text is scrubbed of identifiers.
     """
+    from medfactory.ab.export import ab_export
+    from medfactory.ab.recorder import parse_since
     from medfactory.cli.tables import print_export_summary
-    from medfactory.feedback.exchanges import parse_since
-    from medfactory.feedback.exports import ab_export, write_export
+    from medfactory.exports import write_export
 
     result = ab_export(open_db(db), experiment, parse_since(since))
     summary = write_export(result, dataset_dir, name, fmt, split, seed, force)

@@ -102,7 +102,7 @@ DB = click.option(
 
 
 def open_db(db: str | None):
-    from medfactory.feedback.store import default_url, open_store
+    from medfactory.store.db import default_url, open_store
 
     return open_store(db or default_url(paths.PROJECT_ROOT))
 

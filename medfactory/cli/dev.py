@@ -91,8 +91,8 @@ def abtest(adapter, model_dir, dataset, dataset_dir, users, turns) -> None:
     as the better one, once per clinician). The record is saves/ab/abtest.db;
     its feedback is registered as abtest_kto, abtest_sft and abtest_dpo.
     """
+    from medfactory.ab.report import markdown
     from medfactory.dev.abtest import EXPERIMENT, run_abtest
-    from medfactory.feedback.ab_report import markdown
 
     unwind_on_termination()  # the server it starts is stopped, not orphaned
     report, _, exported = run_abtest(

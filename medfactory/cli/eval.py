@@ -375,7 +375,7 @@ def judge(
         compare_runs,
         summarize,
     )
-    from medfactory.feedback.calibration import calibrate as calibrate_judge
+    from medfactory.review.calibration import calibrate as calibrate_judge
 
     if not predictions and not calibrate:
         raise click.UsageError("give PREDICTIONS files to grade, or --calibrate STUDY, or both")

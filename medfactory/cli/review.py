@@ -63,7 +63,7 @@ def create(
     With --drafts each item is one drafted question and answer, shown with the
     passage it was drafted from, to accept, edit or reject.
     """
-    from medfactory.feedback.studies import StudySpec, create_study
+    from medfactory.review.studies import StudySpec, create_study
 
     if drafts and (first or second or more):
         raise click.UsageError("--drafts makes a study of drafts; leave out --a, --b, --version")
@@ -74,7 +74,7 @@ def create(
         raters=raters.split(","), arbiter=arbiter, overlap=overlap, items=items, seed=seed,
         axes=tuple(a.strip() for a in axes.split(",") if a.strip()), drafts=drafts,
     )  # fmt: skip
-    from medfactory.feedback.rating import status as study_status
+    from medfactory.review.rating import status as study_status
 
     store = _store(db)
     create_study(store, spec)
@@ -100,8 +100,8 @@ def serve(name, host, port, db) -> None:
     Links printed earlier stop working. Ctrl-C stops the server.
     """
     from deploy.process import port_in_use
-    from medfactory.feedback.page import serve_page
-    from medfactory.feedback.studies import issue_links
+    from medfactory.review.page import serve_page
+    from medfactory.review.studies import issue_links
 
     if port_in_use(host, port):
         raise click.ClickException(f"port {port} on {host} is already in use; pass another --port")
@@ -119,7 +119,7 @@ def serve(name, host, port, db) -> None:
 @DB
 def status(name, db) -> None:
     """Done per rater, open disagreements, arbitrated items."""
-    from medfactory.feedback.rating import status as study_status
+    from medfactory.review.rating import status as study_status
 
     result = study_status(_store(db), name)
     for rater, counts in result["raters"].items():
@@ -138,7 +138,7 @@ def status(name, db) -> None:
 def report(name, out, as_json, db) -> None:
     """Win rates with intervals, scores, agreement, position bias; report.md/json/png."""
     from medfactory import paths
-    from medfactory.feedback.report import report_markdown, write_report
+    from medfactory.review.report import report_markdown, write_report
 
     out = out or paths.PROJECT_ROOT / "saves" / "review" / name
     result = write_report(_store(db), name, out)
@@ -158,7 +158,7 @@ def report(name, out, as_json, db) -> None:
 @DB
 def sheet(name, rater, out, db) -> None:
     """Write a rater's blind sheet (their earlier ratings filled in)."""
-    from medfactory.feedback.sheets import write_sheet
+    from medfactory.review.sheets import write_sheet
 
     rows = write_sheet(_store(db), name, rater, out)
     click.echo(f"wrote {out}: {rows} items for {rater}; import with medfactory review import")
@@ -172,7 +172,7 @@ def sheet(name, rater, out, db) -> None:
 @DB
 def import_(name, file, rater, db) -> None:
     """Read a filled sheet back: every row checked, then stored as that rater's ratings."""
-    from medfactory.feedback.sheets import import_sheet
+    from medfactory.review.sheets import import_sheet
 
     result = import_sheet(_store(db), name, file, rater)
     click.echo(f"{file}: {result['rated']} rated rows stored for {rater}")
@@ -193,7 +193,8 @@ def export(study, name, dataset_dir, fmt, split, seed, force, as_json, db) -> No
     unsettled drafts are skipped and counted. Every text is scrubbed of identifiers.
     """
     from medfactory.cli.tables import print_export_summary
-    from medfactory.feedback.exports import review_export, write_export
+    from medfactory.exports import write_export
+    from medfactory.review.exports import review_export
 
     result = review_export(_store(db), study)
     summary = write_export(result, dataset_dir, name, fmt, split, seed, force)

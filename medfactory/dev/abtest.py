@@ -29,12 +29,13 @@ from deploy.server import Server, ServerSpec
 from deploy.serving import serving_spec
 from deploy.verify import verify_each
 from medfactory import paths
+from medfactory.ab.chat import GatewayClient
+from medfactory.ab.export import ab_export
+from medfactory.ab.report import write_ab_report
+from medfactory.ab.serve import gateway_app
 from medfactory.evaluation.metrics import load_jieba_quietly, score_pair
-from medfactory.feedback.ab_report import write_ab_report
-from medfactory.feedback.chat import GatewayClient
-from medfactory.feedback.exchanges import gateway_app
-from medfactory.feedback.exports import ab_export, write_export
-from medfactory.feedback.store import open_store
+from medfactory.exports import write_export
+from medfactory.store.db import open_store
 
 EXPERIMENT = "abtest"
 THRESHOLD = 0.05  # ROUGE-L (0-1) an answer needs for a scripted thumbs-up

@@ -16,6 +16,8 @@ import numpy as np
 
 from medfactory.evaluation.metrics import METRICS
 from medfactory.evaluation.scoring import PredictionsError, read_scores
+from medfactory.reporting import pyplot
+from medfactory.stats.bootstrap import paired_bootstrap
 
 RESAMPLES = 2000
 
@@ -40,18 +42,6 @@ class Comparison:
     means: dict[str, dict[str, float]]  # run -> metric -> mean
     deltas: dict[str, list[Delta]]  # run (after the first) -> its deltas to the first
     samples: int
-
-
-def paired_bootstrap(
-    baseline: np.ndarray, candidate: np.ndarray, resamples: int = RESAMPLES, seed: int = 0
-) -> tuple[float, float]:
-    """95 % confidence interval of mean(candidate - baseline) over paired samples."""
-    differences = candidate - baseline
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(differences), size=(resamples, len(differences)))
-    means = differences[picks].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def run_names(paths: list[Path]) -> list[str]:
@@ -131,10 +121,7 @@ def markdown_report(comparison: Comparison, chart: Path | None = None) -> str:
 
 def bar_chart(comparison: Comparison, path: Path) -> Path:
     """Grouped bars: one group per metric, one bar per run, CI whiskers on the candidates."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names, width = comparison.names, 0.8 / len(comparison.names)
     x = np.arange(len(METRICS))

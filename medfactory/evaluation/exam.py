@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medfactory.evaluation.compare import RESAMPLES, paired_bootstrap
+from medfactory.evaluation.compare import RESAMPLES
 from medfactory.evaluation.errors import ExamError
-from medfactory.evaluation.intervals import wilson
+from medfactory.stats.bootstrap import paired_bootstrap
+from medfactory.stats.intervals import wilson
 
 LETTERS = "ABCDEFGHIJ"
 

@@ -25,6 +25,7 @@ from deploy.replies import ParsedReplies, reply_key
 from medfactory import paths
 from medfactory.evaluation.errors import JudgeError
 from medfactory.evaluation.scoring import conversation_of, read_predictions, split_think
+from medfactory.stats.bootstrap import bootstrap_interval, paired_bootstrap
 
 DEFAULT_RUBRIC = "medical-default"
 RUBRIC_DIR = paths.PROJECT_ROOT / "templates" / "rubrics"
@@ -293,15 +294,6 @@ def clipped_mean(values: list[float]) -> float:
     return float(ClippedMean().agg_func(values))
 
 
-def bootstrap_interval(values: list[float], seed: int = 0) -> list[float]:
-    """95 % percentile interval of the clipped mean, resampling the items."""
-    array = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = array[rng.integers(0, len(array), size=(RESAMPLES, len(array)))].mean(axis=1)
-    low, high = np.percentile(np.clip(means, 0.0, 1.0), [2.5, 97.5])
-    return [float(low), float(high)]
-
-
 def summarize(answers: list[Answer], grades: list[list[dict | None]]) -> dict:
     """Per item, per axis and overall scores with intervals, and the invalid judgments."""
     per_item, overall, axes = [], [], {}
@@ -338,13 +330,16 @@ def _aggregate(values: list[float]) -> dict:
     """The clipped mean and its interval; None when no answer could be scored."""
     if not values:
         return {"score": None, "ci95": [None, None], "items": 0}
-    return {"score": clipped_mean(values), "ci95": bootstrap_interval(values), "items": len(values)}
+    return {
+        "score": clipped_mean(values),
+        "ci95": bootstrap_interval(values, RESAMPLES, clip=(0.0, 1.0)),
+        "items": len(values),
+    }
 
 
 def compare_runs(runs: list[dict]) -> dict:
     """Each run after the first against the first, answer by answer (the same prompts in
     the same order): the mean score difference with a 95 % paired-bootstrap interval."""
-    from medfactory.evaluation.compare import paired_bootstrap
 
     first = runs[0]
     result = {}

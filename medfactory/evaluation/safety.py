@@ -16,8 +16,8 @@ import orjson
 from converters.conversations import Conversation, _alpaca, _sharegpt, load_conversations
 from converters.records import SourceError
 from converters.safety import SafetyRules
-from medfactory.evaluation.intervals import wilson
 from medfactory.evaluation.scoring import conversation_of, read_predictions, split_think
+from medfactory.stats.intervals import wilson
 
 OPENAI_TAGS = {
     "role_tag": "role", "content_tag": "content", "user_tag": "user",

@@ -3,10 +3,10 @@
 import json
 import shutil
 
+from medfactory.ab.recorder import exchanges_since
 from medfactory.dev.abtest import EXPERIMENT, run_abtest
 from medfactory.dev.tiny_model import build_tiny_adapter
-from medfactory.feedback.exchanges import exchanges_since
-from medfactory.feedback.store import open_store
+from medfactory.store.db import open_store
 
 
 def test_the_report_says_what_the_scripted_clinicians_did(tiny_model, data_dir, tmp_path):

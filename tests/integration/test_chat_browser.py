@@ -11,8 +11,8 @@ from ab_helpers import REPO, Gateway
 from deploy.gateway import Arm, assign
 from deploy.process import free_port, stop_group
 from medfactory import paths
-from medfactory.feedback.exchanges import exchanges_since
-from medfactory.feedback.store import open_store
+from medfactory.ab.recorder import exchanges_since
+from medfactory.store.db import open_store
 
 SCREENSHOT = paths.cache_dir() / "chat" / "screenshot.png"  # the README's docs/chat.png
 # Names no gibberish answer can contain: the page must never show them.

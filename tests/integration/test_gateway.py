@@ -17,8 +17,8 @@ from deploy.monitor import gateway_rows, scrape, vllm_rows
 from deploy.process import free_port
 from deploy.server import Server, ServerSpec
 from medfactory import paths
-from medfactory.feedback.exchanges import exchanges_since
-from medfactory.feedback.store import ExchangeFeedback, open_store
+from medfactory.ab.recorder import exchanges_since
+from medfactory.store.db import ExchangeFeedback, open_store
 
 
 def question(user: str, turn: int) -> list[dict]:

@@ -10,11 +10,13 @@ from review_helpers import REPO, prediction_files
 from test_llamafactory_loading import load_with_llamafactory
 
 from deploy.gateway import Arm, Exchange, Feedback
-from medfactory.feedback.exchanges import StoreRecorder
-from medfactory.feedback.exports import ab_export, review_export, write_export
-from medfactory.feedback.rating import Submission, queue, rater_view, submit
-from medfactory.feedback.store import Rater, open_store
-from medfactory.feedback.studies import StudySpec, create_study
+from medfactory.ab.export import ab_export
+from medfactory.ab.recorder import StoreRecorder
+from medfactory.exports import write_export
+from medfactory.review.exports import review_export
+from medfactory.review.rating import Submission, queue, rater_view, submit
+from medfactory.review.studies import StudySpec, create_study
+from medfactory.store.db import Rater, open_store
 
 ITEMS = 16
 AXES = ("accuracy", "safety", "completeness", "communication")

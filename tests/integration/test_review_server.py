@@ -7,8 +7,8 @@ import pytest
 import requests
 from review_helpers import AXES, Page, create, form_of, my_items, question, rate
 
-from medfactory.feedback.rating import status
-from medfactory.feedback.store import Rating, open_store
+from medfactory.review.rating import status
+from medfactory.store.db import Rating, open_store
 
 
 @pytest.fixture

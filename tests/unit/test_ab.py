@@ -18,11 +18,11 @@ from deploy.gateway import (
 )
 from deploy.monitor import Row, histogram_quantile, parse_metrics, table
 from deploy.process import free_port
+from medfactory.ab.recorder import StoreRecorder, exchanges_since, parse_since
+from medfactory.ab.report import build_ab_report
 from medfactory.cli import cli
-from medfactory.feedback.ab_report import build_ab_report
-from medfactory.feedback.errors import StoreError
-from medfactory.feedback.exchanges import StoreRecorder, exchanges_since, parse_since
-from medfactory.feedback.store import open_store
+from medfactory.review.errors import StoreError
+from medfactory.store.db import open_store
 
 # --- arms and the split ---------------------------------------------------------
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from medfactory.feedback.draft_report import build_draft_report
-from medfactory.feedback.errors import RatingError, StudyError
-from medfactory.feedback.exports import review_export, write_export
-from medfactory.feedback.rating import (
+from medfactory.exports import write_export
+from medfactory.review.draft_report import build_draft_report
+from medfactory.review.errors import RatingError, StudyError
+from medfactory.review.exports import review_export
+from medfactory.review.rating import (
     Submission,
     arbitrate,
     disagreements,
@@ -19,9 +20,9 @@ from medfactory.feedback.rating import (
     rater_view,
     submit,
 )
-from medfactory.feedback.sheets import import_sheet, write_sheet
-from medfactory.feedback.store import Rater, open_store
-from medfactory.feedback.studies import StudySpec, create_study
+from medfactory.review.sheets import import_sheet, write_sheet
+from medfactory.review.studies import StudySpec, create_study
+from medfactory.store.db import Rater, open_store
 
 # (d1's verdict, d1's edit), (d2's ...), the arbiter's (verdict, edit) or None
 PLAN = [

@@ -7,9 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from medfactory.cli import cli
-from medfactory.evaluation.compare import compare_runs, paired_bootstrap
+from medfactory.evaluation.compare import compare_runs
 from medfactory.evaluation.metrics import score_pair
 from medfactory.evaluation.scoring import score_predictions, split_think
+from medfactory.stats.bootstrap import paired_bootstrap
 
 ROWS = [
     {"prompt": "头痛怎么办？", "predict": "建议休息，多喝水。", "label": "建议休息，必要时就医。"},

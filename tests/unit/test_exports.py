@@ -7,12 +7,14 @@ from test_review import people, predictions, rate_as_preferring, shown
 
 from converters.registry import RegistryError, read_registry
 from deploy.gateway import Arm, Exchange, Feedback
-from medfactory.feedback.errors import ExportError
-from medfactory.feedback.exchanges import StoreRecorder
-from medfactory.feedback.exports import ab_export, review_export, write_export
-from medfactory.feedback.rating import Submission, arbiter_view, arbitrate, queue, submit
-from medfactory.feedback.store import open_store
-from medfactory.feedback.studies import StudySpec, create_study
+from medfactory.ab.export import ab_export
+from medfactory.ab.recorder import StoreRecorder
+from medfactory.exports import write_export
+from medfactory.review.errors import ExportError
+from medfactory.review.exports import review_export
+from medfactory.review.rating import Submission, arbiter_view, arbitrate, queue, submit
+from medfactory.review.studies import StudySpec, create_study
+from medfactory.store.db import open_store
 
 AXES = ("accuracy", "safety", "completeness", "communication")
 
@@ -74,7 +76,7 @@ def test_final_verdicts_become_dpo_pairs_and_corrections_sft_every_item_accounte
     pairs = lines(data / "r1_dpo_train.jsonl")
     by_question = {p["conversations"][-1]["value"]: p for p in pairs}
     with study.session() as session:
-        from medfactory.feedback.store import Item
+        from medfactory.store.db import Item
 
         items = {i.position: i for i in session.query(Item)}
     for position, winner in ((agreed, "lora"), (arbitrated, "base")):

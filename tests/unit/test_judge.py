@@ -16,9 +16,9 @@ from sqlalchemy import select
 from test_review import people, predictions, rate_as_preferring
 
 from medfactory.cli import cli
-from medfactory.feedback.rating import arbitrate
-from medfactory.feedback.store import Assignment, Item, Rater, open_store
-from medfactory.feedback.studies import StudySpec, create_study
+from medfactory.review.rating import arbitrate
+from medfactory.review.studies import StudySpec, create_study
+from medfactory.store.db import Assignment, Item, Rater, open_store
 
 # prompt -> its rubric: (criterion, points, tags, met by the answer?)
 RUBRICS = {

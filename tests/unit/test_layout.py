@@ -47,12 +47,12 @@ def test_converters_never_import_deploy():
     assert offenders == []
 
 
-def test_evaluation_never_imports_the_feedback_package():
-    """feedback (the clinicians' side) builds on evaluation, never the reverse."""
+def test_evaluation_never_imports_the_review_or_ab_packages():
+    """Review and A/B (the clinicians' side) build on evaluation, never the reverse."""
     offenders = [
         p
         for p in python_files("medfactory/evaluation")
-        if any(m.startswith("medfactory.feedback") for m in imported_modules(p))
+        if any(m.startswith(("medfactory.review", "medfactory.ab")) for m in imported_modules(p))
     ]
     assert offenders == []
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from medfactory.feedback.errors import NotYours, RatingError, SheetError, StoreError, StudyError
-from medfactory.feedback.rating import (
+from medfactory.review.errors import NotYours, RatingError, SheetError, StoreError, StudyError
+from medfactory.review.rating import (
     Submission,
     arbitrate,
     disagreements,
@@ -18,10 +18,10 @@ from medfactory.feedback.rating import (
     status,
     submit,
 )
-from medfactory.feedback.report import build_report
-from medfactory.feedback.sheets import columns, import_sheet, write_sheet
-from medfactory.feedback.store import Assignment, Item, Rater, Rating, Version, open_store
-from medfactory.feedback.studies import StudySpec, conversation_of, create_study, issue_links
+from medfactory.review.report import build_report
+from medfactory.review.sheets import columns, import_sheet, write_sheet
+from medfactory.review.studies import StudySpec, conversation_of, create_study, issue_links
+from medfactory.store.db import Assignment, Item, Rater, Rating, Version, open_store
 
 AXES = ("accuracy", "safety", "completeness", "communication")
 
@@ -254,7 +254,7 @@ def test_conversations_from_each_kind_of_prediction_file():
 
 @pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
 def test_a_sheet_round_trip_stores_what_the_rater_wrote(study, tmp_path, suffix):
-    from medfactory.feedback.sheets import _read_rows, _write_xlsx  # noqa: F401 -- same reader
+    from medfactory.review.sheets import _read_rows, _write_xlsx  # noqa: F401 -- same reader
 
     path = tmp_path / f"d2{suffix}"
     rows = write_sheet(study, "r1", "d2", path)
@@ -311,7 +311,7 @@ def _rewrite(path: Path, header: list, rows: list[dict]) -> None:
     ],
 )
 def test_a_bad_sheet_names_row_and_column_and_stores_nothing(study, tmp_path, change, message):
-    from medfactory.feedback.sheets import _read_rows
+    from medfactory.review.sheets import _read_rows
 
     path = tmp_path / "d2.xlsx"
     write_sheet(study, "r1", "d2", path)
@@ -338,7 +338,7 @@ def test_a_sheet_imported_under_another_raters_name_is_refused(study, tmp_path):
 
 
 def test_a_store_from_a_newer_medfactory_is_refused(tmp_path):
-    from medfactory.feedback import store as store_module
+    from medfactory.store import db as store_module
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     open_store(url).close()
@@ -353,7 +353,7 @@ def test_a_schema_1_store_is_upgraded_in_place_and_keeps_its_studies(tmp_path):
     columns of single-answer studies (schema 3)."""
     import sqlalchemy as sa
 
-    from medfactory.feedback.store import LIVE_AB_TABLES
+    from medfactory.store.db import LIVE_AB_TABLES
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     old = open_store(url)

@@ -16,23 +16,25 @@ Elo scale (Chatbot Arena's logistic-regression fit) with bootstrap intervals.
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
 
-from medfactory.evaluation.intervals import wilson
-from medfactory.feedback.errors import StudyError
-from medfactory.feedback.rating import arbitrated_verdicts, current_ratings
-from medfactory.feedback.store import Item, Store, Version
-from medfactory.feedback.studies import find_study
+from medfactory.reporting import number, pyplot
+from medfactory.reporting import write_report as save
+from medfactory.review.draft_report import build_draft_report, draft_chart, draft_markdown
+from medfactory.review.errors import StudyError
+from medfactory.review.rating import arbitrated_verdicts, current_ratings
+from medfactory.review.studies import find_study
+from medfactory.stats.agreement import alpha, kappa, paired_difference
+from medfactory.stats.intervals import wilson
+from medfactory.stats.ratings import bradley_terry
+from medfactory.store.db import Item, Store, Version
 
 OUTCOMES = ("win", "tie", "loss", "both_bad")
-BOOTSTRAP = 200
 
 
 def outcomes(verdicts: list[tuple[int, int, str]], version_ids: list[int]) -> dict:
@@ -60,88 +62,6 @@ def outcomes(verdicts: list[tuple[int, int, str]], version_ids: list[int]) -> di
             for o in OUTCOMES
         }
     return result
-
-
-def _kappa(a: list, b: list, weights: str | None = None) -> float | None:
-    from sklearn.metrics import cohen_kappa_score
-
-    if len(a) < 2 or len(set(a) | set(b)) < 2:
-        return None  # undefined with a single category
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        value = cohen_kappa_score(a, b, weights=weights, labels=sorted(set(a) | set(b)))
-    return None if math.isnan(value) else float(value)
-
-
-def _alpha(matrix: list[list[float]], level: str) -> float | None:
-    import krippendorff
-
-    data = np.array(matrix, dtype=float).reshape(len(matrix), -1)
-    if not np.any((~np.isnan(data)).sum(axis=0) >= 2):
-        return None  # no unit rated twice yet
-    values = data[~np.isnan(data)]
-    if len(np.unique(values)) < 2:
-        return None
-    return float(krippendorff.alpha(reliability_data=data, level_of_measurement=level))
-
-
-def paired_difference(x: list[float], y: list[float]) -> dict:
-    """mean(y - x) with a 95 % t interval."""
-    from scipy import stats
-
-    diff = np.asarray(y, dtype=float) - np.asarray(x, dtype=float)
-    if len(diff) < 2:
-        return {
-            "n": int(len(diff)),
-            "mean": float(diff.mean()) if len(diff) else math.nan,
-            "low": math.nan,
-            "high": math.nan,
-        }
-    if np.all(diff == diff[0]):
-        return {
-            "n": int(len(diff)),
-            "mean": float(diff[0]),
-            "low": float(diff[0]),
-            "high": float(diff[0]),
-        }
-    low, high = stats.t.interval(0.95, len(diff) - 1, loc=diff.mean(), scale=stats.sem(diff))
-    return {"n": int(len(diff)), "mean": float(diff.mean()), "low": float(low), "high": float(high)}
-
-
-def bradley_terry(decisive: list[tuple[int, int]], version_ids: list[int], seed: int = 0) -> dict:
-    """Elo-scale ratings (mean 1000) from (winner, loser) pairs, 95 % bootstrap intervals."""
-    from sklearn.linear_model import LogisticRegression
-
-    index = {v: i for i, v in enumerate(version_ids)}
-
-    def fit(pairs: list[tuple[int, int]]) -> np.ndarray:
-        rows = np.zeros((2 * len(pairs), len(version_ids)))
-        labels = np.zeros(2 * len(pairs))
-        for n, (winner, loser) in enumerate(pairs):  # each game both ways, so both labels occur
-            rows[2 * n, index[winner]], rows[2 * n, index[loser]] = 1, -1
-            rows[2 * n + 1, index[winner]], rows[2 * n + 1, index[loser]] = -1, 1
-            labels[2 * n] = 1
-        model = LogisticRegression(fit_intercept=False, C=1e6, max_iter=1000)
-        model.fit(rows, labels)
-        scale = 400 / math.log(10)
-        ratings = scale * model.coef_[0]
-        return ratings - ratings.mean() + 1000
-
-    if not decisive:
-        return {}
-    point = fit(decisive)
-    rng = np.random.default_rng(seed)
-    samples = np.array(
-        [
-            fit([decisive[i] for i in rng.integers(0, len(decisive), len(decisive))])
-            for _ in range(BOOTSTRAP)
-        ]
-    )
-    low, high = np.percentile(samples, [2.5, 97.5], axis=0)
-    return {
-        v: {"rating": float(point[i]), "low": float(low[i]), "high": float(high[i])}
-        for v, i in index.items()
-    }
 
 
 def build_report(store: Store, name: str) -> dict:
@@ -209,26 +129,26 @@ def build_report(store: Store, name: str) -> dict:
             continue
         entry = {
             "items": len(shared),
-            "verdict_kappa": _kappa(
+            "verdict_kappa": kappa(
                 [given[a, i].verdict for i in shared], [given[b, i].verdict for i in shared]
             ),
         }
         for axis in axes:
             xs = [s for i in shared for s in given[a, i].scores[axis]]
             ys = [s for i in shared for s in given[b, i].scores[axis]]
-            entry[f"{axis}_weighted_kappa"] = _kappa(xs, ys, weights="quadratic")
+            entry[f"{axis}_weighted_kappa"] = kappa(xs, ys, weights="quadratic")
         pairs[f"{a} ~ {b}"] = entry
     units = sorted(by_item)
     code = {v: n for n, v in enumerate(("left", "right", "tie", "both_bad"))}
     overall = {
-        "verdict_alpha_nominal": _alpha(
+        "verdict_alpha_nominal": alpha(
             [[code[given[r, i].verdict] if (r, i) in given else np.nan for i in units]
              for r in raters],
             "nominal",
         )
     }  # fmt: skip
     for axis in axes:
-        overall[f"{axis}_alpha_ordinal"] = _alpha(
+        overall[f"{axis}_alpha_ordinal"] = alpha(
             [[given[r, i].scores[axis][side] if (r, i) in given else np.nan
               for i in units for side in (0, 1)] for r in raters],
             "ordinal",
@@ -285,14 +205,6 @@ def _cell(entry: dict) -> str:
     return f"{entry['count']} ({share:.0f} % [{low:.0f}, {high:.0f}])"
 
 
-def _number(value: float | None, digits: int = 2) -> str:
-    return (
-        "-"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f"{value:.{digits}f}"
-    )
-
-
 def markdown(report: dict, chart: str | None) -> str:
     lines = [
         f"# Clinician review: {report['study']}",
@@ -321,14 +233,14 @@ def markdown(report: dict, chart: str | None) -> str:
     ]
     for version, means in report["axis_means"].items():
         lines.append(
-            f"| {version} | " + " | ".join(_number(means[a]) for a in report["axes"]) + " |"
+            f"| {version} | " + " | ".join(number(means[a]) for a in report["axes"]) + " |"
         )
     for label, axes in report["paired_differences"].items():
         lines += [
             "",
             f"Paired difference {label} (95 % t interval): "
             + "; ".join(
-                f"{a} {_number(d['mean'])} [{_number(d['low'])}, {_number(d['high'])}]"
+                f"{a} {number(d['mean'])} [{number(d['low'])}, {number(d['high'])}]"
                 for a, d in axes.items()
             ),
         ]
@@ -343,21 +255,21 @@ def markdown(report: dict, chart: str | None) -> str:
     ]
     for pair, entry in report["agreement"]["pairs"].items():
         lines.append(
-            f"| {pair} | {entry['items']} | {_number(entry['verdict_kappa'])} | "
-            + " | ".join(_number(entry[f"{a}_weighted_kappa"]) for a in report["axes"])
+            f"| {pair} | {entry['items']} | {number(entry['verdict_kappa'])} | "
+            + " | ".join(number(entry[f"{a}_weighted_kappa"]) for a in report["axes"])
             + " |"
         )
     lines += [
         "",
         "Krippendorff's alpha over all raters: "
-        + ", ".join(f"{k} {_number(v)}" for k, v in report["agreement"]["overall"].items()),
+        + ", ".join(f"{k} {number(v)}" for k, v in report["agreement"]["overall"].items()),
     ]
     bias = report["position_bias"]
     lines += [
         "",
         f"Position bias: the answer shown first won {bias['first_shown_wins']} of "
         f"{bias['decisive']} decisive ratings "
-        f"({_number(100 * bias['share'] if bias['decisive'] else None, 0)} %).",
+        f"({number(100 * bias['share'] if bias['decisive'] else None, 0)} %).",
         "",
         "Median seconds per item: "
         + ", ".join(f"{r} {s:.0f} s" for r, s in report["median_seconds"].items()),
@@ -378,10 +290,7 @@ def markdown(report: dict, chart: str | None) -> str:
 
 
 def chart(report: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     versions = list(report["after_arbitration"])
     figure, axes = plt.subplots(1, 2, figsize=(10, 1.2 + 0.6 * len(versions)), sharey=True)
@@ -400,30 +309,17 @@ def chart(report: dict, path: Path) -> Path:
     return path
 
 
-def save_report(report: dict, out: Path, to_markdown, draw) -> dict:
-    """report.json, report.png (`draw`) and report.md (`to_markdown`) in `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    png = draw(report, out / "report.png")
-    (out / "report.md").write_text(to_markdown(report, png.name), encoding="utf-8")
-    return report
-
-
 def write_report(store: Store, name: str, out: Path) -> dict:
     """report.json, report.md and report.png in `out`; returns the report."""
     with store.session() as session:
         kind = find_study(session, name).kind
     if kind == "single":
-        from medfactory.feedback.draft_report import build_draft_report, draft_chart, draft_markdown
-
-        return save_report(build_draft_report(store, name), out, draft_markdown, draft_chart)
-    return save_report(build_report(store, name), out, markdown, chart)
+        return save(build_draft_report(store, name), out, draft_markdown, draft_chart)
+    return save(build_report(store, name), out, markdown, chart)
 
 
 def report_markdown(report: dict) -> str:
     """The report as Markdown, whichever kind of study it is of."""
     if report.get("kind") == "single":
-        from medfactory.feedback.draft_report import draft_markdown
-
         return draft_markdown(report, None)
     return markdown(report, None)

@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from medfactory.evaluation.compare import run_names
 from medfactory.evaluation.scoring import conversation_of, read_predictions
-from medfactory.feedback.errors import StudyError
-from medfactory.feedback.store import Assignment, Item, Rater, Store, Study, Version
+from medfactory.review.errors import StudyError
+from medfactory.store.db import Assignment, Item, Rater, Store, Study, Version
 
 DEFAULT_AXES = ("accuracy", "safety", "completeness", "communication")  # HealthBench's
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")

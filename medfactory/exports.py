@@ -18,18 +18,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
-
 from converters.clean import scrub_pii
 from converters.formats import SHAREGPT_TAGS, dataset_entry, to_alpaca, to_sharegpt
 from converters.records import Dialogue
 from converters.registry import register
 from converters.split import SPLIT_NAMES, assign_split
-from medfactory.feedback.errors import ExportError
-from medfactory.feedback.exchanges import exchanges_since
-from medfactory.feedback.rating import current_arbitrations, current_ratings, edited_alike
-from medfactory.feedback.store import Arbitration, Assignment, Item, Store
-from medfactory.feedback.studies import find_study
+from medfactory.store.errors import ExportError
 
 KINDS = ("dpo", "kto", "sft")
 FORMATS = ("sharegpt", "alpaca")
@@ -76,7 +70,7 @@ class Export:
         }
 
 
-def _split_chat(messages: list[dict]) -> tuple[str, list[tuple[str, str]], str]:
+def split_chat(messages: list[dict]) -> tuple[str, list[tuple[str, str]], str]:
     """Chat messages ending with the user's question -> (system, earlier turns, question)."""
     system = ""
     if messages and messages[0].get("role") == "system":
@@ -85,165 +79,6 @@ def _split_chat(messages: list[dict]) -> tuple[str, list[tuple[str, str]], str]:
         (messages[i]["content"], messages[i + 1]["content"]) for i in range(0, len(messages) - 1, 2)
     ]
     return system, pairs, messages[-1]["content"]
-
-
-def review_export(store: Store, study_name: str) -> Export:
-    """DPO pairs from final verdicts and SFT records from corrections of one study; from a
-    single-answer study, the accepted and the corrected drafts as SFT records."""
-    export = Export(source=f"review {study_name}")
-    with store.session() as session:
-        study = find_study(session, study_name)
-        state = _Reviewed.of(session, study)
-    if study.kind == "single":
-        return _draft_export(state, export)
-    export.read = len(state.items)
-    for item in state.items:
-        system, turns, question = _split_chat(item.conversation)
-        ratings = state.rated.get(item.id, [])
-        for rating in ratings:
-            if rating.correction.strip():
-                export.examples["sft"].append(
-                    Example(system, turns, question, answer=rating.correction.strip())
-                )
-        verdict = state.final_verdict(item)
-        if verdict in ("left", "right"):
-            chosen, rejected = (item.left_answer, item.right_answer)
-            if verdict == "right":
-                chosen, rejected = rejected, chosen
-            export.examples["dpo"].append(
-                Example(system, turns, question, chosen=chosen, rejected=rejected)
-            )
-        else:
-            export.skipped[verdict] += 1
-    return export
-
-
-def settled_items(store: Store, study_name: str) -> list[dict]:
-    """The items of a study whose final verdict is settled (arbitrated, or every rater
-    agreeing), with their chat, both answers and the verdict (left, right, tie, both_bad)."""
-    with store.session() as session:
-        state = _Reviewed.of(session, find_study(session, study_name))
-    shown = {"tie": "tie", "both unacceptable": "both_bad", "left": "left", "right": "right"}
-    return [
-        {"position": item.position, "conversation": item.conversation,
-         "left_answer": item.left_answer, "right_answer": item.right_answer,
-         "verdict": shown[verdict]}
-        for item in state.items
-        if (verdict := state.final_verdict(item)) in shown
-    ]  # fmt: skip
-
-
-@dataclass
-class _Reviewed:
-    """What a study's items need for their final verdict, read in one session."""
-
-    items: list[Item]  # in position order
-    assigned: Counter  # item id -> raters assigned
-    rated: dict[int, list]  # item id -> current ratings
-    arbitrations: dict[int, Arbitration]  # item id -> the arbiter's current one
-
-    @classmethod
-    def of(cls, session, study) -> _Reviewed:
-        items = session.scalars(
-            select(Item).where(Item.study_id == study.id).order_by(Item.position)
-        ).all()
-        assigned = Counter(
-            session.scalars(select(Assignment.item_id).join(Item).where(Item.study_id == study.id))
-        )
-        rated: dict[int, list] = {}
-        for row in current_ratings(session, study.id):
-            rated.setdefault(row.item_id, []).append(row.Rating)
-        return cls(items, assigned, rated, current_arbitrations(session, study.id))
-
-    def final_verdict(self, item: Item) -> str:
-        arbitration = self.arbitrations.get(item.id)
-        return final_verdict(
-            arbitration.verdict if arbitration else None,
-            self.rated.get(item.id, []),
-            self.assigned[item.id],
-        )
-
-
-def _draft_export(state: _Reviewed, export: Export) -> Export:
-    export.read = len(state.items)
-    for item in state.items:
-        verdict = state.final_verdict(item)
-        if verdict not in ("accept", "edit"):
-            export.skipped["rejected" if verdict == "reject" else verdict] += 1
-            continue
-        arbitration = state.arbitrations.get(item.id)
-        if verdict == "accept":
-            answer = item.left_answer
-        elif arbitration:
-            answer = arbitration.correction
-        else:  # the raters' edits, the same but for spacing
-            answer = state.rated[item.id][0].correction.strip()
-        export.examples["sft"].append(
-            Example("", [], item.conversation[-1]["content"], answer=answer,
-                    source=_draft_source(item.source or {}))
-        )  # fmt: skip
-    return export
-
-
-def _draft_source(source: dict) -> str:
-    where = source.get("file", "")
-    if "chunk" in source:
-        where += f"#chunk{source['chunk']}"
-    if "end" in source:
-        where += f"[{source['start']}:{source['end']}]"
-    return where or str(source.get("id") or "")
-
-
-def final_verdict(arbitrated: str | None, ratings: list, assigned: int) -> str:
-    """The item's settled verdict, or why there is none yet."""
-    verdict = arbitrated
-    if verdict is None:
-        if not ratings:
-            return "not rated"
-        if len(ratings) < assigned:
-            return "waiting for its other raters"
-        if len({r.verdict for r in ratings}) > 1 or not edited_alike(ratings):
-            return "raters disagree, not arbitrated"
-        verdict = ratings[0].verdict
-    return {"tie": "tie", "both_bad": "both unacceptable"}.get(verdict, verdict)
-
-
-def ab_export(store: Store, experiment: str, since: float | None = None) -> Export:
-    """KTO records from thumbs; SFT records and DPO pairs from corrections of the live A/B."""
-    export = Export(source=f"ab {experiment}")
-    rows = exchanges_since(store, experiment, since)
-    export.read = len(rows)
-    for row in rows:
-        if row["error"]:
-            export.skipped["failed exchange"] += 1
-            continue
-        messages = row["messages"]
-        if not messages or messages[-1].get("role") != "user" or not _alternates(messages):
-            export.skipped["not a chat ending on the user's question"] += 1
-            continue
-        system, turns, question = _split_chat(messages)
-        if row["correction"]:
-            export.examples["sft"].append(
-                Example(system, turns, question, answer=row["correction"])
-            )
-            if row["correction"].strip() != row["answer"].strip():
-                export.examples["dpo"].append(
-                    Example(system, turns, question, row["correction"], row["answer"])
-                )
-        if row["rating"] in (1, -1):
-            export.examples["kto"].append(
-                Example(system, turns, question, answer=row["answer"], tag=row["rating"] == 1)
-            )
-        elif not row["correction"]:
-            export.skipped["no feedback"] += 1
-    return export
-
-
-def _alternates(messages: list[dict]) -> bool:
-    chat = messages[1:] if messages[0].get("role") == "system" else messages
-    roles = [m.get("role") for m in chat]
-    expected = ["user" if i % 2 == 0 else "assistant" for i in range(len(roles))]
-    return roles == expected and all(isinstance(m.get("content"), str) for m in chat)
 
 
 def _scrubbed(example: Example, counts: Counter) -> Example:

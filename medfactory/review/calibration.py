@@ -11,8 +11,8 @@ import numpy as np
 from medfactory.evaluation.errors import JudgeError
 from medfactory.evaluation.judge import Answer, Judge, Rubrics, item_score, last_user
 from medfactory.evaluation.scoring import split_think
-from medfactory.feedback.exports import settled_items
-from medfactory.feedback.studies import find_study
+from medfactory.review.settled import settled_items
+from medfactory.review.studies import find_study
 
 LABELS = ("left", "right", "tie")
 

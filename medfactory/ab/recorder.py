@@ -13,8 +13,8 @@ from sqlalchemy import select, update
 
 from deploy.gateway import Arm, Feedback
 from deploy.gateway import Exchange as LiveExchange
-from medfactory.feedback.errors import StoreError
-from medfactory.feedback.store import (
+from medfactory.review.errors import StoreError
+from medfactory.store.db import (
     ArmUser,
     Exchange,
     ExchangeFeedback,
@@ -165,37 +165,3 @@ def parse_since(text: str | None, now: float | None = None) -> float | None:
             f"--since {text!r}: give a date or time (2026-12-01, 2026-12-01T09:30) "
             "or an age (90m, 2h, 7d)"
         ) from None
-
-
-def gateway_app(
-    arms: list[Arm], experiment: str, store: Store, api_key: str | None = None,
-    backend_api_key: str | None = None,
-):  # fmt: skip
-    """Check every arm's server (GatewayError naming a dead one), then the gateway's app
-    recording into `store`; returns (app, the arms as settled)."""
-    from deploy.gateway import check_arms, create_app
-
-    arms = check_arms(arms, backend_api_key)
-    recorder = StoreRecorder(store, experiment, arms)
-    return create_app(arms, recorder, experiment, api_key, backend_api_key), arms
-
-
-def serve_gateway(
-    arms: list[Arm], experiment: str, store: Store, host: str, port: int,
-    api_key: str | None = None, backend_api_key: str | None = None,
-    on_ready=print,
-) -> None:  # fmt: skip
-    """Serve the gateway until Ctrl-C. The access log stays off: no prompt, answer or key
-    goes into a log."""
-    import uvicorn
-
-    from deploy.gateway import GatewayError
-    from deploy.process import port_in_use
-
-    if port_in_use(host, port):
-        raise GatewayError(f"port {port} on {host} is already in use; pass another --port")
-    app, arms = gateway_app(arms, experiment, store, api_key, backend_api_key)
-    for arm in arms:
-        on_ready(f"arm {arm.name}: {arm.endpoint} model={arm.model} weight={arm.weight:g}")
-    on_ready(f"gateway {experiment!r} on http://{host}:{port}/v1 (Ctrl-C stops it)")
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")

@@ -1,8 +1,6 @@
 """The review's mistakes a user can fix; light to import, so `medfactory --help` stays fast."""
 
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or used; the message says what to do."""
+from medfactory.store.errors import ExportError, StoreError
 
 
 class StudyError(ValueError):
@@ -19,10 +17,6 @@ class NotYours(LookupError):
 
 class SheetError(ValueError):
     """A sheet that cannot be imported; the message names file, row and column."""
-
-
-class ExportError(ValueError):
-    """Nothing to export, or a format that cannot hold the data; the message says what."""
 
 
 REVIEW_ERRORS = (ExportError, NotYours, RatingError, SheetError, StoreError, StudyError)

@@ -25,7 +25,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from medfactory.feedback.rating import (
+from medfactory.paths import PROJECT_ROOT
+from medfactory.review.rating import (
     NotYours,
     RatingError,
     Submission,
@@ -37,8 +38,7 @@ from medfactory.feedback.rating import (
     rater_view,
     submit,
 )
-from medfactory.feedback.store import Rater, Store, Study
-from medfactory.paths import PROJECT_ROOT
+from medfactory.store.db import Rater, Store, Study
 
 COOKIE = "medfactory_review"
 VERDICT_LABELS = (

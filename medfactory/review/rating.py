@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from medfactory.feedback.errors import NotYours, RatingError
-from medfactory.feedback.store import (
+from medfactory.review.errors import NotYours, RatingError
+from medfactory.review.studies import find_study, token_hash
+from medfactory.store.db import (
     SINGLE_VERDICTS,
     Arbitration,
     Assignment,
@@ -27,7 +28,6 @@ from medfactory.feedback.store import (
     Store,
     Study,
 )
-from medfactory.feedback.studies import find_study, token_hash
 
 SHOWN_VERDICTS = ("1", "2", "tie", "both_bad")
 SCORES = range(1, 6)

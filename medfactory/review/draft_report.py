@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
-from medfactory.evaluation.intervals import wilson
-from medfactory.feedback.exports import final_verdict
-from medfactory.feedback.rating import arbitrated_verdicts, current_ratings, edited_alike
-from medfactory.feedback.report import _alpha, _kappa, _number
-from medfactory.feedback.store import SINGLE_VERDICTS, Assignment, Item, Store
-from medfactory.feedback.studies import find_study
+from medfactory.reporting import number, pyplot
+from medfactory.review.rating import arbitrated_verdicts, current_ratings, edited_alike
+from medfactory.review.settled import final_verdict
+from medfactory.review.studies import find_study
+from medfactory.stats import agreement
+from medfactory.stats.intervals import wilson
+from medfactory.store.db import SINGLE_VERDICTS, Assignment, Item, Store
 
 
 def _shares(counts: Counter, total: int) -> dict:
@@ -67,13 +68,13 @@ def build_draft_report(store: Store, name: str) -> dict:
         x, y = [given[a, i] for i in shared], [given[b, i] for i in shared]
         pairs[f"{a}|{b}"] = {
             "items": len(shared),
-            "kappa": _kappa(x, y),
+            "kappa": agreement.kappa(x, y),
             "agreement": float(np.mean([p == q for p, q in zip(x, y, strict=True)]))
             if shared
             else None,
         }
     codes = {verdict: n for n, verdict in enumerate(SINGLE_VERDICTS)}
-    alpha = _alpha(
+    alpha = agreement.alpha(
         [[codes[given[r, i]] if (r, i) in given else np.nan for i in by_item] for r in raters],
         "nominal",
     )
@@ -116,14 +117,14 @@ def draft_markdown(report: dict, chart: str | None) -> str:
     lines += ["", "| raters | items | Cohen's kappa | agreement |", "|---|---|---|---|"]
     for pair, entry in report["agreement"]["pairs"].items():
         lines.append(
-            f"| {pair.replace('|', ' & ')} | {entry['items']} | {_number(entry['kappa'])} | "
-            f"{_number(entry['agreement'])} |"
+            f"| {pair.replace('|', ' & ')} | {entry['items']} | {number(entry['kappa'])} | "
+            f"{number(entry['agreement'])} |"
         )
     alpha = report["agreement"]["overall"]["verdict_alpha_nominal"]
     edits = report["edits"]
     lines += [
         "",
-        f"Krippendorff's alpha (nominal) over all raters: {_number(alpha)}. "
+        f"Krippendorff's alpha (nominal) over all raters: {number(alpha)}. "
         f"Both raters edited {edits['both_edited']} drafts, {edits['same_text']} the same way.",
     ]
     if chart:
@@ -132,10 +133,7 @@ def draft_markdown(report: dict, chart: str | None) -> str:
 
 
 def draft_chart(report: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, ax = plt.subplots(figsize=(7, 2.2))
     colours = {"accept": "#2e7d32", "edit": "#f9a825", "reject": "#c62828"}

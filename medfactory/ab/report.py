@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medfactory.evaluation.intervals import wilson
-from medfactory.feedback.exchanges import exchanges_since
-from medfactory.feedback.report import save_report
-from medfactory.feedback.store import Experiment, Store
+from medfactory.ab.recorder import exchanges_since
+from medfactory.reporting import pyplot, write_report
+from medfactory.stats.intervals import wilson
+from medfactory.store.db import Experiment, Store
 
 CLUSTER_NOTE = (
     "Rates count answers, and one user's answers are not independent: with few users "
@@ -163,10 +163,7 @@ def markdown(report: dict, chart: str | None) -> str:
 
 
 def chart(report: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(report["arms"])
     rates = [report["arms"][n]["thumbs_up_rate"] for n in names]
@@ -190,4 +187,4 @@ def chart(report: dict, path: Path) -> Path:
 
 def write_ab_report(store: Store, experiment: str, out: Path, since: float | None = None) -> dict:
     """report.json, report.md and report.png in `out`; returns the report."""
-    return save_report(build_ab_report(store, experiment, since), out, markdown, chart)
+    return write_report(build_ab_report(store, experiment, since), out, markdown, chart)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from medfactory.feedback.errors import SheetError
-from medfactory.feedback.rating import (
+from medfactory.review.errors import SheetError
+from medfactory.review.rating import (
     RatingError,
     Submission,
     check_submission,
@@ -27,8 +27,8 @@ from medfactory.feedback.rating import (
     to_shown,
     verdicts_of,
 )
-from medfactory.feedback.store import Store, Study
-from medfactory.feedback.studies import find_rater, find_study
+from medfactory.review.studies import find_rater, find_study
+from medfactory.store.db import Store, Study
 
 SINGLE_COLUMNS = ["item", "question", "answer", "source", "verdict", "correction", "comment"]
 

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from medfactory.feedback.errors import StoreError
+from medfactory.review.errors import StoreError
 
 SCHEMA_VERSION = 3
 DEFAULT_DB = "saves/review/review.db"

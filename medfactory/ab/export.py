@@ -1,0 +1,46 @@
+"""The live A/B record as LLaMA-Factory training data: KTO records from thumbs, SFT
+records from corrections, and a DPO pair of each correction and the answer it corrects."""
+
+from __future__ import annotations
+
+from medfactory.ab.recorder import exchanges_since
+from medfactory.exports import Example, Export, split_chat
+from medfactory.store.db import Store
+
+
+def ab_export(store: Store, experiment: str, since: float | None = None) -> Export:
+    """KTO records from thumbs; SFT records and DPO pairs from corrections of the live A/B."""
+    export = Export(source=f"ab {experiment}")
+    rows = exchanges_since(store, experiment, since)
+    export.read = len(rows)
+    for row in rows:
+        if row["error"]:
+            export.skipped["failed exchange"] += 1
+            continue
+        messages = row["messages"]
+        if not messages or messages[-1].get("role") != "user" or not _alternates(messages):
+            export.skipped["not a chat ending on the user's question"] += 1
+            continue
+        system, turns, question = split_chat(messages)
+        if row["correction"]:
+            export.examples["sft"].append(
+                Example(system, turns, question, answer=row["correction"])
+            )
+            if row["correction"].strip() != row["answer"].strip():
+                export.examples["dpo"].append(
+                    Example(system, turns, question, row["correction"], row["answer"])
+                )
+        if row["rating"] in (1, -1):
+            export.examples["kto"].append(
+                Example(system, turns, question, answer=row["answer"], tag=row["rating"] == 1)
+            )
+        elif not row["correction"]:
+            export.skipped["no feedback"] += 1
+    return export
+
+
+def _alternates(messages: list[dict]) -> bool:
+    chat = messages[1:] if messages[0].get("role") == "system" else messages
+    roles = [m.get("role") for m in chat]
+    expected = ["user" if i % 2 == 0 else "assistant" for i in range(len(roles))]
+    return roles == expected and all(isinstance(m.get("content"), str) for m in chat)

@@ -1,0 +1,7 @@
+"""Every interval, agreement and rating statistic, once, from well-kept libraries.
+
+intervals   Wilson (and Newcomb) intervals of shares
+bootstrap   bootstrap intervals of a mean and of a paired difference
+agreement   Cohen's kappa, Krippendorff's alpha, paired differences
+ratings     Bradley-Terry ratings from pairwise verdicts
+"""
