@@ -11,7 +11,7 @@ import requests
 from deploy.process import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
-BACKEND_KEY = "backend-key"
+BACKEND_KEY = "test-key"  # the shared server's
 
 
 class Gateway:

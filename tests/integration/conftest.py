@@ -26,15 +26,22 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_server(tiny_model, tmp_path_factory):
-    """A vLLM server (`.venv-vllm`) with the tiny model on a free loopback port.
+    """The one vLLM server (`.venv-vllm`) of the test session, as `medfactory serve` starts it
+    (the qwen chat template): the tiny model as `tiny` and a random LoRA adapter as `lora`, on
+    a free loopback port, behind API key `test-key` (in `server.spec.api_key`). Every test
+    that only talks to a server shares it; a vLLM start costs a minute on two cores."""
+    from deploy.server import parse_adapters
+    from deploy.serving import serving_spec
+    from medfactory.dev.tiny_model import build_tiny_adapter
 
-    It requires API key `test-key` (in `server.spec.api_key`).
-    """
-    spec = ServerSpec(
-        python=paths.vllm_python(), model=tiny_model, port=free_port(),
+    folder = tmp_path_factory.mktemp("vllm")
+    adapter = build_tiny_adapter(tiny_model, folder / "adapter")
+    spec = serving_spec(ServerSpec(
+        python=paths.vllm_python(), model=tiny_model, port=free_port(), template="qwen",
         served_model_name="tiny", max_model_len=2048, api_key="test-key",
-    )  # fmt: skip
-    with Server(spec, tmp_path_factory.mktemp("vllm") / "vllm.log").start() as server:
+        adapters=parse_adapters([f"lora={adapter}"], "tiny"),
+    ))  # fmt: skip
+    with Server(spec, folder / "vllm.log").start() as server:
         yield server
 
 
@@ -117,20 +124,6 @@ def browser(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def ab_server(tiny_model, tmp_path_factory):
-    """A vLLM server with two versions, as `medfactory serve` starts it (the qwen chat
-    template): the tiny model as `tiny` and a random LoRA adapter as `lora`, behind API key
-    `backend-key`."""
-    from deploy.server import parse_adapters
-    from deploy.serving import serving_spec
-    from medfactory.dev.tiny_model import build_tiny_adapter
-
-    folder = tmp_path_factory.mktemp("ab")
-    adapter = build_tiny_adapter(tiny_model, folder / "adapter")
-    spec = serving_spec(ServerSpec(
-        python=paths.vllm_python(), model=tiny_model, port=free_port(), template="qwen",
-        served_model_name="tiny", max_model_len=2048, api_key="backend-key",
-        adapters=parse_adapters([f"lora={adapter}"], "tiny"),
-    ))  # fmt: skip
-    with Server(spec, folder / "vllm.log").start() as server:
-        yield server
+def ab_server(tiny_server):
+    """The A/B tests' two versions (`tiny` and `lora`) are the shared server's."""
+    return tiny_server
