@@ -209,33 +209,39 @@ def _history(value: object) -> tuple[tuple[str, str], ...]:
 
 
 def _conversation(payload: dict, column_map: ColumnMap, system: str) -> Dialogue:
+    """The conversation's rows as one dialogue. A refusal names the row it is about, and
+    is filed under that row's number, so the rejects file and its detail agree."""
     fields, roles = column_map.fields, column_map.role_of
     members = payload["rows"]
+    name = payload["conversation"]
     if "turn" in fields:
         members = sorted(members, key=lambda member: _turn_key(member, fields["turn"]))
-    messages: list[list[str]] = []  # [role, text], consecutive ones of a role merged
+    messages: list[list] = []  # [role, text, row], consecutive ones of a role merged
     for row_number, row in members:
         value = str(row.get(fields["role"], "")).strip()
         role = roles.get(value.lower())
         if role is None:
             raise RecordError(
                 "unknown_role",
-                f"row {row_number}: role {value!r} is not one of the known roles "
-                "(user: 患者/user/human ..., assistant: 医生/assistant/gpt ...); add it under "
-                "'roles:' in the map file",
+                f"row {row_number} (conversation {name!r}): role {value!r} is not one of the "
+                "known roles (user: 患者/user/human ..., assistant: 医生/assistant/gpt ...); "
+                "add it under 'roles:' in the map file",
+                row=row_number,
             )
         text = _text(row, fields, "content", optional=True)
         if role == "system":
             system = text or system
         elif not text:
             raise RecordError(
-                "empty_field", f"row {row_number}: column {fields['content']!r} is empty"
+                "empty_field",
+                f"row {row_number} (conversation {name!r}): column {fields['content']!r} is empty",
+                row=row_number,
             )
         elif messages and messages[-1][0] == role:
             messages[-1][1] += "\n" + text
         else:
-            messages.append([role, text])
-    first_row = members[0][0]
+            messages.append([role, text, row_number])
+    first_row = min(row_number for row_number, _ in members)
     if "system" in fields:
         system = _text(members[0][1], fields, "system", optional=True) or system
     dropped = bool(messages) and messages[-1][0] == "user"
@@ -243,11 +249,16 @@ def _conversation(payload: dict, column_map: ColumnMap, system: str) -> Dialogue
         messages.pop()
     if not messages:
         raise RecordError(
-            "no_answered_question", f"conversation from row {first_row} has no answer"
+            "no_answered_question",
+            f"row {first_row}: conversation {name!r} has no answer",
+            row=first_row,
         )
     if messages[0][0] != "user":
+        row = messages[0][2]
         raise RecordError(
-            "answer_first", f"conversation from row {first_row} starts with an answer"
+            "answer_first",
+            f"row {row}: conversation {name!r} starts with an answer",
+            row=row,
         )
     turns = tuple((messages[i][1], messages[i + 1][1]) for i in range(0, len(messages), 2))
     return Dialogue(turns=turns, system=system, dropped_trailing_question=dropped)

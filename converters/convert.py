@@ -37,6 +37,7 @@ from converters.registry import check_conflicts, read_registry, register
 from converters.safety import LINT_LEVELS, SafetyRules
 from converters.sources import Chunk, describe_file, get_source, matching_sources
 from converters.split import SPLIT_NAMES, content_keys, split_indices
+from converters.table_files import BlankRow
 
 DEFAULT_MAX_CHARS = 16384
 AUDIT_PER_RECORD = 3  # replacements of one record offered to the audit's sample
@@ -77,6 +78,7 @@ class Summary:
     duplicates: dict[str, int] = field(default_factory=lambda: {"exact": 0, "normalised": 0})
     rejected: Counter = field(default_factory=Counter)
     dropped_trailing_questions: int = 0
+    blank: int = 0  # blank rows of a table: skipped, counted
     pii: Counter = field(default_factory=Counter)
     # Histograms (value -> records), not one entry per record: the memory of a
     # conversion must not grow with its input.
@@ -100,6 +102,7 @@ class Summary:
             "duplicates": dict(self.duplicates),
             "rejected": dict(sorted(self.rejected.items())),
             "dropped_trailing_questions": self.dropped_trailing_questions,
+            "blank": self.blank,
             "deid": self.deid,
             "pii_replaced": dict(sorted(self.pii.items())),
             "lint": self.lint,
@@ -149,6 +152,7 @@ class ChunkResult:
     pii: Counter
     replaced: list  # (line number in the chunk, audit entry): what de-identification replaced
     flagged: Counter  # safety rule -> records of the chunk breaking it
+    blank: int = 0  # blank table rows the chunk spans
 
     @property
     def read(self) -> int:
@@ -203,11 +207,16 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
     records, line_count = source.records(chunk)
     rejects: list = []
     parsed: list = []  # (line number, payload, dialogue)
+    blank = 0
     for line_no, payload in records:
+        if isinstance(payload, BlankRow):
+            blank += 1
+            continue
         try:
             parsed.append((line_no, payload, source.parse(payload, options)))
         except RecordError as error:
-            rejects.append((line_no, error.reason, error.detail, _raw_for_rejects(payload)))
+            line = line_no if error.row is None else error.row  # the row the problem is on
+            rejects.append((line, error.reason, error.detail, _raw_for_rejects(payload)))
 
     dialogues = [dialogue for _, _, dialogue in parsed]
     texts = [dialogue.text for dialogue in dialogues]
@@ -281,6 +290,7 @@ def convert_chunk(source_name: str, options: ConvertOptions, chunk: Chunk) -> Ch
         pii=pii,
         replaced=replaced,
         flagged=flagged,
+        blank=blank,
     )
 
 
@@ -581,6 +591,7 @@ class _Accounting:
             reject = {"source": source, "line": line, "reason": reason, "detail": detail}
             self.rejects.write(_dump_any({**reject, "record": raw}) + b"\n")
         summary.dropped_trailing_questions += result.dropped_trailing_questions
+        summary.blank += result.blank
 
         keep = np.ones(len(result.ends), dtype=bool)
         if self.dedup and len(keep):

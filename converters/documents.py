@@ -1,10 +1,11 @@
 """Medical documents (guidelines, textbooks, protocols) read and cut into chunks.
 
-Markdown and plain text are read as they are, PDF page by page with pypdf, DOCX
-paragraph by paragraph with python-docx (its heading styles become Markdown
-headings). Chunks follow the document's structure: a heading starts a new
-section, paragraphs are packed up to `chunk_chars`, a paragraph longer than
-that is cut at sentence ends (Chinese 。！？； as well as . ! ?), and each chunk
+Markdown and plain text are read in their encoding (given, or detected: UTF-8,
+UTF-16, GBK/GB18030 or Big5), PDF page by page with pypdf, DOCX paragraph by
+paragraph with python-docx (its heading styles become Markdown headings).
+Chunks follow the document's structure: a heading starts a new section,
+paragraphs are packed up to `chunk_chars`, a paragraph longer than that is cut
+at sentence ends (Chinese 。！？； as well as . ! ?), and each chunk
 repeats up to `overlap` characters of whole sentences from the one before.
 Every chunk keeps its file, heading and character range in the document's text.
 """
@@ -15,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from converters.encodings import resolve_encoding
 from converters.records import SourceError
 
 SUFFIXES = (".md", ".markdown", ".txt", ".pdf", ".docx")
@@ -32,8 +34,9 @@ class Chunk:
     text: str
 
 
-def read_document(path: Path) -> str:
-    """The document's text; Markdown headings for DOCX heading styles."""
+def read_document(path: Path, encoding: str | None = None) -> str:
+    """The document's text; Markdown headings for DOCX heading styles. A text file is
+    read in `encoding`, or in the one detected (UTF-8, UTF-16, GBK/GB18030, Big5)."""
     suffix = path.suffix.lower()
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
@@ -43,13 +46,8 @@ def read_document(path: Path) -> str:
         return _pdf_text(path)
     if suffix == ".docx":
         return _docx_text(path)
-    raw = path.read_bytes()
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return raw.decode(encoding).replace("\r\n", "\n")
-        except UnicodeDecodeError:
-            continue
-    raise SourceError(f"{path}: neither UTF-8 nor GB18030; save it as UTF-8")
+    text = path.read_bytes().decode(resolve_encoding(path, encoding))
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
 
 
 def _pdf_text(path: Path) -> str:

@@ -32,10 +32,11 @@ class Dialogue(NamedTuple):
 class RecordError(ValueError):
     """A source record that cannot become a dialogue: `reason` is a stable code."""
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: str, detail: str, row: int | None = None):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.row = row  # the row of a multi-row record the problem is on, numbered as its own
 
 
 class SourceError(ValueError):

@@ -2,14 +2,14 @@
 spreadsheet shows them.
 
 Whole-file problems (a column the file lacks, an empty sheet, merged cells,
-undecodable bytes) raise `SourceError` naming file, row and column, before any
-row is converted. A CSV is cut into byte ranges that end where a row ends, which
-the converter's workers read themselves.
+undecodable bytes, an encoding that cannot be told: `converters.encodings`) raise
+`SourceError` naming file, row and column, before any row is converted. A CSV is
+cut into byte ranges that end where a row ends, which the converter's workers read
+themselves. A blank row is yielded as `BLANK`: no record, but counted.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import functools
 import io
@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 
 from converters.column_map import ColumnMap
+from converters.encodings import resolve_encoding
 from converters.medical_o1 import iter_json_array
 from converters.records import SourceError
 
@@ -35,7 +36,6 @@ TABLE_SUFFIXES = {
     ".jsonl": "jsonl",
     ".json": "json",
 }
-ENCODINGS = ("utf-8", "gb18030")  # tried in this order; GB18030 is a superset of GBK and GB2312
 DELIMITERS = (",", ";", "\t", "|")
 # Exports often put a title or the export date above the header: the header is the first
 # of this many rows that holds every mapped column (row 1 when none does).
@@ -79,68 +79,17 @@ def read_rows(path: Path, column_map: ColumnMap) -> tuple[list[str], Iterator, C
     return columns, itertools.chain(first, rows), position
 
 
-def detect_encoding(path: Path) -> str:
-    """UTF-8 (with or without BOM), UTF-16 by its BOM, or GB18030, from the bytes."""
-    with open(path, "rb") as data:
-        head = data.read(4)
-    if head.startswith(codecs.BOM_UTF8):
-        return _checked(path, "utf-8-sig")
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return _checked(path, "utf-16")  # Excel's "Unicode text"
-    for encoding in ENCODINGS:
-        if _decodes(path, encoding):
-            return encoding
-    raise SourceError(
-        f"{path}: neither UTF-8 nor GBK/GB18030 ({_first_bad_byte(path, 'utf-8')}); "
-        "pass its encoding with --encoding (e.g. big5, shift_jis, latin-1)"
-    )
+class BlankRow:
+    """A row with no text in any cell (a blank line of JSON lines): never a record,
+    counted as blank in the summary."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "BLANK"
 
 
-def _decodes(path: Path, encoding: str) -> bool:
-    decoder = codecs.getincrementaldecoder(encoding)()
-    try:
-        with open(path, "rb") as data:
-            while block := data.read(1 << 20):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _first_bad_byte(path: Path, encoding: str) -> str:
-    """'line N, byte M' of the first byte `encoding` cannot decode."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    offset, line = 0, 1
-    with open(path, "rb") as data:
-        while block := data.read(1 << 20):
-            pending = decoder.getstate()[0]  # bytes of a character cut by the last block
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as error:
-                at = error.start - len(pending)  # within this block
-                line += block[: max(at, 0)].count(b"\n")
-                return f"line {line}, byte {offset + at}"
-            offset += len(block)
-            line += block.count(b"\n")
-    return f"byte {offset}"
-
-
-def _checked(path: Path, encoding: str) -> str:
-    _check_encoding(path, encoding)
-    return encoding
-
-
-def _check_encoding(path: Path, encoding: str) -> None:
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise SourceError(f"--encoding {encoding}: unknown encoding") from None
-    if not _decodes(path, encoding):
-        raise SourceError(
-            f"{path}: not {encoding} ({_first_bad_byte(path, encoding)}); pass the file's "
-            "encoding with --encoding, or leave it out to detect UTF-8 and GBK/GB18030"
-        )
+BLANK = BlankRow()
 
 
 @dataclass(frozen=True)
@@ -176,10 +125,7 @@ def _csv_layout(
     path: Path, encoding: str | None, wanted: tuple[str, ...], size: int, mtime: int
 ) -> CsvLayout:
     """Once per file version: checking the encoding reads the whole file."""
-    if encoding is None:
-        encoding = detect_encoding(path)  # which decoded every byte to decide
-    else:
-        _check_encoding(path, encoding)
+    encoding = resolve_encoding(path, encoding)  # which decodes every byte to decide
     with open(path, "rb") as raw:
         head = raw.read(1 << 16)
     if path.suffix.lower() == ".tsv":
@@ -272,8 +218,10 @@ def csv_range_rows(path: str, layout: CsvLayout, start: int, end: int) -> tuple[
             next(reader, None)
     rows, spanned = [], 0
     for spanned, cells in enumerate(reader, start=1):
-        if "".join(cells).strip():  # a blank row is not a record
+        if "".join(cells).strip():
             rows.append((spanned, dict(zip(layout.header, cells, strict=False))))
+        else:  # not a record, but counted
+            rows.append((spanned, BLANK))
     return rows, spanned
 
 
@@ -335,7 +283,8 @@ def _xlsx_rows(
         try:
             for row_number, cells in enumerate(rows, start=number + 2):
                 at[0] = row_number
-                if all(cell in (None, "") for cell in cells):
+                if all(cell is None or str(cell).strip() == "" for cell in cells):
+                    yield row_number, BLANK
                     continue
                 yield (
                     row_number,
@@ -417,6 +366,7 @@ def _jsonl_rows(path: Path, consumed: list[int]) -> Iterator[tuple[int, object]]
             consumed[0] += len(line)
             line = line.strip()
             if not line:
+                yield line_number, BLANK
                 continue
             try:
                 yield line_number, orjson.loads(line)
@@ -466,7 +416,7 @@ def _conversations(rows, column_map: ColumnMap) -> Iterator[tuple[int, object]]:
     conversations: dict[str, list] = {}
     for row_number, row in rows:
         if not isinstance(row, dict):
-            yield row_number, row  # rejected by the parser as not an object
+            yield row_number, row  # blank, or rejected by the parser as not an object
             continue
         key = str(row.get(column_map.fields["conversation"], "")).strip()
         conversations.setdefault(key, []).append((row_number, row))

@@ -57,6 +57,10 @@ class DeidOptions:
     pseudonymize: bool = False
     ner_config: str | None = None  # Presidio NLP-engine YAML (spaCy, transformers, stanza)
 
+    def __post_init__(self) -> None:
+        if self.ner_config:  # here, not when the workers start: Presidio takes seconds to load
+            check_ner_config(self.ner_config)
+
 
 class Precheck:
     """Which rules may match each text, found by RE2 in one pass over the text for all
@@ -224,12 +228,9 @@ def _blank_engine(language: str):
 def _ner_engine(config: str):
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
-    path = Path(config)
-    if not path.is_file():
-        raise DeidError(f"--ner-config {config}: no such file (a Presidio NLP-engine YAML)")
-    _check_spacy_models(path)
+    check_ner_config(config)
     try:
-        engine = NlpEngineProvider(conf_file=str(path)).create_engine()
+        engine = NlpEngineProvider(conf_file=config).create_engine()
     except Exception as error:  # Presidio and spaCy raise many kinds; the user needs the text
         raise DeidError(
             f"--ner-config {config}: the NER model does not load ({error}); install it "
@@ -238,25 +239,36 @@ def _ner_engine(config: str):
     return engine, engine.get_supported_languages()[0]
 
 
-def _check_spacy_models(config: Path) -> None:
-    """Refuse a spaCy model that is neither installed nor a folder, before Presidio
-    would try to download it (which fails, slowly, on an offline machine)."""
-    import spacy.util
+def check_ner_config(config: str) -> None:
+    """Refuse a configuration that is missing, or names a spaCy model that is neither
+    installed nor a folder, before spaCy or Presidio is imported (seconds) and before
+    Presidio would try to download the model (which fails, slowly, offline)."""
+    import importlib.metadata
+
     import yaml
 
+    path = Path(config)
+    if not path.is_file():
+        raise DeidError(f"--ner-config {config}: no such file (a Presidio NLP-engine YAML)")
     try:
-        settings = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise DeidError(f"--ner-config {config}: not a readable YAML file ({error})") from None
+    if not isinstance(settings, dict):
+        raise DeidError(f"--ner-config {config}: a Presidio NLP-engine YAML is a mapping")
     for model in settings.get("models") or []:
-        name = (model or {}).get("model_name")
+        name = (model or {}).get("model_name") if isinstance(model, dict) else None
         name = name.get("spacy") if isinstance(name, dict) else name  # transformers: two
-        if isinstance(name, str) and not (Path(name).exists() or spacy.util.is_package(name)):
+        if not isinstance(name, str) or Path(name).exists():
+            continue
+        try:
+            importlib.metadata.distribution(name)  # how spaCy itself tells an installed model
+        except importlib.metadata.PackageNotFoundError:
             raise DeidError(
                 f"--ner-config {config}: the spaCy model {name!r} is not installed and no "
                 f"such folder exists; install it first (python -m spacy download {name}) or "
                 "give the folder it is in"
-            )
+            ) from None
 
 
 class Deidentifier:

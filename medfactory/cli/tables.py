@@ -1,4 +1,8 @@
-"""Terminal tables for the summaries the commands print."""
+"""Terminal tables for the summaries the commands print.
+
+A cell never ends in "…": paths are what a user copies next, so a long one is
+folded onto the next lines of its cell (`overflow="fold"`), whatever the width.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,21 @@ from rich.table import Table
 console = Console()
 
 
+def facts_table(title: str) -> Table:
+    """A two-column table of name and value, the value folded, never cut."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    return table
+
+
 def _percentile_text(values: dict) -> str:
     return "  ".join(f"{k} {v:,}" for k, v in values.items()) or "-"
 
 
 def print_convert_summary(summary) -> None:
     data = summary.as_dict()
-    table = Table(title=f"converted {data['name']}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    table = facts_table(f"converted {data['name']}")
     table.add_row("read", f"{data['read']:,}")
     for split, count in data["written"].items():
         table.add_row(f"written {split}", f"{count:,}")
@@ -25,6 +35,8 @@ def print_convert_summary(summary) -> None:
     for reason, count in data["rejected"].items():
         table.add_row(f"rejected: {reason}", f"{count:,}")
     table.add_row("dropped trailing questions", f"{data['dropped_trailing_questions']:,}")
+    if data.get("blank"):
+        table.add_row("blank rows (skipped)", f"{data['blank']:,}")
     table.add_row("de-identification", data["deid"])
     for kind, count in data["pii_replaced"].items():
         table.add_row(f"PII replaced: {kind}", f"{count:,}")
@@ -39,11 +51,7 @@ def print_convert_summary(summary) -> None:
 
 
 def print_stats(stats: dict) -> None:
-    table = Table(
-        title=f"{stats['name']} ({stats['file']})", show_header=False, title_justify="left"
-    )
-    table.add_column(style="bold")
-    table.add_column()
+    table = facts_table(f"{stats['name']} ({stats['file']})")
     table.add_row("records", f"{stats['records']:,}")
     table.add_row("format", stats["formatting"])
     table.add_row("turns", "  ".join(f"{k}: {v:,}" for k, v in stats["turns"].items()))
@@ -54,9 +62,7 @@ def print_stats(stats: dict) -> None:
 
 
 def print_export_summary(data: dict) -> None:
-    table = Table(title=f"exported {data['source']}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    table = facts_table(f"exported {data['source']}")
     table.add_row("read", f"{data['read']:,}")
     for kind, splits in data["written"].items():
         table.add_row(f"written {kind}", "  ".join(f"{s} {n:,}" for s, n in splits.items()))
@@ -77,7 +83,8 @@ def print_safety_report(report: dict) -> None:
     )
     table = Table(title=title, title_justify="left")
     for column in ("rule", "kind", "records", "rate [95% CI]", "example"):
-        table.add_column(column, justify="right" if column in ("records",) else "left")
+        justify = "right" if column == "records" else "left"
+        table.add_column(column, justify=justify, overflow="fold")
     for rule in report["rules"]:
         low, high = rule["ci95"]
         example = rule["examples"][0] if rule["examples"] else None
@@ -97,13 +104,16 @@ def _share(value: float) -> str:
 
 
 def print_synthesis_summary(data: dict) -> None:
-    table = Table(title=f"drafts {data['name']}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    table = facts_table(f"drafts {data['name']}")
     table.add_row("documents / chunks", f"{data['documents']} / {data['chunks']}")
     table.add_row("requests this run", f"{data['requests']:,}")
     table.add_row("chunks answered in earlier runs", f"{data['chunks_from_earlier_runs']:,}")
     table.add_row("chunks without a usable reply", f"{data['unparseable_chunks']:,}")
+    if data["unusable_waiting"]:
+        table.add_row(
+            "unusable replies waiting",
+            f"{data['unusable_waiting']:,} (kept with the reply; ask again with --retry-unusable)",
+        )
     table.add_row("drafts", f"{data['drafts']:,}")
     table.add_row("kept for review", f"{data['kept']:,}")
     for reason, count in data["dropped"].items():

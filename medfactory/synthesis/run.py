@@ -1,26 +1,40 @@
 """`data synthesize`: documents in, checked drafts out, every one accounted for.
 
 The kept drafts go to DATASET_DIR/NAME.drafts.jsonl, the dropped ones with
-their reason to NAME.drafts.dropped.jsonl; the model's replies are kept in
-DATASET_DIR/.synthesis/NAME/responses.jsonl, which is what makes a rerun cheap.
-Doctors then review the kept drafts (`review create --drafts`).
+their reason to NAME.drafts.dropped.jsonl, with a row for each chunk without a
+usable reply (the model's reply in it); the model's replies are kept in
+DATASET_DIR/.synthesis/NAME/responses.jsonl, which is what makes a rerun cheap,
+and the model they came from in run.json beside it. Doctors then review the
+kept drafts (`review create --drafts`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.documents import SUFFIXES, Chunk, chunk_document, read_document
 from converters.records import SourceError
 from converters.safety import SafetyRules
+from deploy.client import Endpoint, EndpointError
 from deploy.replies import ParsedReplies
+from medfactory.reporting import write_json
 from medfactory.synthesis.checks import CheckOptions, check_drafts
-from medfactory.synthesis.drafts import Drafting, drafts_of
+from medfactory.synthesis.drafts import CheckOnce, Drafting, drafts_of
+
+# (description, total chunks) -> a context yielding advance(n)
+CountProgress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+
+@contextlib.contextmanager
+def no_progress(_description: str, _total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda n=1: None
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,8 @@ class SynthesisOptions:
     max_tokens: int = 2048
     checks: CheckOptions = field(default_factory=CheckOptions)
     rules: Path | None = None
+    encoding: str | None = None  # of the text documents [default: detected]
+    retry_unusable: bool = False  # ask again the chunks whose kept reply was not usable
 
 
 def documents(inputs: list[Path]) -> list[Path]:
@@ -55,46 +71,101 @@ def documents(inputs: list[Path]) -> list[Path]:
 def read_chunks(paths: list[Path], options: SynthesisOptions) -> list[Chunk]:
     chunks = []
     for path in paths:
-        chunks += chunk_document(
-            str(path), read_document(path), options.chunk_chars, options.overlap
-        )
+        text = read_document(path, options.encoding)
+        chunks += chunk_document(str(path), text, options.chunk_chars, options.overlap)
     if not chunks:
         raise SourceError("the documents hold no text to draft from")
     return chunks
 
 
+def synthesize_documents(
+    inputs: list[Path],
+    endpoint: Endpoint,
+    options: SynthesisOptions,
+    progress: CountProgress = no_progress,
+) -> dict:
+    """`data synthesize` as one call: the documents read and chunked (a bad one is one
+    message, before any request), then drafted with progress, checked and written."""
+    from converters.convert import check_name
+
+    check_name(options.name)
+    chunks = read_chunks(documents(inputs), options)
+    with progress(f"drafting {options.name}", len(chunks)) as advance:
+        return synthesize(chunks, endpoint, options, on_progress=advance)
+
+
 def synthesize(
     chunks: list[Chunk],
-    endpoint,
+    endpoint: Endpoint,
     options: SynthesisOptions,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Draft, check and write; the summary that accounts for every chunk and draft."""
     rules = SafetyRules.load(options.rules)
     folder = Path(options.dataset_dir)
-    replies = ParsedReplies(endpoint, folder / ".synthesis" / options.name / "responses.jsonl")
-    drafting = Drafting(replies, options.questions, options.concurrency, options.max_tokens)
+    state = folder / ".synthesis" / options.name
+    replies = ParsedReplies(endpoint, state / "responses.jsonl")
+    drafting = Drafting(
+        replies, options.questions, options.concurrency, options.max_tokens,
+        retry_unusable=options.retry_unusable,
+    )  # fmt: skip
+    checked = _settle_model(endpoint, drafting, chunks, state / "run.json")
+    drafting.before_request = CheckOnce(endpoint, done=checked)
     results = drafting.draft_all(chunks, on_progress)
-    drafts, unparseable = drafts_of(chunks, results)
+    drafts, unusable = drafts_of(chunks, results)
     kept, dropped = check_drafts(drafts, rules, options.checks)
     files = {
         "drafts": folder / f"{options.name}.drafts.jsonl",
         "dropped": folder / f"{options.name}.drafts.dropped.jsonl",
     }
-    for rows, path in ((kept, files["drafts"]), (dropped, files["dropped"])):
+    for rows, path in ((kept, files["drafts"]), (dropped + unusable, files["dropped"])):
         _write_lines(path, rows)
+    if replies.asked:
+        write_json(state / "run.json", {"model": endpoint.model})
     return {
         "name": options.name,
         "documents": len({chunk.file for chunk in chunks}),
         "chunks": len(chunks),
         "requests": replies.asked,
-        "chunks_from_earlier_runs": sum(cached for _, cached in results),
-        "unparseable_chunks": unparseable,
+        "chunks_from_earlier_runs": sum(result.cached for result in results),
+        "unparseable_chunks": len(unusable),
+        # kept unusable replies, asked again only with --retry-unusable
+        "unusable_waiting": sum(row["reason"] == "unparseable" for row in unusable),
         "drafts": len(drafts),
         "kept": len(kept),
         "dropped": dict(sorted(Counter(d["reason"] for d in dropped).items())),
         "files": {kind: str(path) for kind, path in files.items()},
     }
+
+
+def _settle_model(endpoint: Endpoint, drafting: Drafting, chunks: list[Chunk], state: Path) -> bool:
+    """Name the drafting model, which the replies are keyed by; whether the server was
+    checked to do it. Without --model it is the server's; when no server answers, the
+    previous run's model serves a rerun that needs no request."""
+    if endpoint.model is not None:
+        return False  # checked when the first request is due
+    try:
+        endpoint.check()
+        return True
+    except EndpointError as error:
+        if error.status is not None:  # it answered, and refused
+            raise
+        previous = _read_json(state).get("model")
+        if previous is None:
+            raise
+        endpoint.model = previous
+        if any(drafting.due(drafting.key(chunk)[0]) for chunk in chunks):
+            endpoint.model = None
+            raise
+        return False
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _write_lines(path: Path, rows: list[dict]) -> None:

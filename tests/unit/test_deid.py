@@ -1,6 +1,8 @@
 """De-identification: what Presidio with our recognizers replaces, and what it must leave."""
 
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -280,3 +282,36 @@ def test_scoring_reads_the_common_annotation_shapes():
     assert "PERSON" not in result["entities"] and "PHONE_NUMBER" not in result["entities"]
     # the name in `other` is not labelled there: one false alarm of four replacements
     assert result["recall"] == 1.0 and result["precision"] == 0.75
+
+
+def test_a_missing_ner_model_is_one_line_before_the_nlp_stack_is_imported(tmp_path):
+    """Said while the options are read, not after seconds of importing spaCy and Presidio."""
+    config = tmp_path / "ner.yaml"
+    config.write_text(
+        "nlp_engine_name: spacy\nmodels:\n  - lang_code: zh\n    model_name: zh_core_web_trf\n",
+        encoding="utf-8",
+    )
+    source = tmp_path / "t.csv"
+    source.write_text("q,a\n头痛三天,测血压\n", encoding="utf-8")
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from medfactory.cli import cli\n"
+        f"args = ['data', 'convert', 'table', {str(source)!r}, '--column', 'question=q',\n"
+        "        '--column', 'answer=a', '--name', 'x',\n"
+        f"        '--dataset-dir', {str(tmp_path / 'ds')!r}, '--ner-config', {str(config)!r}]\n"
+        "result = CliRunner().invoke(cli, args)\n"
+        "print(result.exit_code, result.output.strip())\n"
+        "print(sorted(m for m in ('spacy', 'presidio_analyzer') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    outcome, imported = done.stdout.strip().splitlines()
+    assert outcome == (
+        f"1 Error: --ner-config {config}: the spaCy model 'zh_core_web_trf' is not installed "
+        "and no such folder exists; install it first (python -m spacy download "
+        "zh_core_web_trf) or give the folder it is in"
+    )
+    assert imported == "[]"
+    assert not (tmp_path / "ds").exists()

@@ -31,18 +31,19 @@ def first_sentence(chunk: str) -> str:
 class Script:
     """What the stand-in model writes for each chunk, by its document and heading."""
 
-    def __init__(self):
+    def __init__(self, plan: dict | None = None):
         self.asked, self.lock = Counter(), threading.Lock()
+        self.plan = PLAN if plan is None else plan
 
     def __call__(self, body: dict) -> str:
         prompt = last_user_text(body)
         text = prompt.split('"""')[1].strip()
         source = re.search(r"(?:资料来源：|Source: )(.+)", prompt).group(1)
-        key = next((k for k in PLAN if k[0] in source and f"（{k[1]}）" in source), None)
+        key = next((k for k in self.plan if k[0] in source and f"（{k[1]}）" in source), None)
         with self.lock:
             self.asked[key] += 1
             times = self.asked[key]
-        plan = PLAN.get(key)
+        plan = self.plan.get(key)
         if plan == "garbage" or (plan == "garbage-once" and times == 1):
             return "好的，下面是一些问题：问题一……"
         fact = first_sentence(text)
@@ -80,10 +81,10 @@ def chunks_of_samples(chunk_chars=400, overlap=80):
     ]  # fmt: skip
 
 
-def synthesize(url: str, dataset_dir: Path, *extra: str):
+def synthesize(url: str, dataset_dir: Path, *extra: str, as_json: bool = True):
     args = ["data", "synthesize", str(DOCS), "--endpoint", url, "--name", "guide",
             "--dataset-dir", str(dataset_dir), "--chunk-chars", "400", "--overlap", "80",
-            "--concurrency", "3", "--json", *extra]  # fmt: skip
+            "--concurrency", "3", *(["--json"] if as_json else []), *extra]  # fmt: skip
     return CliRunner().invoke(cli, args)
 
 
@@ -198,3 +199,63 @@ def test_a_bad_document_is_one_message_before_any_request(tmp_path, make, messag
         assert server.requests == []
     assert result.exit_code == 1 and message in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "d").exists()
+
+
+GARBAGE = "好的，下面是一些问题：问题一……"
+
+
+def test_an_unusable_reply_is_kept_with_its_text_and_asked_again_only_when_told(tmp_path):
+    chunks = chunks_of_samples()
+    (hypoglycemia,) = [c for c in chunks if c.heading == "低血糖的识别与处理"]
+    with StandIn(Script(), model="drafter") as server:
+        first = json.loads(synthesize(server.url, tmp_path).output)
+    assert first["unparseable_chunks"] == first["unusable_waiting"] == 1
+    responses = tmp_path / ".synthesis" / "guide" / "responses.jsonl"
+    rows = [json.loads(line) for line in responses.read_text(encoding="utf-8").splitlines()]
+    assert [row["raw"] for row in rows if row["value"] is None] == [GARBAGE]
+    dropped = tmp_path / "guide.drafts.dropped.jsonl"
+    (unusable,) = [
+        row for row in map(json.loads, dropped.read_text(encoding="utf-8").splitlines())
+        if row["reason"] == "unparseable"
+    ]  # fmt: skip
+    assert unusable["reply"] == GARBAGE and "--retry-unusable" in unusable["detail"]
+    assert unusable["id"] == f"diabetes.docx#{hypoglycemia.index}"
+    assert unusable["chunk_text"] == hypoglycemia.text
+
+    # A plain rerun asks nothing and says the chunk is waiting, naming the flag.
+    with StandIn(Script(), model="drafter") as server:
+        result = synthesize(server.url, tmp_path, as_json=False)
+        assert server.requests == []
+    assert result.exit_code == 0, result.output
+    (waiting,) = [line for line in result.output.splitlines() if "unusable replies" in line]
+    assert re.search(r"waiting\s+│ 1 \(kept with the reply", waiting), waiting
+    assert "--retry-unusable" in result.output
+
+    # --retry-unusable asks that chunk, and only that one, again; the model now answers.
+    answers_now = {**PLAN, ("diabetes.docx", "低血糖的识别与处理"): "good"}
+    with StandIn(Script(answers_now), model="drafter") as server:
+        again = json.loads(synthesize(server.url, tmp_path, "--retry-unusable").output)
+        (asked,) = server.requests
+    assert hypoglycemia.text in last_user_text(asked)
+    assert again["requests"] == 1 and again["chunks_from_earlier_runs"] == len(chunks) - 1
+    assert again["unparseable_chunks"] == again["unusable_waiting"] == 0
+    assert again["kept"] == first["kept"] + 1
+    assert "unparseable" not in dropped.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("model", [None, "drafter"])
+def test_a_rerun_with_every_chunk_answered_needs_no_server(tmp_path, model):
+    chosen = ["--model", model] if model else []
+    with StandIn(Script(), model="drafter") as server:
+        first = json.loads(synthesize(server.url, tmp_path, *chosen).output)
+        gone = server.url  # nothing answers here once the stand-in has stopped
+    before = (tmp_path / "guide.drafts.jsonl").read_bytes()
+    result = synthesize(gone, tmp_path, *chosen)
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.output)
+    assert again["requests"] == 0 and again["chunks_from_earlier_runs"] == first["chunks"]
+    assert (tmp_path / "guide.drafts.jsonl").read_bytes() == before
+    # A request that is due still needs the server: one line, no traceback.
+    result = synthesize(gone, tmp_path, *chosen, "--retry-unusable")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith(f"Error: no server answers at {gone}"), result.output

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import stat
 from collections import Counter
 from pathlib import Path
@@ -197,8 +198,11 @@ def test_rows_become_conversations_in_turn_order(tmp_path):
     ]  # fmt: skip
     assert [m["value"] for m in second["conversations"]] == ["Hello", "Hi, how can I help?"]
     reasons = {r["reason"]: r for r in rejects(tmp_path)}
-    assert reasons["unknown_role"]["line"] == 3  # the conversation's first row
-    assert "row 8: role '护士'" in reasons["unknown_role"]["detail"]
+    # filed under the row the problem is on, the number its detail names
+    assert reasons["unknown_role"]["line"] == 8
+    assert reasons["unknown_role"]["detail"].startswith("row 8 (conversation 'B'): role '护士'")
+    assert reasons["answer_first"]["line"] == 9
+    assert reasons["answer_first"]["detail"] == "row 9: conversation 'C' starts with an answer"
 
 
 def test_a_map_file_names_columns_roles_and_encoding(tmp_path):
@@ -276,8 +280,8 @@ def test_bad_tables_are_refused_before_any_work(tmp_path):
         "unmerge them and fill every row's value",
         (str(empty),): f"{empty}: sheet 'Sheet' is empty: no header row",
         (str(merged), "--sheet", "x"): f"{merged}: no sheet 'x'; sheets: 病例",
-        (str(latin),): f"{latin}: neither UTF-8 nor GBK/GB18030 (line 2, byte 11); pass its "
-        "encoding with --encoding (e.g. big5, shift_jis, latin-1)",
+        (str(latin),): f"{latin}: neither UTF-8, GBK/GB18030 nor Big5 (line 2, byte 11); pass "
+        "its encoding with --encoding (e.g. shift_jis, latin-1)",
         (str(latin), "--encoding", "utf-8"): f"{latin}: not utf-8 (line 2, byte 11); pass",
         (str(old),): f"{old}: not a table file (save it as .xlsx or .csv)",
     }
@@ -309,7 +313,8 @@ def test_options_that_contradict_each_other_are_refused(tmp_path):
     ]  # fmt: skip
     for args, message in cases:
         result = run(*args)
-        assert result.exit_code == 2 and message in result.output, result.output
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert "Traceback" not in result.output
 
 
 def test_strict_is_the_default_for_tables_and_basic_for_the_public_sets(tmp_path):
@@ -396,3 +401,39 @@ def test_nothing_convertible_registers_nothing(tmp_path):
         convert("table", [source], options(tmp_path))
     assert not (tmp_path / "ds" / "dataset_info.json").exists()
     assert len(rejects(tmp_path)) == 2
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx", "jsonl"])
+def test_blank_rows_are_counted_as_blank_and_rows_below_keep_their_numbers(tmp_path, kind):
+    blank = ["", "", ""]
+    rows = [HEADER, ROWS[0], blank, ROWS[1], blank, blank, ROWS[2], ["  ", "", " "]]
+    if kind == "csv":
+        source = write_csv(tmp_path / "门诊.csv", rows)
+    elif kind == "xlsx":
+        source = write_xlsx(tmp_path / "门诊.xlsx", [[c or None for c in r] for r in rows])
+    else:
+        source = tmp_path / "门诊.jsonl"
+        lines = [json.dumps(dict(zip(HEADER, r, strict=True)), ensure_ascii=False)
+                 if r is not blank and r[0].strip() else "" for r in rows[1:]]  # fmt: skip
+        source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = convert("table", [source], options(tmp_path))
+    assert summary.blank == 4 and summary.as_dict()["blank"] == 4
+    assert summary.read == 3 and summary.written["train"] == 2
+    (reject,) = rejects(tmp_path)  # ROWS[2], the empty question, on the sheet's row 7
+    assert reject["line"] == (6 if kind == "jsonl" else 7)  # a JSON-lines file has no header
+    result = run("table", str(source), *(a for p in QA for a in ("--column", p)), "--name", "c",
+                 "--dataset-dir", str(tmp_path / "cli"), "--split", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert re.search(r"blank rows \(skipped\)\s+│ 4", result.output), result.output
+
+
+def test_a_json_lines_conversation_is_rejected_on_the_line_its_detail_names(tmp_path):
+    rows = [("A", "患者", "头痛"), ("A", "医生", "多久了"), ("B", "患者", "咳嗽"),
+            ("B", "护士", "稍等"), ("B", "医生", "吃药")]  # fmt: skip
+    source = tmp_path / "chats.jsonl"
+    lines = [dict(zip(("会话", "角色", "内容"), row, strict=True)) for row in rows]
+    source.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+    pairs = ("conversation=会话", "role=角色", "content=内容")
+    convert("table", [source], options(tmp_path, pairs=pairs, fmt="sharegpt"))
+    (reject,) = rejects(tmp_path)
+    assert reject["line"] == 4 and reject["detail"].startswith("row 4 (conversation 'B')")
