@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import requests
 
+from deploy.urls import URLError, parse_url
+
 
 class EndpointError(RuntimeError):
     """The server cannot be used; the message says why and what to do.
@@ -30,7 +32,10 @@ class Endpoint:
     timeout: float = 600.0
 
     def __post_init__(self) -> None:
-        self.url = self.url.rstrip("/")
+        try:  # a malformed address is one message here, not requests' traceback later
+            self.url = parse_url(self.url)
+        except URLError as error:
+            raise EndpointError(str(error)) from None
         if self.url.endswith("/v1"):
             self.url = self.url[: -len("/v1")]
         self.session = requests.Session()

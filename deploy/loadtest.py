@@ -28,8 +28,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from deploy.loadtest_report import write_report
+
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
-LATENCIES = ("ttft", "tpot", "itl", "e2el")
 PERCENTILES = (50, 90, 99)
 
 
@@ -305,8 +306,6 @@ def run_sweep(
         "temperature": base.temperature, "duration_s": base.duration_s, "server_pid": pid,
         "levels": summaries,
     }  # fmt: skip
-    from deploy.loadtest_report import write_report  # it imports this module
-
     write_report(out, report)
     return report
 

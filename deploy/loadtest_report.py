@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deploy.loadtest import LATENCIES
+LATENCIES = ("ttft", "tpot", "itl", "e2el")  # the measured latencies, in ms
 
 DEFINITIONS = (
     "Metric definitions follow `vllm bench serve`: TTFT is the time to the first "

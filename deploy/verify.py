@@ -8,6 +8,7 @@ single-turn and one multi-turn chat must complete and stop.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,3 +131,29 @@ def verify_each(
         served = Endpoint(endpoint.url, api_key=endpoint.api_key, model=name)
         reports[name] = verify(served, model_dir, template, enable_thinking, max_tokens, say)
     return reports
+
+
+def verify_server(
+    endpoint: Endpoint,
+    model_dir: Path,
+    template: str,
+    enable_thinking: bool = True,
+    max_tokens: int = 64,
+    report: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> bool:
+    """The `verify` command: every served model, or the endpoint's `model` alone when it
+    names one; with `report`, the results as JSON there. True when every check passed."""
+    names = [endpoint.check()] if endpoint.model else None
+    results = verify_each(endpoint, model_dir, template, enable_thinking, names, max_tokens, say)
+    passed = all(result.passed for result in results.values())
+    if report:
+        if len(results) == 1:
+            written = next(iter(results.values())).as_dict()
+        else:
+            written = {"passed": passed, "models": {n: r.as_dict() for n, r in results.items()}}
+        # deploy/ imports nothing of medfactory: the report convention (UTF-8, indent 1) here
+        report = Path(report)
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(written, indent=1, ensure_ascii=False) + "\n", "utf-8")
+    return passed

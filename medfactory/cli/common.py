@@ -49,6 +49,24 @@ def with_example(example: str):
     return decorate
 
 
+class URL(click.ParamType):
+    """A server's address, checked whole (scheme, host, port 1-65535) as the option is read:
+    a typo is click's one-line "Invalid value for '--endpoint'", never a traceback later."""
+
+    name = "URL"
+
+    def __init__(self, default_scheme: str | None = None):
+        self.default_scheme = default_scheme  # for a bare host, e.g. ModelScope's domain
+
+    def convert(self, value, param, ctx) -> str:
+        from deploy.urls import URLError, parse_url
+
+        try:
+            return parse_url(value, self.default_scheme)
+        except URLError as error:
+            self.fail(str(error), param, ctx)
+
+
 # Options shared by several commands; each is applied last-first so --help lists
 # them in the order written here, reversed.
 
@@ -58,7 +76,9 @@ def server_client(function: Callable) -> Callable:
     for option in (
         click.option("--model-name", help="Served model name [default: the server's last listed]."),
         click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="The server's API key."),
-        click.option("--endpoint", required=True, help="Base URL of an OpenAI-compatible server."),
+        click.option(
+            "--endpoint", required=True, type=URL(), help="Base URL of an OpenAI-compatible server."
+        ),
     ):
         function = option(function)
     return function

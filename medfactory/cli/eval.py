@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from pathlib import Path
 
 import click
@@ -12,6 +12,7 @@ from rich.table import Table
 from medfactory.cli.common import (
     DB,
     RULES,
+    URL,
     ExampleGroup,
     open_db,
     registered_split,
@@ -19,6 +20,7 @@ from medfactory.cli.common import (
     with_example,
 )
 from medfactory.evaluation.metrics import METRICS
+from medfactory.reporting import dumps
 
 THINK = click.option(
     "--think",
@@ -34,15 +36,11 @@ def eval_group() -> None:
     """Score predictions with LLaMA-Factory's BLEU-4 / ROUGE, and compare runs."""
 
 
-def _score(path: Path, think: str, workers: int | None) -> dict:
+def _progress(enabled: bool = True):
+    """The progress bar every evaluation drives: (description, total) -> advance."""
     from medfactory.cli.progress import count_progress
-    from medfactory.evaluation.scoring import read_predictions, score_predictions
 
-    total = len(read_predictions(path))
-    with count_progress("scoring", total) as advance:
-        scores = score_predictions(path, think=think, workers=workers, on_progress=advance)
-    _print_scores(scores, path.parent / "scores.json")
-    return scores
+    return partial(count_progress, enabled=enabled)
 
 
 def _print_scores(scores: dict, written: Path) -> None:
@@ -72,7 +70,10 @@ def predictions(file: Path, think: str | None, workers: int | None) -> None:
     With the default --think keep the numbers equal LLaMA-Factory's
     predict_results.json, sample for sample.
     """
-    _score(file, think or "keep", workers)
+    from medfactory.evaluation.scoring import SCORES_FILE, score_file
+
+    scores = score_file(file, think or "keep", workers, _progress())
+    _print_scores(scores, file.parent / SCORES_FILE)
 
 
 @with_example(
@@ -102,23 +103,17 @@ def endpoint(
     OUT/generated_predictions.jsonl and OUT/scores.json. Reasoning models are
     scored on their final answer (--think strip, the default here).
     """
-    from converters.conversations import load_conversations
     from deploy.client import Endpoint
-    from medfactory.cli.progress import count_progress
-    from medfactory.evaluation.generate import generate_predictions
+    from medfactory.evaluation.generate import evaluate_endpoint
+    from medfactory.evaluation.scoring import SCORES_FILE
 
-    conversations = load_conversations(dataset_dir, dataset, limit=max_samples)
-    server = Endpoint(endpoint, api_key=api_key, model=model_name)
-    model = server.check()
-    out = out or Path("saves/eval") / dataset
-    with count_progress(f"asking {model}", len(conversations)) as advance:
-        path = generate_predictions(
-            server, conversations, out / "generated_predictions.jsonl",
-            concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
-            on_progress=advance,
-        )  # fmt: skip
+    path, scores = evaluate_endpoint(
+        Endpoint(endpoint, api_key=api_key, model=model_name), dataset, dataset_dir, out,
+        max_samples=max_samples, concurrency=concurrency, temperature=temperature,
+        max_tokens=max_tokens, think=think or "strip", workers=workers, progress=_progress(),
+    )  # fmt: skip
     click.echo(f"predictions: {path}")
-    _score(path, think or "strip", workers)
+    _print_scores(scores, path.parent / SCORES_FILE)
 
 
 @with_example(
@@ -146,19 +141,15 @@ def compare(files, names, out, think) -> None:
     Prints a table with per-metric deltas and 95 % paired-bootstrap confidence
     intervals; writes a Markdown report and a bar chart.
     """
-    from medfactory.evaluation.compare import write_comparison
+    from medfactory.evaluation.compare import compare_files
 
-    if files[0].name == "exam.json":
-        _compare_exams(files, names, out)
+    compared = compare_files(
+        list(files), names.split(",") if names else None, out, think or "keep", _progress()
+    )
+    if compared.exam is not None:
+        _print_exam_comparison(compared.exam, out)
         return
-    scored = []
-    for file in files:
-        if file.suffix == ".jsonl":  # predictions: score them first, as `eval predictions`
-            _score(file, think or "keep", None)
-            file = file.with_name("scores.json")
-        scored.append(file)
-    result, report = write_comparison(scored, names.split(",") if names else None, out)
-
+    result, report = compared.scores, compared.report
     table = Table(title=f"{result.samples} paired samples; baseline {result.names[0]}")
     table.add_column("metric")
     for name in result.names:
@@ -201,7 +192,7 @@ def safety(predictions, rules, examples, out, as_json) -> None:
     out = out or predictions.parent
     report = safety_of_predictions(predictions, rules, examples, out)
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        click.echo(dumps(report))
     else:
         print_safety_report(report)
         click.echo(f"report: {out / 'safety.json'}")
@@ -246,37 +237,16 @@ def exam(
     fine-tune with `medfactory eval compare BASE/exam.json TUNED/exam.json`.
     """
     from deploy.client import Endpoint
-    from medfactory.evaluation.exam import (
-        BENCHMARKS,
-        ExamRun,
-        prepare_exam,
-        read_exam_file,
-        run_exam,
-    )
+    from medfactory.evaluation.exam import EXAM_FILE, sit_exam
 
-    if benchmark not in BENCHMARKS:
-        if not Path(benchmark).suffix:
-            raise click.BadParameter(
-                f"{benchmark!r} is neither a benchmark ({', '.join(BENCHMARKS)}) nor a file",
-                param_hint="--benchmark",
-            )
-        read_exam_file(Path(benchmark))  # a bad file is one message before the server is asked
-    model = Endpoint(endpoint, api_key=api_key, model=model_name).check()
-    name = benchmark if benchmark in BENCHMARKS else Path(benchmark).stem
-    out = out or Path("saves/exam") / name / model.replace("/", "_")
-    run = ExamRun(
-        benchmark=benchmark, endpoint=endpoint, model=model, api_key=api_key, out=out,
-        data_dir=data_dir, limit=limit, concurrency=concurrency, max_tokens=max_tokens,
+    report, out = sit_exam(
+        benchmark, Endpoint(endpoint, api_key=api_key, model=model_name), out, data_dir,
+        limit, concurrency, max_tokens, _progress(),
     )  # fmt: skip
-    from medfactory.cli.progress import count_progress
-
-    task = prepare_exam(run)
-    with count_progress(f"asking {model} ({name}, EvalScope)", task.total) as advance:
-        report = run_exam(task, on_progress=advance)
     if as_json:
-        click.echo(json.dumps({k: v for k, v in report.items() if k != "per_question"}, indent=2))
+        click.echo(dumps({k: v for k, v in report.items() if k != "per_question"}))
         return
-    table = Table(title=f"{report['title']}: {model}", title_justify="left")
+    table = Table(title=f"{report['title']}: {report['model']}", title_justify="left")
     for column in ("subject", "questions", "accuracy", "95% CI"):
         table.add_column(column, justify="left" if column == "subject" else "right")
     rows = [*report["subjects"].items(), ("overall", report["overall"])]
@@ -287,13 +257,10 @@ def exam(
             f"[{100 * low:.1f}, {100 * high:.1f}]",
         )  # fmt: skip
     Console().print(table)
-    click.echo(f"report: {out / 'exam.json'}")
+    click.echo(f"report: {out / EXAM_FILE}")
 
 
-def _compare_exams(files, names, out: Path) -> None:
-    from medfactory.evaluation.exam import write_exam_comparison
-
-    result = write_exam_comparison(files, names.split(",") if names else None, out)
+def _print_exam_comparison(result: dict, out: Path) -> None:
     names = result["names"]
     console = Console()
     for name, rows in result["deltas"].items():
@@ -332,7 +299,7 @@ def _compare_exams(files, names, out: Path) -> None:
     "one per prediction in order or matched by prompt_id; or a YAML rubric for every answer; "
     "or a name under templates/rubrics/.",
 )
-@click.option("--judge-endpoint", required=True, help="Base URL of the judge's server.")
+@click.option("--judge-endpoint", required=True, type=URL(), help="Base URL of the judge's server.")
 @click.option("--judge-model", help="The judge model [default: the server's last listed].")
 @click.option(
     "--judge-api-key", envvar="MEDFACTORY_JUDGE_API_KEY", help="The judge server's API key."
@@ -366,44 +333,29 @@ def judge(
     asks only what is new.
     """
     from deploy.client import Endpoint
-    from deploy.replies import ParsedReplies
-    from medfactory.cli.progress import count_progress
-    from medfactory.evaluation.judge import (
-        Judge,
-        Rubrics,
-        answers_of,
-        compare_runs,
-        summarize,
-    )
+    from medfactory.evaluation.judge import JUDGE_FILE, Calibration, judge_predictions
     from medfactory.review.calibration import calibrate as calibrate_judge
 
     if not predictions and not calibrate:
         raise click.UsageError("give PREDICTIONS files to grade, or --calibrate STUDY, or both")
-    rubrics = Rubrics.load(rubric)
-    graded = [(path, answers_of(path, rubrics)) for path in predictions]
-    server = Endpoint(judge_endpoint, api_key=judge_api_key, model=judge_model)
-    server.check()
-    grader = Judge(ParsedReplies(server, out / "judgments.jsonl"), concurrency)
-    report = {"judge": grader.name, "rubric": rubrics.source, "runs": []}
-    for path, answers in graded:
-        total = sum(len(a.rubric) for a in answers)
-        with count_progress(f"judging {path}", total, enabled=not as_json) as advance:
-            grades = grader.grade_all(answers, advance)
-        report["runs"].append({"file": str(path), **summarize(answers, grades)})
-    if len(report["runs"]) > 1:
-        report["comparison"] = compare_runs(report["runs"])
-    if calibrate:
+    calibration = None
+    if calibrate:  # review's calibration, on the store, through the same judge
         store = open_db(db)
-        with count_progress(f"judging study {calibrate}", None, enabled=not as_json) as advance:
-            report["calibration"] = calibrate_judge(grader, rubrics, store, calibrate, advance)
-    report["requests"] = grader.asked
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "judge.json").write_text(json.dumps(report, ensure_ascii=False, indent=2))
+        calibration = Calibration(
+            calibrate, lambda judge, rubrics, advance: calibrate_judge(
+                judge, rubrics, store, calibrate, advance
+            ),
+        )  # fmt: skip
+    judge_server = Endpoint(judge_endpoint, api_key=judge_api_key, model=judge_model)
+    report = judge_predictions(
+        list(predictions), rubric, judge_server, out, concurrency, calibration,
+        _progress(enabled=not as_json),
+    )  # fmt: skip
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        click.echo(dumps(report))
         return
     _print_judge(report)
-    click.echo(f"report: {out / 'judge.json'}")
+    click.echo(f"report: {out / JUDGE_FILE}")
 
 
 def _print_judge(report: dict) -> None:

@@ -29,15 +29,11 @@ def render(preset: str, method: str, stage: str, datasets: tuple[str, ...], over
     OVERRIDES are key=value pairs that replace the template's values (or add
     keys); nothing else changes. The file's first line is this command.
     """
-    from medfactory.recipes.render import parse_overrides, recipe_path
-    from medfactory.recipes.render import render as render_recipe
+    from medfactory.recipes.render import parse_overrides, write_recipe
 
     if stage in (*TRAINING_STAGES, "predict") and not datasets:
         raise click.UsageError(f"--stage {stage} needs at least one --dataset")
-    text = render_recipe(preset, method, stage, list(datasets), parse_overrides(overrides))
-    path = recipe_path(preset, stage, method)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path = write_recipe(preset, method, stage, list(datasets), parse_overrides(overrides))
     click.echo(f"wrote {path.relative_to(path.parents[2])}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -178,18 +177,8 @@ def verify_command(
     model (the base and each LoRA adapter) is checked, or --model-name alone.
     """
     from deploy.client import Endpoint
-    from deploy.verify import verify_each
+    from deploy.verify import verify_server
 
     server = Endpoint(endpoint, api_key=api_key, model=model_name)
-    names = [server.check()] if model_name else None
-    results = verify_each(server, model, template, thinking is not False, names, max_tokens)
-    passed = all(result.passed for result in results.values())
-    if report:
-        if len(results) == 1:
-            written = next(iter(results.values())).as_dict()
-        else:
-            written = {"passed": passed, "models": {n: r.as_dict() for n, r in results.items()}}
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(written, indent=1, ensure_ascii=False) + "\n")
-    if not passed:
+    if not verify_server(server, model, template, thinking is not False, max_tokens, report):
         raise SystemExit(1)

@@ -8,18 +8,18 @@ mean of the per-sample differences, take the 2.5th and 97.5th percentiles.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from medfactory.evaluation.metrics import METRICS
-from medfactory.evaluation.scoring import PredictionsError, read_scores
-from medfactory.reporting import pyplot
-from medfactory.stats.bootstrap import paired_bootstrap
+from medfactory.evaluation.progress import Progress, no_progress
+from medfactory.evaluation.scoring import SCORES_FILE, PredictionsError, read_scores, score_file
+from medfactory.reporting import pyplot, write_json
+from medfactory.stats.bootstrap import RESAMPLES, paired_bootstrap
 
-RESAMPLES = 2000
+EXAM_FILE = "exam.json"  # `eval exam`'s report: compared question by question
 
 
 @dataclass(frozen=True)
@@ -170,9 +170,43 @@ def write_comparison(
     """Compare the runs; write OUT/report.md, OUT/comparison.json and OUT/scores.png.
     Returns the comparison and the report's path."""
     result = compare_runs(paths, names)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(as_dict(result), indent=1) + "\n")
+    write_json(out / "comparison.json", as_dict(result))
     chart = bar_chart(result, out / "scores.png")
     report = out / "report.md"
     report.write_text(markdown_report(result, chart), encoding="utf-8")
     return result, report
+
+
+@dataclass(frozen=True)
+class FilesCompared:
+    """What `eval compare` wrote: an exam comparison (a dict, `exam`) or a scores one."""
+
+    out: Path
+    exam: dict | None = None
+    scores: Comparison | None = None
+    report: Path | None = None
+
+
+def compare_files(
+    files: list[Path],
+    names: list[str] | None,
+    out: Path,
+    think: str = "keep",
+    progress: Progress = no_progress,
+) -> FilesCompared:
+    """`eval compare`, by what the first file is: exam.json files question by question;
+    otherwise scores.json files, a generated_predictions.jsonl being scored first (as
+    `eval predictions`, with `think`)."""
+    files = [Path(file) for file in files]
+    if files[0].name == EXAM_FILE:
+        from medfactory.evaluation.exam import write_exam_comparison
+
+        return FilesCompared(out, exam=write_exam_comparison(files, names, out))
+    scored = []
+    for file in files:
+        if file.suffix == ".jsonl":
+            score_file(file, think, progress=progress)
+            file = file.with_name(SCORES_FILE)
+        scored.append(file)
+    result, report = write_comparison(scored, names, out)
+    return FilesCompared(out, scores=result, report=report)

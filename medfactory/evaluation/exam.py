@@ -26,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from medfactory.evaluation.compare import RESAMPLES
 from medfactory.evaluation.errors import ExamError
-from medfactory.stats.bootstrap import paired_bootstrap
+from medfactory.evaluation.progress import Progress, no_progress
+from medfactory.reporting import read_jsonl, write_json
+from medfactory.stats.bootstrap import RESAMPLES, paired_bootstrap
 from medfactory.stats.intervals import wilson
 
 LETTERS = "ABCDEFGHIJ"
+EXAM_FILE = "exam.json"
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,7 @@ def run_exam(task: ExamTask, on_progress: Callable[[int], None] | None = None) -
     work = Path(config["work_dir"])
     shutil.rmtree(work, ignore_errors=True)  # no answers of an earlier run are reused
     config_path, log = run.out / "evalscope_task.json", run.out / "evalscope.log"
-    config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2))
+    write_json(config_path, config)
     predictions = work / "predictions" / run.model
     with log.open("w", encoding="utf-8") as output:
         process = subprocess.Popen(
@@ -308,8 +310,50 @@ def run_exam(task: ExamTask, on_progress: Callable[[int], None] | None = None) -
             f"EvalScope scored {len(questions)} of {total or 'the'} questions (log: {log})"
         )
     report = exam_report(questions, run)
-    (run.out / "exam.json").write_text(json.dumps(report, ensure_ascii=False, indent=2))
+    write_json(run.out / EXAM_FILE, report)
     return report
+
+
+def exam_name(benchmark: str) -> str:
+    """A named benchmark, or an exam file's stem: the folder its runs are kept under."""
+    return benchmark if benchmark in BENCHMARKS else Path(benchmark).stem
+
+
+def check_benchmark(benchmark: str) -> None:
+    """A benchmark's name, or a readable exam file: one message before the server is asked."""
+    if benchmark in BENCHMARKS:
+        return
+    if not Path(benchmark).suffix:
+        raise ExamError(
+            f"--benchmark {benchmark!r} is neither a benchmark ({', '.join(BENCHMARKS)}) "
+            "nor a file (.csv or .jsonl)"
+        )
+    read_exam_file(Path(benchmark))
+
+
+def sit_exam(
+    benchmark: str,
+    endpoint,
+    out: Path | None = None,
+    data_dir: Path | None = None,
+    limit: int | None = None,
+    concurrency: int = 8,
+    max_tokens: int = 512,
+    progress: Progress = no_progress,
+) -> tuple[dict, Path]:
+    """`eval exam`: check the benchmark, then the server (`endpoint`, a deploy.client
+    Endpoint), run it; the report and the folder holding exam.json
+    [default: saves/exam/BENCHMARK/MODEL]."""
+    check_benchmark(benchmark)
+    model = endpoint.check()
+    out = out or Path("saves/exam") / exam_name(benchmark) / model.replace("/", "_")
+    run = ExamRun(
+        benchmark=benchmark, endpoint=endpoint.url, model=model, api_key=endpoint.api_key,
+        out=out, data_dir=data_dir, limit=limit, concurrency=concurrency, max_tokens=max_tokens,
+    )  # fmt: skip
+    task = prepare_exam(run)
+    with progress(f"asking {model} ({exam_name(benchmark)}, EvalScope)", task.total) as advance:
+        return run_exam(task, on_progress=advance), out
 
 
 def _lines(path: Path) -> int:
@@ -322,7 +366,7 @@ def read_reviews(folder: Path, benchmark: str) -> list[dict]:
     questions = []
     for path in sorted(folder.glob(f"{benchmark}_*.jsonl")):
         subject = path.stem.removeprefix(f"{benchmark}_")
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for _number, line in read_jsonl(path):
             review = json.loads(line)
             score = review["sample_score"]["score"]
             metadata = review["sample_score"].get("sample_metadata") or {}
@@ -415,6 +459,5 @@ def write_exam_comparison(files: list[Path], names: list[str] | None, out: Path)
     if len(set(names)) != len(names):
         names = [str(Path(f).parent) for f in files]
     result = compare_exams(reports, names)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "exam_comparison.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "exam_comparison.json", result)
     return result

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from converters.conversations import Conversation
+from converters.conversations import Conversation, load_conversations
 from deploy.client import Endpoint
+from medfactory.evaluation.progress import Progress, no_progress
+from medfactory.evaluation.scoring import score_file
 
 
 def answer_text(message: dict) -> str:
@@ -59,3 +61,31 @@ def generate_predictions(
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     partial.replace(out_path)
     return out_path
+
+
+def evaluate_endpoint(
+    endpoint: Endpoint,
+    dataset: str,
+    dataset_dir: Path,
+    out: Path | None = None,
+    max_samples: int | None = None,
+    concurrency: int = 4,
+    temperature: float = 0.0,
+    max_tokens: int = 512,
+    think: str = "strip",
+    workers: int | None = None,
+    progress: Progress = no_progress,
+) -> tuple[Path, dict]:
+    """`eval endpoint`: answer a registered split through the server, then score it.
+    OUT [default: saves/eval/DATASET] gets generated_predictions.jsonl and scores.json;
+    returns the predictions' path and the scores."""
+    conversations = load_conversations(dataset_dir, dataset, limit=max_samples)
+    model = endpoint.check()
+    out = out or Path("saves/eval") / dataset
+    with progress(f"asking {model}", len(conversations)) as advance:
+        path = generate_predictions(
+            endpoint, conversations, out / "generated_predictions.jsonl",
+            concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
+            on_progress=advance,
+        )  # fmt: skip
+    return path, score_file(path, think, workers, progress)

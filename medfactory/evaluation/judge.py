@@ -24,7 +24,9 @@ import yaml
 from deploy.replies import ParsedReplies, reply_key
 from medfactory import paths
 from medfactory.evaluation.errors import JudgeError
+from medfactory.evaluation.progress import Advance, Progress, no_progress
 from medfactory.evaluation.scoring import conversation_of, read_predictions, split_think
+from medfactory.reporting import read_jsonl, write_json
 from medfactory.stats.bootstrap import bootstrap_interval, paired_bootstrap
 
 DEFAULT_RUBRIC = "medical-default"
@@ -102,9 +104,7 @@ class Rubrics:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
             return cls(str(path), default=_criteria(str(path), (raw or {}).get("rubrics")))
         entries = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
+        for number, line in read_jsonl(path):
             where = f"{path}:{number}"
             try:
                 row = json.loads(line)
@@ -361,3 +361,51 @@ def compare_runs(runs: list[dict]) -> dict:
             "significant": low > 0 or high < 0,
         }  # fmt: skip
     return result
+
+
+# --- a grading run ------------------------------------------------------------------
+
+JUDGE_FILE = "judge.json"
+JUDGMENTS_FILE = "judgments.jsonl"  # the cache of judgments: a rerun asks only what is new
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A clinician review study to calibrate the judge on. `run(judge, rubrics,
+    on_progress)` returns the agreement; it lives with the studies (review builds on
+    evaluation, never the reverse)."""
+
+    study: str
+    run: Callable[[Judge, Rubrics, Advance], dict]
+
+
+def judge_predictions(
+    predictions: list[Path],
+    rubric: str,
+    endpoint,
+    out: Path,
+    concurrency: int = 8,
+    calibration: Calibration | None = None,
+    progress: Progress = no_progress,
+) -> dict:
+    """`eval judge`: grade each predictions file, compare them with the first, calibrate
+    on a study; the report, also written to OUT/judge.json. `endpoint` is the judge's
+    deploy.client Endpoint; every file and rubric is checked before it is asked."""
+    rubrics = Rubrics.load(rubric)
+    graded = [(path, answers_of(path, rubrics)) for path in predictions]
+    endpoint.check()
+    grader = Judge(ParsedReplies(endpoint, Path(out) / JUDGMENTS_FILE), concurrency)
+    report = {"judge": grader.name, "rubric": rubrics.source, "runs": []}
+    for path, answers in graded:
+        total = sum(len(a.rubric) for a in answers)
+        with progress(f"judging {path}", total) as advance:
+            grades = grader.grade_all(answers, advance)
+        report["runs"].append({"file": str(path), **summarize(answers, grades)})
+    if len(report["runs"]) > 1:
+        report["comparison"] = compare_runs(report["runs"])
+    if calibration:
+        with progress(f"judging study {calibration.study}", None) as advance:
+            report["calibration"] = calibration.run(grader, rubrics, advance)
+    report["requests"] = grader.asked
+    write_json(Path(out) / JUDGE_FILE, report)
+    return report

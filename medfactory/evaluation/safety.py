@@ -7,7 +7,6 @@ count each rule once per record, with a Wilson 95 % interval and examples.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from converters.conversations import Conversation, _alpaca, _sharegpt, load_conv
 from converters.records import SourceError
 from converters.safety import SafetyRules
 from medfactory.evaluation.scoring import conversation_of, read_predictions, split_think
+from medfactory.reporting import read_jsonl, write_json
 from medfactory.stats.intervals import wilson
 
 OPENAI_TAGS = {
@@ -82,29 +82,19 @@ def lint_dataset(
         records = [(f"record {n}", turns_of(c)) for n, c in enumerate(conversations, 1)]
     report = safety_report(records, rules, examples, target)
     if out:
-        _write(report, out / "lint.json")
+        write_json(out / "lint.json", report)
     return report
-
-
-def _write(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, ensure_ascii=False, indent=2))
 
 
 def _file_records(path: Path) -> list[tuple[str, list[tuple[str, str]]]]:
     """(path:line, turns) of each record of an Alpaca, ShareGPT or predictions file."""
     try:
-        raw = path.read_bytes()
         rows = (
-            list(enumerate(orjson.loads(raw), 1))
+            list(enumerate(orjson.loads(path.read_bytes()), 1))
             if path.suffix != ".jsonl"
-            else [
-                (n, orjson.loads(line))
-                for n, line in enumerate(raw.split(b"\n"), 1)
-                if line.strip()
-            ]
+            else [(n, orjson.loads(line)) for n, line in read_jsonl(path)]
         )
-    except orjson.JSONDecodeError as error:
+    except (orjson.JSONDecodeError, UnicodeDecodeError) as error:
         raise SourceError(f"{path}: not valid JSON or JSON lines ({error})") from None
     records = []
     for number, row in rows:
@@ -145,5 +135,5 @@ def safety_of_predictions(path: Path, rules_file: Path | None, examples: int, ou
         for n, row in enumerate(rows, 1)
     ]
     report = safety_report(records, rules, examples, str(path))
-    _write(report, out / "safety.json")
+    write_json(out / "safety.json", report)
     return report

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medfactory.evaluation.metrics import mean_scores, score_pairs
+from medfactory.evaluation.progress import Progress, no_progress
+from medfactory.reporting import write_json
 
 SCORES_FILE = "scores.json"
 THINK_MODES = ("keep", "strip")
@@ -105,9 +107,17 @@ def score_predictions(
             ),
         }
     scores["per_sample"] = per_sample
-    out = Path(path).parent / SCORES_FILE
-    out.write_text(json.dumps(scores, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_json(Path(path).parent / SCORES_FILE, scores)
     return scores
+
+
+def score_file(
+    path: Path, think: str = "keep", workers: int | None = None, progress: Progress = no_progress
+) -> dict:
+    """`eval predictions`: `score_predictions` with a progress bar over the samples."""
+    total = len(read_predictions(path))
+    with progress("scoring", total) as advance:
+        return score_predictions(path, think=think, workers=workers, on_progress=advance)
 
 
 def read_scores(path: Path) -> dict:

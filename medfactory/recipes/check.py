@@ -77,7 +77,7 @@ def _stale(path: Path, text: str, registry: dict) -> list[str]:
     return problems
 
 
-def _cuda_available() -> bool:
+def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
@@ -89,7 +89,7 @@ def llamafactory_problems(path: Path, recipe: dict) -> list[str]:
 
     infer = not (recipe.get("do_train") or recipe.get("do_predict") or recipe.get("do_eval"))
     arguments = dict(recipe)
-    if not infer and not _cuda_available():
+    if not infer and not cuda_available():
         arguments["use_cpu"] = True
     known = {
         field

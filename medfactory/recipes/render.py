@@ -140,3 +140,13 @@ def render(
         "# `medfactory recipe check` fails when it differs from what the command renders.",
     ]
     return "\n".join(header) + "\n" + text
+
+
+def write_recipe(
+    preset: str, method: str, stage: str, names: list[str], overrides: dict[str, object]
+) -> Path:
+    """`recipe render`: the rendered recipe at its place under llamafactory_configs/."""
+    path = recipe_path(preset, stage, method)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(preset, method, stage, names, overrides), encoding="utf-8")
+    return path

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from converters.registry import read_registry
+from converters.registry import INFO_FILE, read_registry
 from deploy.process import log_tail
 from medfactory import paths
 from medfactory.recipes.render import yaml_value
@@ -107,10 +107,12 @@ def run_recipe(
     recipe = Path(recipe).resolve()
     data = read_recipe(recipe)
     overrides = dict(overrides or {})
+    if command == "train":  # the data it names, before anything reads it
+        check_datasets(recipe, {**data, **overrides})
     if command == "train" and data.get("do_train") and "tokenized_path" not in data:
         cache = tokenized_cache(data, overrides, paths.PROJECT_ROOT)
         overrides.setdefault("tokenized_path", str(cache))
-    preflight(recipe, {**data, **overrides})
+    preflight(recipe, {**data, **overrides}, needs_device=command == "train")
     distributed = distributed or Distributed()
     env = {**os.environ, **distributed.env()}
     # torchrun, which LLaMA-Factory starts by name for distributed runs, lives in .venv/bin.
@@ -148,11 +150,13 @@ def run_recipe(
     return log_path
 
 
-def preflight(recipe: Path, arguments: dict) -> None:
+def preflight(recipe: Path, arguments: dict, needs_device: bool = False) -> None:
     """`recipe check`'s parse with LLaMA-Factory's own parser, before anything starts:
-    a misspelled key is one line naming it and its closest known key, not a traceback."""
+    a misspelled key is one line naming it and its closest known key, not a traceback.
+    With `needs_device` (train, predict), a recipe for a GPU on a machine without one is
+    one line too."""
     try:
-        from medfactory.recipes.check import llamafactory_problems
+        from medfactory.recipes.check import cuda_available, llamafactory_problems
 
         with contextlib.chdir(paths.PROJECT_ROOT):  # where llamafactory-cli resolves paths
             problems = llamafactory_problems(recipe, arguments)
@@ -160,6 +164,72 @@ def preflight(recipe: Path, arguments: dict) -> None:
         return
     if problems:
         raise CommandFailed("\n".join(problems) + "\nfix the recipe; nothing was started")
+    # torch is imported by the parse above, so asking it costs a few milliseconds; the
+    # nvidia-smi binary would be quicker but misses CUDA_VISIBLE_DEVICES="" and broken drivers.
+    if needs_device and (keys := gpu_only_keys(arguments)) and not cuda_available():
+        raise CommandFailed(cpu_hint(recipe, keys))
+
+
+# Recipe keys that only work on a CUDA GPU, and the override that turns each off.
+GPU_ONLY = {
+    "bf16": "bf16=false", "pure_bf16": "pure_bf16=false", "fp16": "fp16=false",
+    "quantization_bit": "quantization_bit=null", "deepspeed": "deepspeed=null",
+}  # fmt: skip
+
+
+def gpu_only_keys(arguments: dict) -> dict[str, object]:
+    """The keys of `arguments` set to what needs a GPU. bf16 runs on a CPU when the
+    recipe says `use_cpu: true` (transformers' CPU autocast); fp16, bitsandbytes
+    quantization and DeepSpeed never do."""
+    keys = {key: arguments[key] for key in GPU_ONLY if arguments.get(key) not in (None, False)}
+    if arguments.get("use_cpu"):
+        keys = {k: v for k, v in keys.items() if k not in ("bf16", "pure_bf16")}
+    return keys
+
+
+def cpu_hint(recipe: Path, keys: dict[str, object]) -> str:
+    named = ", ".join(f"{key}: {yaml_value(value)}" for key, value in keys.items())
+    overrides = " ".join(GPU_ONLY[key] for key in keys)
+    return (
+        f"{recipe}: needs a CUDA GPU ({named}) and this machine has none; run it where "
+        f"there is one, or on this CPU with the overrides `{overrides}` (`medfactory train "
+        f"{recipe} {overrides}`, or render a CPU recipe with `medfactory recipe render ... "
+        f"{overrides}`); nothing was started"
+    )
+
+
+def check_datasets(recipe: Path, arguments: dict) -> None:
+    """Every `dataset` and `eval_dataset` is in the registry the run will read
+    (DATASET_DIR/dataset_info.json, relative to the project, as llamafactory-cli sees it):
+    one line naming the missing ones and the registry, not LLaMA-Factory's traceback."""
+    dataset_dir = str(arguments.get("dataset_dir") or "data")
+    if dataset_dir == "ONLINE" or dataset_dir.startswith("REMOTE:"):
+        return  # names on a hub: LLaMA-Factory resolves them
+    wanted = {
+        key: [n.strip() for n in str(arguments.get(key) or "").split(",") if n.strip()]
+        for key in ("dataset", "eval_dataset")
+    }
+    if not any(wanted.values()):
+        return
+    registry_dir = paths.PROJECT_ROOT / dataset_dir
+    registry_file = registry_dir / INFO_FILE
+    registry = read_registry(registry_dir)
+    missing = [
+        f"{key} {name!r}" for key, names in wanted.items() for name in names if name not in registry
+    ]
+    if not missing:
+        return
+    if not registry_file.is_file():
+        where = f"{registry_file} does not exist"
+    else:
+        known = sorted(registry)
+        listed = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
+        where = f"{registry_file} has {listed or 'no dataset'}"
+    raise CommandFailed(
+        f"{recipe}: {', '.join(missing)} not registered: {where}; convert the data with "
+        "`medfactory data convert ... --dataset-dir DIR`, or fix the name or dataset_dir; "
+        "nothing was started"
+    )
 
 
 def _hub_model_id(data: dict) -> bool:

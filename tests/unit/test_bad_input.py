@@ -147,3 +147,106 @@ def test_review_mistakes_are_one_line(tmp_path):
     assert "missing column(s) conversation, answer_1" in line
     line = error_line(CliRunner().invoke(cli, ["review", "status", "r1", "--db", "not a url"]))
     assert "not a database URL" in line
+
+
+# --- a registry without the recipe's datasets, a GPU recipe on a CPU, a malformed URL ---
+
+
+def test_train_names_every_dataset_missing_from_the_registry_it_will_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDFACTORY_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset_info.json").write_text('{"mine_train": {"file_name": "mine.jsonl"}}')
+    recipe = REPO / "llamafactory_configs/tiny/train_lora.yaml"  # eval_dataset: *_val
+    args = ["train", str(recipe), "dataset=mine_train,mine_typo", f"dataset_dir={data}"]
+    line = error_line(CliRunner().invoke(cli, args))
+    assert "dataset 'mine_typo'" in line and "'mine_train'" not in line
+    assert "eval_dataset 'huatuo_sample_val'" in line
+    assert "eval_dataset 'medical_o1_sample_val'" in line
+    assert f"{data / 'dataset_info.json'} has mine_train" in line
+    assert "nothing was started" in line
+    assert not (tmp_path / "cache").exists()  # no log: llamafactory-cli never ran
+
+
+def test_train_with_a_dataset_dir_without_a_registry_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDFACTORY_CACHE", str(tmp_path / "cache"))
+    recipe = REPO / "llamafactory_configs/tiny/train_lora.yaml"
+    result = CliRunner().invoke(cli, ["train", str(recipe), f"dataset_dir={tmp_path}"])
+    line = error_line(result)
+    assert f"{tmp_path / 'dataset_info.json'} does not exist" in line
+    assert "dataset 'huatuo_sample_train'" in line
+
+
+def test_a_gpu_recipe_on_a_machine_without_cuda_is_one_line_naming_the_keys(tmp_path, monkeypatch):
+    from medfactory.recipes.check import cuda_available
+
+    if cuda_available():
+        pytest.skip("this machine has a CUDA GPU: the recipe runs")
+    monkeypatch.setenv("MEDFACTORY_CACHE", str(tmp_path / "cache"))
+    recipe = REPO / "llamafactory_configs/tiny/train_lora.yaml"
+    zero3 = "templates/deepspeed/ds_z3_config.json"
+    result = CliRunner().invoke(cli, ["train", str(recipe), "bf16=true", f"deepspeed={zero3}"])
+    line = error_line(result)
+    assert f"needs a CUDA GPU (bf16: true, deepspeed: {zero3})" in line
+    assert "bf16=false deepspeed=null" in line and "medfactory recipe render" in line
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_gpu_keys_and_their_overrides():
+    from medfactory.recipes.run import gpu_only_keys
+
+    assert gpu_only_keys({"bf16": False, "fp16": False, "quantization_bit": None}) == {}
+    assert gpu_only_keys({"bf16": True, "quantization_bit": 4}) == {
+        "bf16": True,
+        "quantization_bit": 4,
+    }
+    assert gpu_only_keys({"bf16": True, "use_cpu": True}) == {}  # CPU autocast
+    assert gpu_only_keys({"fp16": True, "use_cpu": True}) == {"fp16": True}
+
+
+BAD_URLS = {
+    "http://127.0.0.1:99999": "port is out of range 1-65535",
+    "http://127.0.0.1:80x": "port is not a number",
+    "http://[::1": "an IPv6 host is written [::1]",
+    "127.0.0.1:8000": "must start with http:// or https://",
+}
+# Every option that takes a server's address, with what else the command needs.
+URL_OPTIONS = [
+    ["eval", "endpoint", "--dataset", "huatuo_sample_test", "--endpoint"],
+    ["eval", "exam", "--benchmark", "ceval-medical", "--endpoint"],
+    ["eval", "judge", str(HUATUO), "--judge-endpoint"],
+    ["loadtest", "--dataset", "huatuo_sample_test", "--endpoint"],
+    ["verify", "--model", "m", "--template", "qwen", "--endpoint"],
+    ["data", "synthesize", str(HUATUO), "--name", "x", "--endpoint"],
+    ["chat", "--gateway"],
+    ["monitor", "--iterations", "1", "--gateway"],
+    ["monitor", "--iterations", "1", "--endpoint"],
+]
+
+
+@pytest.mark.parametrize("url", list(BAD_URLS))
+@pytest.mark.parametrize("command", URL_OPTIONS, ids=" ".join)
+def test_a_malformed_url_is_one_line_before_any_request(command, url):
+    result = CliRunner().invoke(cli, [*command, url])
+    line = error_line(result)
+    assert f"{command[-1]}" in line and repr(url) in line and BAD_URLS[url] in line
+
+
+@pytest.mark.parametrize("url", list(BAD_URLS))
+def test_a_gateway_arm_with_a_malformed_url_is_one_line(tmp_path, url):
+    db = f"sqlite:///{tmp_path / 'ab.db'}"
+    result = CliRunner().invoke(cli, ["gateway", "--arm", f"a={url}", "--db", db])
+    line = error_line(result)
+    assert f"--arm 'a={url}'" in line and BAD_URLS[url] in line
+
+
+def test_good_urls_pass_whole_and_the_client_refuses_a_bad_one():
+    from deploy.client import Endpoint, EndpointError
+    from deploy.urls import parse_url
+
+    assert parse_url(" http://[::1]:8000/ ") == "http://[::1]:8000"
+    assert parse_url("https://api.example.com/v1") == "https://api.example.com/v1"
+    assert parse_url("modelscope.cn", default_scheme="https") == "https://modelscope.cn"
+    assert Endpoint("http://127.0.0.1:8000/v1/").url == "http://127.0.0.1:8000"
+    with pytest.raises(EndpointError, match="port is out of range"):
+        Endpoint("http://127.0.0.1:99999")
