@@ -4,6 +4,7 @@ Quality -- precision and recall per entity type, scored on what leaks (see
 converters/deid/evaluation.py), on the project's generated labelled set (600
 Chinese and English snippets, medfactory/dev/deid_samples.py), on 600 snippets
 with Faker's names, addresses and numbers (medfactory/dev/deid_faker_set.py), on
+300 with rare surnames (medfactory/dev/deid_rare_surnames.py), on
 the hand-written held-out set in tests/data, and on any labelled file given with
 --labelled.
 Goals: recall >= 0.99 for phone, ID and record numbers, >= 0.95 for names and
@@ -32,6 +33,7 @@ from pathlib import Path
 from converters.deid.engine import Deidentifier
 from converters.deid.evaluation import score
 from medfactory.dev.deid_faker_set import faker_set
+from medfactory.dev.deid_rare_surnames import rare_surname_set
 from medfactory.dev.deid_samples import labelled_set, parse_marked
 from medfactory.dev.samples import huatuo_dialogue
 
@@ -141,6 +143,7 @@ def main() -> None:
     engine = Deidentifier()
     met = quality("generated set", labelled_set(600, seed=7), engine)
     met &= quality("Faker set", faker_set(600, seed=3), engine)
+    met &= quality("rare-surname set", rare_surname_set(300, seed=5), engine)
     heldout = [parse_marked(line) for line in HELDOUT.read_text(encoding="utf-8").splitlines()]
     met &= quality("hand-written held-out set", [h for h in heldout if h], engine)
     if args.labelled:

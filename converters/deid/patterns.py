@@ -130,10 +130,18 @@ _SINGLE_SURNAMES = (
     "卿国狄平计索宣晋相初门云容敬来扈晁芮都普阙浦戈伏鹿薄邸雍辜羊阿乌母裘亓修邰赫杭况那宿鲜印"
     "逯隆茹诸战慕危玉银亢嵇公哈湛宾戎勾茅利於呼居揭干但尉冶斯元束檀衣信展阴昝智幸奉植衡富尧闭"
     "萧傅阎赖洪贝钮荀糜宓蓟鄂濮郦邴贲酆麴羿隗郗钭韶逄璩郏宦庾暨殳夔厍訾蒯竺桓"
+    # the rest of the Hundred Family Surnames that are no everyday characters
+    "汲蓬鬱莘贡堵宰卻沃蔚毋乜缑谯笪琴昌凤滑弓牧仰暴咸籍苍扶寿慎弘禄巢钦汝墨"
 )
+# The Hundred Family Surnames that are everyday characters (山, 东, 双, 有, 经 ...): a name
+# only where the context says one comes (患者双娟娟，; 双娟娟，女，32岁), never before a
+# mere title or verb, where they start words (经医生, 有医生, 家人陪同).
+_EVERYDAY_SURNAMES = "水经家松山秋怀从能双通别充习鱼终步广东越融空养须后红益法有归年爱言福"
 _COMPOUND_SURNAMES = (
     "欧阳|司马|诸葛|上官|东方|皇甫|令狐|慕容|尉迟|公孙|长孙|宇文|司徒|夏侯|轩辕|端木|独孤|南宫|"
-    "西门|百里|呼延|万俟|东郭|申屠|第五|澹台|公冶|太史|钟离|赫连|拓跋"
+    "西门|百里|呼延|万俟|东郭|申屠|第五|澹台|公冶|太史|钟离|赫连|拓跋|闻人|宗政|濮阳|淳于|"
+    "单于|太叔|仲孙|鲜于|闾丘|司空|亓官|司寇|仉督|子车|颛孙|巫马|公西|漆雕|乐正|壤驷|公良|"
+    "夹谷|宰父|谷梁|段干|百里|东门|南门|羊舌|微生|梁丘|左丘|公羊|归海|伯赏|商牟"
 )
 _SURNAME = f"(?:{_COMPOUND_SURNAMES}|[{_SINGLE_SURNAMES}])"
 # Characters that end a name where no punctuation does: function words, the words of a
@@ -202,6 +210,30 @@ def everyday_word(name: str) -> bool:
     """Whether a found name starts with an everyday word: not a name, then. Checked on
     each match rather than in the pattern, where 2,000 words would slow every search."""
     return name[:2] in not_names()
+
+
+@functools.cache
+def dictionary_words(frequency: int = 20) -> frozenset[str]:
+    """Two- and three-character words of jieba's dictionary seen at least `frequency`
+    times, names (tagged nr) left out: what a name found without a surname list must
+    not be (神志, 配合, 学生, 高血压). Read at the first such match."""
+    spec = importlib.util.find_spec("jieba")
+    if spec is None or not spec.origin:
+        return frozenset()
+    words = []
+    with open(Path(spec.origin).with_name("dict.txt"), encoding="utf-8") as dictionary:
+        for line in dictionary:
+            word, count, tag = line.split()
+            if len(word) in (2, 3) and not tag.startswith("nr") and int(count) >= frequency:
+                words.append(word)
+    return frozenset(words)
+
+
+def any_word(name: str) -> bool:
+    """A name found by its context alone (any first character) that starts with, or is, a
+    word of the dictionary or of case histories: not a name."""
+    words = dictionary_words()
+    return name[:2] in words or name[:3] in words or everyday_word(name)
 
 
 _CN_NAME = rf"{_SURNAME}{_GIVEN}{{1,2}}{_NAME_END}"
@@ -289,6 +321,21 @@ def _basic(kind: str) -> str:
 _NAME_AFTER_LABEL = rf"(?:{alternation(_NAME_LABELS)})[：:\s]{{0,2}}"
 _NAME_AFTER_WEAK_LABEL = rf"(?:{alternation(_WEAK_NAME_LABELS)})(?:[：:]\s?|\s)"
 _CN_NAME_BODY = rf"[{_SINGLE_SURNAMES}]{_GIVEN}{{1,2}}"
+# Contexts that say a name comes, whatever its surname (患者宰超，住院号…; 我是双娟娟，;
+# 莘平女士): two or three characters none of which is a word of a case history, ended
+# by punctuation, the sex or a title; the dictionary's words are refused (any_word).
+# Any label followed by a colon is as strong (联系人：归雪敏，). Where a rule with a
+# surname list finds part of the same name (兰丽 of 通兰丽), the longer span wins.
+# The first character is any surname (周, 时 and 上官's 上 are also words of a case
+# history), or any character but those and 之, 其 (患者之子).
+_STRONG_NAME_LABELS = "患者|病人|家属|我是|我叫"
+_ANY_CN_NAME = (
+    rf"(?:{_COMPOUND_SURNAMES}|[{_SINGLE_SURNAMES}{_EVERYDAY_SURNAMES}]"
+    rf"|{_cjk_without(_NOT_IN_NAME + '之其')}){_GIVEN}{{1,2}}"
+)
+_STRONG_NAME_END = (
+    rf"(?=[\s，,。.；;、！!？?（()）]|$|[男女][，,、\s)）]|(?:{alternation(_TITLES)}))"
+)
 _COMPOUND_NAME_BODY = rf"(?:{_COMPOUND_SURNAMES}){_GIVEN}{{1,2}}"
 # What follows a name in a list of a person's details: the sex, the age, a mobile number.
 _DETAILS_FOLLOW = (
@@ -399,6 +446,30 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "NAME",
+        "any name after a strong label (zh)",
+        _ANY_CN_NAME + _STRONG_NAME_END,
+        before=rf"(?:{alternation(_STRONG_NAME_LABELS)})[：:\s]{{0,2}}"
+        rf"|(?:{alternation(_NAME_LABELS)})\s?[：:]\s?",
+        score=0.84,  # a surname-list rule finding the same span names it
+        invalid=any_word,
+    ),
+    Rule(
+        "NAME",
+        "any name after 姓名 and a colon (zh)",
+        _ANY_CN_NAME + _NAME_END,
+        before=r"姓名\s?[：:]\s?",
+        score=0.84,  # a surname-list rule finding the same span names it
+        invalid=any_word,
+    ),
+    Rule(
+        "NAME",
+        "any name before 女士, 先生 or 同志 (zh)",
+        rf"{_ANY_CN_NAME}(?=女士|先生|同志)",
+        score=0.84,  # a surname-list rule finding the same span names it
+        invalid=any_word,
+    ),
+    Rule(
+        "NAME",
         "name after a title and a colon (zh)",
         _CN_NAME,
         before=_NAME_AFTER_WEAK_LABEL,
@@ -409,6 +480,12 @@ RULES: tuple[Rule, ...] = (
         "name before sex or age (zh)",
         _CN_NAME_BODY + _DETAILS_FOLLOW,
         invalid=everyday_word,
+    ),
+    Rule(
+        "NAME",
+        "everyday-character surname before the sex (zh)",
+        rf"[{_EVERYDAY_SURNAMES}]{_GIVEN}{{1,2}}(?=[，,（( ]{{1,2}}(?:男|女)(?:[，,、 性)）]|$))",
+        invalid=any_word,
     ),
     Rule(
         "NAME",

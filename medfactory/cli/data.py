@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from pathlib import Path
 
 import click
 
 from converters.sources import SOURCES
-from medfactory.cli.common import DATASET_DIR, RULES, ExampleGroup, with_example
+from medfactory.cli.common import DATASET_DIR, RULES, URL, ExampleGroup, with_example
+from medfactory.cli.sql import WithSqlSource
+from medfactory.reporting import dumps
 
 
 @click.group(cls=ExampleGroup)
@@ -22,7 +24,9 @@ def data() -> None:
 @click.option("--subset", help="medical-o1: en, zh, mix or mix_zh [default: en].")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=Path("downloads"))
 @click.option(
-    "--endpoint", help="ModelScope endpoint [default: $MODELSCOPE_DOMAIN or modelscope.cn]."
+    "--endpoint",
+    type=URL(default_scheme="https"),
+    help="ModelScope endpoint [default: $MODELSCOPE_DOMAIN or modelscope.cn].",
 )
 def download(source: str, subset: str | None, dest: Path, endpoint: str | None) -> None:
     """Download a source file from ModelScope with its official client."""
@@ -91,7 +95,8 @@ def download(source: str, subset: str | None, dest: Path, endpoint: str | None) 
     help="table: a YAML column map (columns:, roles:, encoding:, sheet:); --column wins.",
 )
 @click.option(
-    "--encoding", help="table: the CSV's encoding [default: UTF-8 or GBK/GB18030, detected]."
+    "--encoding",
+    help="table: the CSV's encoding [default: detected: UTF-8, UTF-16, GBK/GB18030, Big5].",
 )
 @click.option("--sheet", help="table: the XLSX sheet [default: the first].")
 @click.option(
@@ -165,12 +170,8 @@ def convert(
     de-identification replaced is counted and sampled, in context, in
     DATASET_DIR/NAME.deid-audit.json (it shows the originals: keep it private).
     """
-    from converters.column_map import build_column_map
-    from converters.convert import ConvertOptions, check_inputs, check_name
-    from converters.convert import convert as run
-    from converters.deid.engine import DeidOptions
+    from converters.conversion import ConvertRequest, DeidRequest, TableOptions, convert_files
     from converters.split import parse_split
-    from converters.table_files import check_table
     from medfactory.cli.progress import record_progress
     from medfactory.cli.tables import print_convert_summary
 
@@ -178,54 +179,21 @@ def convert(
         ratios = parse_split(split_text)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--split") from None
-    table_options = {
-        "--column": columns,
-        "--map": map_file,
-        "--encoding": encoding,
-        "--sheet": sheet,
-    }
-    if source == "table":
-        if not columns and not map_file:
-            raise click.UsageError("table: say which column holds what: --column question=COL ...")
-        table = build_column_map(columns, map_file, encoding, sheet)
-    else:
-        given = [option for option, value in table_options.items() if value]
-        if given:
-            raise click.UsageError(f"{', '.join(given)}: only for the table source")
-        table = None
-    if no_scrub and deid not in (None, "off"):
-        raise click.UsageError(f"--no-scrub and --deid {deid} disagree; pass one of them")
-    level = "off" if no_scrub else deid or ("strict" if source == "table" else "basic")
-    if (pseudonymize or ner_config) and level != "strict":
-        raise click.UsageError("--pseudonymize and --ner-config work with --deid strict")
-    options = ConvertOptions(
-        fmt=fmt,
-        name=name,
-        dataset_dir=dataset_dir,
-        split=ratios,
-        seed=seed,
-        cot=cot,
-        system=system,
-        max_chars=max_chars or None,
-        dedup=not no_dedup,
-        deid=level,
-        deid_options=DeidOptions(pseudonymize=pseudonymize, ner_config=ner_config),
-        lint=lint,
-        lint_rules=rules,
-        force=force,
-        table=table,
-        **({"workers": workers} if workers else {}),
-    )
-    check_name(name)  # before the progress bar: a bad name or input is one line
-    total = sum(path.stat().st_size for path in check_inputs(list(inputs)))
-    for path in inputs if table else ():
-        check_table(path, table)
-    with record_progress(f"converting {source}", total, enabled=not as_json) as on_progress:
-        summary = run(source, list(inputs), options, on_progress=on_progress)
+    request = ConvertRequest(
+        source=source, inputs=list(inputs), fmt=fmt, name=name, dataset_dir=dataset_dir,
+        split=ratios, seed=seed, cot=cot, system=system, max_chars=max_chars,
+        dedup=not no_dedup, deid=DeidRequest(deid, no_scrub, pseudonymize, ner_config),
+        lint=lint, rules=rules, force=force, workers=workers,
+        table=TableOptions(columns, map_file, encoding, sheet),
+    )  # fmt: skip
+    summary = convert_files(request, partial(record_progress, enabled=not as_json))
     if as_json:
-        click.echo(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2))
+        click.echo(dumps(summary.as_dict()))
     else:
         print_convert_summary(summary)
+
+
+data.add_command(WithSqlSource(convert))  # `data convert sql URL ...`: a database source
 
 
 @with_example("medfactory data stats huatuo_sample_train --tokenizer .cache/tiny-model")
@@ -245,7 +213,7 @@ def stats(name: str, dataset_dir: Path, tokenizer: Path | None, as_json: bool) -
 
     result = dataset_stats(dataset_dir, name, tokenizer=tokenizer)
     if as_json:
-        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        click.echo(dumps(result))
     else:
         print_stats(result)
 
@@ -274,7 +242,7 @@ def lint(target, dataset_dir, rules, examples, out, as_json) -> None:
 
     report = lint_dataset(target, dataset_dir, rules, examples, out)
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        click.echo(dumps(report))
     else:
         print_safety_report(report)
 
@@ -285,7 +253,9 @@ def lint(target, dataset_dir, rules, examples, out, as_json) -> None:
 )
 @data.command()
 @click.argument("docs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--endpoint", required=True, help="Base URL of an OpenAI-compatible server.")
+@click.option(
+    "--endpoint", required=True, type=URL(), help="Base URL of an OpenAI-compatible server."
+)
 @click.option(
     "--model", "--model-name", "model", help="The drafting model [default: the server's last]."
 )
@@ -306,11 +276,20 @@ def lint(target, dataset_dir, rules, examples, out, as_json) -> None:
     help="Drop an answer when less of it than this occurs in its chunk.",
 )
 @click.option("--min-answer-chars", default=10, show_default=True, help="Drop shorter answers.")
+@click.option(
+    "--retry-unusable",
+    is_flag=True,
+    help="Ask again the chunks whose kept reply was not usable (a rerun skips them).",
+)
+@click.option(
+    "--encoding", help="Of the text documents [default: UTF-8, UTF-16, GBK/GB18030 or Big5]."
+)
 @RULES
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def synthesize(
     docs, endpoint, model, api_key, name, dataset_dir, questions, chunk_chars, overlap,
-    concurrency, max_tokens, min_grounding, min_answer_chars, rules, as_json,
+    concurrency, max_tokens, min_grounding, min_answer_chars, retry_unusable, encoding, rules,
+    as_json,
 ) -> None:  # fmt: skip
     """Draft question-answer pairs from medical documents with a model, and check them.
 
@@ -320,31 +299,25 @@ def synthesize(
     make a banned claim, are not grounded in their chunk, or repeat a question are
     dropped with the reason; the rest go to DATASET_DIR/NAME.drafts.jsonl for doctors
     to review (`medfactory review create --drafts`). A rerun asks only for the chunks
-    it has no reply for.
+    it has no reply for (and needs no server when it has them all); a chunk whose reply
+    was not usable is kept with that reply and asked again with --retry-unusable.
     """
-    from converters.convert import check_name
     from deploy.client import Endpoint
     from medfactory.cli.progress import count_progress
     from medfactory.cli.tables import print_synthesis_summary
     from medfactory.synthesis.checks import CheckOptions
-    from medfactory.synthesis.run import SynthesisOptions, documents, read_chunks
-    from medfactory.synthesis.run import synthesize as run
+    from medfactory.synthesis.run import SynthesisOptions, synthesize_documents
 
-    check_name(name)
     options = SynthesisOptions(
         name=name, dataset_dir=dataset_dir, questions=questions, chunk_chars=chunk_chars,
         overlap=overlap, concurrency=concurrency, max_tokens=max_tokens,
         checks=CheckOptions(min_answer_chars=min_answer_chars, min_grounding=min_grounding),
-        rules=rules,
+        rules=rules, encoding=encoding, retry_unusable=retry_unusable,
     )  # fmt: skip
-    chunks = read_chunks(documents(list(docs)), options)  # bad files: one message, no request
-    server = Endpoint(endpoint, api_key=api_key, model=model)
-    server.check()
-    with count_progress(
-        f"drafting with {server.model}", len(chunks), enabled=not as_json
-    ) as advance:
-        summary = run(chunks, server, options, on_progress=advance)
+    server = Endpoint(endpoint, api_key=api_key, model=model)  # checked when a request is due
+    progress = partial(count_progress, enabled=not as_json)
+    summary = synthesize_documents(list(docs), server, options, progress)
     if as_json:
-        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        click.echo(dumps(summary))
     else:
         print_synthesis_summary(summary)
