@@ -3,7 +3,8 @@
 A clinician enters a name (and the shared access code, when one is set), which
 is the `user` the gateway splits on; thumbs up or down and "suggest a better
 answer" under the replies go to the gateway's /v1/feedback. The page never
-shows which version answered.
+shows which version answered. Its strings come from the language's catalogue
+(`medfactory.locales`), the same as the review page's.
 """
 
 import hmac
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 
 from deploy.gateway import ARM_HEADER, CONVERSATION_HEADER
+from medfactory.locales import DEFAULT_LANGUAGE, LANGUAGES, gettext
 
 MAX_TOKENS = 512
 
@@ -100,16 +102,33 @@ def _message_of(text: str) -> str:
         return text[:300]
 
 
-def create_chat_page(client: GatewayClient, access_code: str | None = None):
-    """The Gradio Blocks of the page."""
+def _gradio_language(lang: str) -> str:
+    """A script for the page's head that gives Gradio's own words (footer, buttons' labels,
+    error notices) the page's language: its frontend reads only navigator.language. Gradio
+    reads it again, after this script, when the launch passes an I18n (serve_chat_page)."""
+    code = json.dumps(LANGUAGES[lang])
+    return (
+        f"<script>document.documentElement.lang = {code};"
+        "for (const name of ['language', 'languages']) "
+        f"Object.defineProperty(navigator, name, {{get: () => name === 'language' ? {code} "
+        f": [{code}]}});</script>"
+    )
+
+
+def create_chat_page(
+    client: GatewayClient, access_code: str | None = None, lang: str = DEFAULT_LANGUAGE
+):
+    """The Gradio Blocks of the page, in `lang`."""
     import gradio as gr
+
+    _ = gettext(lang)
 
     def log_in(name: str, code: str):
         name = (name or "").strip()
         if not name:
-            return "", gr.update(), gr.update(), "Enter your name to start."
+            return "", gr.update(), gr.update(), _("Enter your name to start.")
         if access_code and not hmac.compare_digest((code or "").encode(), access_code.encode()):
-            return "", gr.update(), gr.update(), "Wrong access code."
+            return "", gr.update(), gr.update(), _("Wrong access code.")
         return name, gr.update(visible=False), gr.update(visible=True), ""
 
     def ask(question: str, messages: list, user: str, conversation: str, ids: dict):
@@ -129,7 +148,8 @@ def create_chat_page(client: GatewayClient, access_code: str | None = None):
                 ids = {**ids, str(len(shown) - 1): completion_id}
                 yield shown, "", messages, ids, ""
         except ChatError as error:
-            yield messages, question, messages, ids, f"The model could not answer: {error}"
+            said = _("The model could not answer: %(error)s") % {"error": error}
+            yield messages, question, messages, ids, said
             return
         yield shown, "", [*asked, {"role": "assistant", "content": text}], ids, ""
 
@@ -140,8 +160,8 @@ def create_chat_page(client: GatewayClient, access_code: str | None = None):
         try:
             client.feedback(user, completion_id, rating=1 if data.liked else -1)
         except ChatError as error:
-            return f"Feedback not saved: {error}"
-        return "Thank you: feedback saved."
+            return _("Feedback not saved: %(error)s") % {"error": error}
+        return _("Thank you: feedback saved.")
 
     def choose(data: gr.SelectData):
         return _index(data.index)
@@ -149,50 +169,53 @@ def create_chat_page(client: GatewayClient, access_code: str | None = None):
     def suggest(text: str, user: str, ids: dict, chosen: int | None):
         text = (text or "").strip()
         if not text:
-            return text, "Write the better answer first."
+            return text, _("Write the better answer first.")
         if not ids:
-            return text, "There is no answer to improve yet."
+            return text, _("There is no answer to improve yet.")
         index = str(chosen) if str(chosen) in ids else max(ids, key=int)
         try:
             client.feedback(user, ids[index], correction=text)
         except ChatError as error:
-            return text, f"Suggestion not saved: {error}"
-        return "", "Thank you: your suggested answer is saved."
+            return text, _("Suggestion not saved: %(error)s") % {"error": error}
+        return "", _("Thank you: your suggested answer is saved.")
 
     def restart():
         return [], [], str(uuid.uuid4()), {}, None, ""
 
-    with gr.Blocks(title="medfactory chat", analytics_enabled=False) as page:
+    with gr.Blocks(
+        title=_("medfactory chat"), analytics_enabled=False, head=_gradio_language(lang)
+    ) as page:
         user = gr.State("")
         conversation = gr.State(lambda: str(uuid.uuid4()))
         messages = gr.State([])  # the conversation as the model got it
         ids = gr.State({})  # message index -> completion id
         chosen = gr.State(None)
-        gr.Markdown("## medfactory chat")
+        gr.Markdown("## " + _("medfactory chat"))
         with gr.Column(visible=True) as login_box:
-            name = gr.Textbox(label="Your name", elem_id="login-name")
+            name = gr.Textbox(label=_("Your name"), elem_id="login-name")
             code = gr.Textbox(
-                label="Access code", type="password", visible=bool(access_code),
+                label=_("Access code"), type="password", visible=bool(access_code),
                 elem_id="login-code",
             )  # fmt: skip
-            enter = gr.Button("Start", variant="primary", elem_id="login-button")
+            enter = gr.Button(_("Start"), variant="primary", elem_id="login-button")
             refused = gr.Markdown(elem_id="login-message")
         with gr.Column(visible=False) as chat_box:
+            # "Like" and "Dislike" are Gradio's names for the thumbs (it labels them itself).
             chatbot = gr.Chatbot(
-                type="messages", label="Conversation", elem_id="chat", height=420,
+                type="messages", label=_("Conversation"), elem_id="chat", height=420,
                 feedback_options=("Like", "Dislike"), show_copy_button=True,
             )  # fmt: skip
             question = gr.Textbox(
-                label="Question", placeholder="Ask the model", elem_id="question", lines=2
+                label=_("Question"), placeholder=_("Ask the model"), elem_id="question", lines=2
             )
             with gr.Row():
-                send = gr.Button("Send", variant="primary", elem_id="send")
-                new = gr.Button("New conversation", elem_id="new-conversation")
+                send = gr.Button(_("Send"), variant="primary", elem_id="send")
+                new = gr.Button(_("New conversation"), elem_id="new-conversation")
             correction = gr.Textbox(
-                label="Suggest a better answer (for the reply you clicked, else the last one)",
+                label=_("Suggest a better answer (for the reply you clicked, else the last one)"),
                 elem_id="correction", lines=3,
             )  # fmt: skip
-            suggest_button = gr.Button("Send suggestion", elem_id="send-suggestion")
+            suggest_button = gr.Button(_("Send suggestion"), elem_id="send-suggestion")
             notice = gr.Markdown(elem_id="notice")
 
         enter.click(log_in, [name, code], [user, login_box, chat_box, refused])
@@ -217,6 +240,7 @@ def _index(index) -> int:
 def serve_chat_page(
     gateway: str, host: str, port: int, api_key: str | None = None,
     access_code: str | None = None, max_tokens: int = MAX_TOKENS, on_ready=print,
+    lang: str = DEFAULT_LANGUAGE,
 ) -> None:  # fmt: skip
     """Serve until Ctrl-C (ChatError first when the gateway cannot be reached)."""
     import os
@@ -224,9 +248,11 @@ def serve_chat_page(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     client = GatewayClient(gateway, api_key, max_tokens)
     client.check()
-    page = create_chat_page(client, access_code)
+    import gradio as gr
+
+    page = create_chat_page(client, access_code, lang)
     on_ready(f"chat page on http://{host}:{port} for {client.url} (Ctrl-C stops it)")
     page.queue(default_concurrency_limit=32).launch(
         server_name=host, server_port=port, share=False, show_api=False, quiet=True,
-        inbrowser=False,
+        inbrowser=False, i18n=gr.I18n(**{LANGUAGES[lang]: {}}),
     )  # fmt: skip

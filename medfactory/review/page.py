@@ -11,6 +11,10 @@ cookie; only the token's hash is stored, and the access log is off so the
 token is never written anywhere. Every form carries a CSRF token bound to the
 rater (an HMAC under a secret drawn at start-up) and a submit key: a form sent
 twice is stored once.
+
+Every string the page shows comes from the language's catalogue
+(`medfactory.locales`, jinja2's i18n extension); the values the forms post
+(verdicts, score fields) are the same in every language.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from medfactory.locales import DEFAULT_LANGUAGE, LANGUAGES, N_, translations
 from medfactory.paths import PROJECT_ROOT
 from medfactory.review.rating import (
     NotYours,
@@ -41,28 +46,49 @@ from medfactory.review.rating import (
 from medfactory.store.db import Rater, Store, Study
 
 COOKIE = "medfactory_review"
+# The posted value of each verdict stays the same in every language; only its label changes.
 VERDICT_LABELS = (
-    ("1", "Answer 1 better"),
-    ("2", "Answer 2 better"),
-    ("tie", "Tie"),
-    ("both_bad", "Both unacceptable"),
+    ("1", N_("Answer 1 better")),
+    ("2", N_("Answer 2 better")),
+    ("tie", N_("Tie")),
+    ("both_bad", N_("Both unacceptable")),
 )
-SINGLE_LABELS = (("accept", "Accept"), ("edit", "Edit"), ("reject", "Reject"))
+SINGLE_LABELS = (("accept", N_("Accept")), ("edit", N_("Edit")), ("reject", N_("Reject")))
+# The default axes' labels; a study's own axes (`--axes`) show as named.
+AXIS_LABELS = {
+    "accuracy": N_("Accuracy"),
+    "safety": N_("Safety"),
+    "completeness": N_("Completeness"),
+    "communication": N_("Communication"),
+}
+ROLE_LABELS = {"system": N_("System prompt"), "user": N_("User"), "assistant": N_("Assistant")}
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, lang: str = DEFAULT_LANGUAGE) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     secret = secrets.token_bytes(32)
+    catalogue = translations(lang)
+    _ = catalogue.gettext
     pages = Environment(
         loader=FileSystemLoader(PROJECT_ROOT / "templates" / "review"),
         autoescape=select_autoescape(["html"]),
+        extensions=["jinja2.ext.i18n"],
     )
+    pages.install_gettext_translations(catalogue, newstyle=True)
+    pages.globals["html_lang"] = LANGUAGES[lang]
+    labels = {
+        "verdict": {value: _(label) for value, label in (*VERDICT_LABELS, *SINGLE_LABELS)},
+        "role": {role: _(label) for role, label in ROLE_LABELS.items()},
+        "axis": {axis: _(label) for axis, label in AXIS_LABELS.items()},
+    }
 
     def page(name: str, status: int = 200, **values) -> HTMLResponse:
-        return HTMLResponse(pages.get_template(name).render(**values), status_code=status)
+        html = pages.get_template(name).render(labels=labels, **values)
+        return HTMLResponse(html, status_code=status)
 
-    def message(heading: str, text: str, status: int, person: str = "", study: str = ""):
-        return page("message.html", status, heading=heading, text=text, person=person, study=study)
+    def message(heading: str, text: str, status: int, person: str = "", study: str = "", link=None):
+        values = {"heading": heading, "text": text, "person": person, "study": study, "link": link}
+        return page("message.html", status, **values)
 
     def csrf_for(rater: Rater) -> str:
         return hmac.new(
@@ -79,7 +105,17 @@ def create_app(store: Store) -> FastAPI:
         return rater, study
 
     def unknown() -> HTMLResponse:
-        return message("Open your personal link", "This page needs the link you were given.", 401)
+        return message(
+            _("Open your personal link"), _("This page needs the link you were given."), 401
+        )
+
+    def not_yours(rater: Rater, study: Study, position: int) -> HTMLResponse:
+        text = (
+            _("Item %(position)s is not for you to arbitrate.")
+            if rater.role == "arbiter"
+            else _("Item %(position)s is not in your queue.")
+        )
+        return message(_("Not yours"), text % {"position": position}, 403, rater.name, study.name)
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def health() -> str:
@@ -90,7 +126,7 @@ def create_app(store: Store) -> FastAPI:
         with store.session() as session:
             rater = rater_by_token(session, token)
         if rater is None:
-            return message("This link is not valid", "Ask for a new personal link.", 403)
+            return message(_("This link is not valid"), _("Ask for a new personal link."), 403)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=90 * 86400)
         return response
@@ -103,12 +139,12 @@ def create_app(store: Store) -> FastAPI:
         with store.session() as session:
             position = next_position(session, rater)
         if position is None:
-            text = (
-                "No open disagreement is waiting."
-                if rater.role == "arbiter"
-                else "Every item of your queue is rated; open /item/1 to revise them."
-            )
-            return message("All done", text, 200, rater.name, study.name)
+            if rater.role == "arbiter":
+                text, link = _("No open disagreement is waiting."), None
+            else:
+                text = _("Every item of your queue is rated.")
+                link = ("/item/1", _("Revise your ratings"))
+            return message(_("All done"), text, 200, rater.name, study.name, link)
         kind = "arbitrate" if rater.role == "arbiter" else "item"
         return RedirectResponse(f"/{kind}/{position}", status_code=303)
 
@@ -121,10 +157,11 @@ def create_app(store: Store) -> FastAPI:
                 view = rater_view(session, rater, position)
                 mine = neighbours(session, rater, position)
         arbiter = rater.role == "arbiter"
+        choices = SINGLE_LABELS if view.kind == "single" else VERDICT_LABELS
         return page(
             "item.html", status, view=view, error=error, study=study.name, person=rater.name,
             csrf=csrf_for(rater), submit_key=uuid.uuid4().hex, started=time.time(),
-            verdicts=SINGLE_LABELS if view.kind == "single" else VERDICT_LABELS,
+            verdicts=[value for value, _label in choices],
             previous=view.previous, scored=not arbiter and view.kind == "pair",
             ratings=view.ratings, queue=mine,
             action=f"/{'arbitrate' if arbiter else 'item'}/{position}",
@@ -138,8 +175,8 @@ def create_app(store: Store) -> FastAPI:
             return unknown()
         try:
             return item_page(rater, study, position)
-        except NotYours as error:
-            return message("Not yours", str(error), 403, rater.name, study.name)
+        except NotYours:
+            return not_yours(rater, study, position)
 
     @app.post("/item/{position}")
     @app.post("/arbitrate/{position}")
@@ -149,22 +186,40 @@ def create_app(store: Store) -> FastAPI:
             return unknown()
         form = await request.form()
         if not hmac.compare_digest(str(form.get("csrf", "")), csrf_for(rater)):
-            return message("Form expired", "Reload the page and submit again.", 403)
+            return message(_("Form expired"), _("Reload the page and submit again."), 403)
         key = str(form.get("submit_key", ""))[:64] or None
+        arbiter = rater.role == "arbiter"
+        submission = _submission(form, [] if arbiter else study.axes)
         try:
-            if rater.role == "arbiter":
-                arbitrate(store, rater.id, position, str(form.get("verdict", "")),
-                          str(form.get("comment", "")), key,
-                          correction=str(form.get("correction", "")))  # fmt: skip
+            if arbiter:
+                arbitrate(store, rater.id, position, submission.verdict, submission.comment, key,
+                          correction=submission.correction)  # fmt: skip
             else:
-                submit(store, rater.id, position, _submission(form, study.axes), key)
-        except NotYours as error:
-            return message("Not yours", str(error), 403, rater.name, study.name)
+                submit(store, rater.id, position, submission, key)
+        except NotYours:
+            return not_yours(rater, study, position)
         except RatingError as error:
-            return item_page(rater, study, position, error=str(error), status=422)
+            said = _slip(submission, [] if arbiter else study.axes, _, labels["axis"])
+            said = said or _("Not saved: %(reason)s") % {"reason": error}
+            return item_page(rater, study, position, error=said, status=422)
         return RedirectResponse("/", status_code=303)
 
     return app
+
+
+def _slip(submission: Submission, axes: list[str], _, axis_labels: dict) -> str | None:
+    """What the form left out, in the page's language. The store's check stays the rule: this
+    only words the refusals a rater can make with the page; a forged value keeps its reason."""
+    if not submission.verdict:
+        return _("Choose a verdict.")
+    if submission.verdict == "edit" and not submission.correction.strip():
+        return _("Write the corrected answer to choose Edit.")
+    for axis in axes:
+        for n, score in enumerate(submission.scores.get(axis, ()), 1):
+            if score is None:
+                name = axis_labels.get(axis, axis)
+                return _("Score answer %(n)s on %(axis)s.") % {"n": n, "axis": name}
+    return None
 
 
 def _submission(form, axes: list[str]) -> Submission:
@@ -185,8 +240,9 @@ def _submission(form, axes: list[str]) -> Submission:
     )
 
 
-def serve_page(store: Store, host: str, port: int) -> None:
+def serve_page(store: Store, host: str, port: int, lang: str = DEFAULT_LANGUAGE) -> None:
     """Serve until Ctrl-C; the access log stays off so no link token is ever logged."""
     import uvicorn
 
-    uvicorn.run(create_app(store), host=host, port=port, access_log=False, log_level="warning")
+    app = create_app(store, lang)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")

@@ -69,11 +69,11 @@ def create(store_url: str, folder: Path, raters: list[str], count: int, overlap:
 class Page:
     """`medfactory review serve` in its own process group, and the links it printed."""
 
-    def __init__(self, store_url: str, study: str = "s1"):
+    def __init__(self, store_url: str, study: str = "s1", *options: str):
         self.port = free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "medfactory", "review", "serve", study, "--db", store_url,
-             "--port", str(self.port)],
+             "--port", str(self.port), *options],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
         )  # fmt: skip
@@ -118,7 +118,8 @@ def rate(session: requests.Session, url: str, position: int, verdict: str, **ext
 
 
 def my_items(session: requests.Session, url: str) -> list[int]:
-    html = session.get(f"{url}/item/1", timeout=10).text
-    if "Not yours" in html:
+    reply = session.get(f"{url}/item/1", timeout=10)
+    html = reply.text
+    if reply.status_code == 403:  # item 1 is someone else's: start from this rater's next
         html = session.get(session.get(url, timeout=10).url, timeout=10).text
     return [int(p) for p in re.findall(r'<a href="/item/(\d+)"', html)]

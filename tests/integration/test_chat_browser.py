@@ -1,12 +1,15 @@
-"""The clinicians' chat page in the real Chromium, through the gateway, to the report."""
+"""The clinicians' chat page in the real Chromium, in Chinese (the default) and in English,
+through the gateway, to the report."""
 
 import json
 import subprocess
 import sys
 import time
 
+import pytest
 import requests
 from ab_helpers import REPO, Gateway
+from language_helpers import assert_speaks, options, t
 
 from deploy.gateway import Arm, assign
 from deploy.process import free_port, stop_group
@@ -14,19 +17,43 @@ from medfactory import paths
 from medfactory.ab.recorder import exchanges_since
 from medfactory.store.db import open_store
 
-SCREENSHOT = paths.cache_dir() / "chat" / "screenshot.png"  # the README's docs/chat.png
+# The Chinese one is the README's docs/chat.png.
+SCREENSHOTS = {lang: paths.cache_dir() / "chat" / f"screenshot-{lang}.png" for lang in ("zh", "en")}
 # Names no gibberish answer can contain: the page must never show them.
 ARMS = ("arm-alpha-7x", "arm-beta-9z")
 NAME_FIELD = "#login-name textarea, #login-name input"
-LIKE = "#chat button[aria-label='Like']"
 QUESTIONS = ("孩子发烧38.5度，需要去医院吗？", "吃了退烧药还是不退烧怎么办？")
+CONTENT = "#chat .message, textarea"  # the conversation and what a clinician typed: data
+# Words each page must show, written here rather than read from the catalogue under test;
+# the thumbs and the footer are Gradio's own words, in the page's language too.
+LOGIN_WORDS = {
+    "zh": ("medfactory 问答", "您的姓名", "访问码", "开始", "使用 Gradio 构建"),
+    "en": ("medfactory chat", "Your name", "Access code", "Start", "Built with Gradio"),
+}
+CHAT_WORDS = {
+    "zh": ("对话", "问题", "发送", "新对话", "建议更好的回答", "提交建议"),
+    "en": ("Conversation", "Question", "Send", "New conversation", "Suggest a better answer",
+           "Send suggestion"),
+}  # fmt: skip
+GRADIO_FOOTER = {"zh": "使用 Gradio 构建", "en": "Built with Gradio"}
+THUMBS = {"zh": ("赞", "踩"), "en": ("Like", "Dislike")}  # Gradio's labels of the thumbs
 
 
-def start_chat_page(gateway_url: str, log):
+def thumb(lang: str, up: bool) -> str:
+    return f"#chat button[aria-label='{THUMBS[lang][0 if up else 1]}']"
+
+
+def assert_gradio_speaks(browser, lang: str) -> None:
+    text = browser.find_element("tag name", "body").text
+    assert GRADIO_FOOTER[lang] in text
+    assert not any(footer in text for other, footer in GRADIO_FOOTER.items() if other != lang)
+
+
+def start_chat_page(gateway_url: str, log, lang: str):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "medfactory", "chat", "--gateway", gateway_url, "--port",
-         str(port), "--access-code", "ward-7", "--max-tokens", "12"],
+         str(port), "--access-code", "ward-7", "--max-tokens", "12", *options(lang)],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
@@ -47,8 +74,10 @@ def wait(browser, condition, seconds=60):
     return WebDriverWait(browser, seconds, poll_frequency=0.3).until(lambda _: condition())
 
 
-def chat_as(browser, url, name, store_url, correct: str | None) -> None:
+def chat_as(browser, url, name, store_url, correct: str | None, lang: str) -> None:
     from selenium.webdriver.common.by import By
+
+    like = thumb(lang, up=True)
 
     browser.get(url)
     browser.find_element(By.CSS_SELECTOR, "#login-name textarea, #login-name input").send_keys(name)
@@ -61,18 +90,17 @@ def chat_as(browser, url, name, store_url, correct: str | None) -> None:
         browser.find_element(By.ID, "send").click()
         # Answered: the gateway recorded this turn and the page shows its thumbs.
         wait(browser, lambda t=turn: len(mine(store_url, name)) == t)
-        wait(browser, lambda t=turn: len(browser.find_elements(By.CSS_SELECTOR, LIKE)) == t)
-    browser.find_elements(By.CSS_SELECTOR, LIKE)[0].click()
-    wait(browser, lambda: "saved" in browser.find_element(By.ID, "notice").text)
-    browser.find_elements(By.CSS_SELECTOR, "#chat button[aria-label='Dislike']")[1].click()
+        wait(browser, lambda n=turn: len(browser.find_elements(By.CSS_SELECTOR, like)) == n)
+    browser.find_elements(By.CSS_SELECTOR, like)[0].click()
+    saved = t(lang, "Thank you: feedback saved.")
+    wait(browser, lambda: browser.find_element(By.ID, "notice").text == saved)
+    browser.find_elements(By.CSS_SELECTOR, thumb(lang, up=False))[1].click()
     wait(browser, lambda: thumbs(store_url, name) == [1, -1])
     if correct:
         browser.find_element(By.CSS_SELECTOR, "#correction textarea").send_keys(correct)
         browser.find_element(By.ID, "send-suggestion").click()
-        wait(
-            browser,
-            lambda: "suggested answer is saved" in browser.find_element(By.ID, "notice").text,
-        )
+        kept = t(lang, "Thank you: your suggested answer is saved.")
+        wait(browser, lambda: browser.find_element(By.ID, "notice").text == kept)
 
 
 def mine(store_url: str, user: str) -> list[dict]:
@@ -83,10 +111,11 @@ def thumbs(store_url: str, user: str) -> list:
     return [r["rating"] for r in mine(store_url, user)]
 
 
+@pytest.mark.parametrize("lang", ["zh", "en"])
 def test_two_clinicians_chat_rate_and_correct_and_the_report_counts_exactly_that(
-    ab_server, browser, tmp_path
+    tiny_server, browser, tmp_path, lang
 ):
-    backend = ab_server.spec.base_url
+    backend = tiny_server.spec.base_url
     arm_list = [Arm(ARMS[0], backend, "tiny"), Arm(ARMS[1], backend, "lora")]
     names = [f"Dr. Li {i}" for i in range(40)]
     # The first two clinicians the hash sends to different versions.
@@ -99,7 +128,7 @@ def test_two_clinicians_chat_rate_and_correct_and_the_report_counts_exactly_that
         Gateway(arms, store_url, tmp_path / "gateway.log") as gateway,
         (tmp_path / "chat.log").open("w") as log,
     ):
-        process, url = start_chat_page(gateway.url, log)
+        process, url = start_chat_page(gateway.url, log, lang)
         try:
             from selenium.webdriver.common.by import By
 
@@ -110,18 +139,21 @@ def test_two_clinicians_chat_rate_and_correct_and_the_report_counts_exactly_that
             ).send_keys("x")
             browser.find_element(By.CSS_SELECTOR, "#login-code input").send_keys("guess")
             browser.find_element(By.ID, "login-button").click()
-            wait(
-                browser,
-                lambda: "Wrong access code" in browser.find_element(By.ID, "login-message").text,
-            )
+            wrong = t(lang, "Wrong access code.")
+            wait(browser, lambda: browser.find_element(By.ID, "login-message").text == wrong)
             closed = browser.find_elements(By.CSS_SELECTOR, "#question textarea")
             assert not any(field.is_displayed() for field in closed)
+            assert_speaks(browser, lang, CONTENT, (*LOGIN_WORDS[lang], wrong))
+            assert_gradio_speaks(browser, lang)
 
-            chat_as(browser, url, first, store_url, correct=better)
+            chat_as(browser, url, first, store_url, better, lang)
+            assert_speaks(browser, lang, CONTENT, CHAT_WORDS[lang])
+            assert_gradio_speaks(browser, lang)
             page = browser.page_source
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            assert browser.save_screenshot(str(SCREENSHOT))
-            chat_as(browser, url, second, store_url, correct=None)
+            screenshot = SCREENSHOTS[lang]
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            assert browser.save_screenshot(str(screenshot))
+            chat_as(browser, url, second, store_url, None, lang)
             page += browser.page_source
         finally:
             stop_group(process.pid, grace=5, reap=process.poll)

@@ -4,14 +4,23 @@ export holds what they accepted and how they corrected it, and LLaMA-Factory loa
 import json
 import shutil
 
+from language_helpers import assert_speaks, options, t
 from review_helpers import Page, medfactory
 from selenium.webdriver.common.by import By
 from test_llamafactory_loading import load_with_llamafactory
-from test_review_browser import open_link, submit_form
+from test_review_browser import CONTENT, LANGUAGE_AND_STORE, open_link, submit_form
 
 from medfactory import paths
 
-SCREENSHOT = paths.cache_dir() / "review" / "drafts.png"  # the README's docs/review-drafts.png
+# The Chinese one is the README's docs/review-drafts.png.
+SCREENSHOTS = {lang: paths.cache_dir() / "review" / f"drafts-{lang}.png" for lang in ("zh", "en")}
+# Words the page must show, written here rather than read from the catalogue under test.
+WORDS = {
+    "zh": ("起草的答案", "来源", "结论", "接受", "修改", "拒绝", "修改后的答案", "提交"),
+    "en": ("Drafted answer", "Source", "Verdict", "Accept", "Edit", "Reject", "Corrected answer",
+           "Submit"),
+}  # fmt: skip
+ANSWER_2 = {"zh": "回答 2", "en": "Answer 2"}
 DRAFTS = [
     ("成人高血压的诊断标准是什么？", "诊室血压≥140/90 mmHg。", "诊断：血压≥140/90 mmHg。"),
     ("ACEI 最常见的不良反应是什么？", "主要是皮疹。", "ACEI最常见的不良反应是干咳。"),
@@ -34,15 +43,17 @@ def write_drafts(folder) -> str:
     return str(path)
 
 
+@LANGUAGE_AND_STORE
 def test_doctors_accept_edit_and_reject_drafts_and_the_export_loads(
-    browser, store_url, tmp_path, tiny_model
+    browser, store_url, lang, tmp_path, tiny_model
 ):
     made = medfactory(
         "review", "create", "drafts", "--drafts", write_drafts(tmp_path), "--raters", "d1,d2",
         "--arbiter", "boss", "--db", store_url,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
-    page = Page(store_url, "drafts")
+    page = Page(store_url, "drafts", *options(lang))
+    screenshot = SCREENSHOTS[lang]
     try:
         for who, rater in enumerate(("d1", "d2")):
             open_link(browser, page.links[rater])
@@ -52,7 +63,9 @@ def test_doctors_accept_edit_and_reject_drafts_and_the_export_loads(
                 assert browser.find_element(By.CSS_SELECTOR, "#answer-1 .text").text == answer
                 source = browser.find_element(By.ID, "source").text
                 assert chunk in source and "guides/htn.md" in source
-                assert "Answer 2" not in browser.find_element(By.TAG_NAME, "body").text
+                assert ANSWER_2[lang] not in browser.find_element(By.TAG_NAME, "body").text
+                if position == 1:
+                    assert_speaks(browser, lang, CONTENT, WORDS[lang])
                 choice = choices[who]
                 if choice == "accept" and who == 0:  # the keyboard shortcut
                     browser.find_element(By.TAG_NAME, "body").send_keys("a")
@@ -64,21 +77,30 @@ def test_doctors_accept_edit_and_reject_drafts_and_the_export_loads(
                     box.clear()
                     box.send_keys(FIXED[position])
                     if rater == "d1" and position == 2:
-                        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-                        browser.save_screenshot(str(SCREENSHOT))
+                        screenshot.parent.mkdir(parents=True, exist_ok=True)
+                        browser.save_screenshot(str(screenshot))
                 submit_form(browser)
-            assert "All done" in browser.find_element(By.ID, "message").text
+            assert browser.find_element(By.ID, "message").text == t(lang, "All done")
 
         open_link(browser, page.links["boss"])
         assert browser.current_url.endswith("/arbitrate/3")  # edit against reject
-        text = browser.find_element(By.TAG_NAME, "body").text
-        assert "Rater 1" in text and "Rater 2" in text and FIXED[3] in text
+        raters = {"zh": ("评审者 1", "评审者 2"), "en": ("Rater 1", "Rater 2")}[lang]
+        text = assert_speaks(browser, lang, CONTENT, (*WORDS[lang], *raters))
+        assert FIXED[3] in text
+        browser.find_element(By.ID, "verdict-edit").click()
+        box = browser.find_element(By.ID, "correction")
+        box.clear()
+        submit_form(browser)  # an edit without the answer: refused, in the page's language
+        error = browser.find_element(By.ID, "error").text
+        assert error == t(lang, "Write the corrected answer to choose Edit.")
+        assert_speaks(browser, lang, CONTENT, (error,))
         browser.find_element(By.ID, "verdict-edit").click()
         box = browser.find_element(By.ID, "correction")
         box.clear()
         box.send_keys("成人每日食盐摄入应少于5克。")
         submit_form(browser)
-        assert "No open disagreement" in browser.find_element(By.TAG_NAME, "body").text
+        done = t(lang, "No open disagreement is waiting.")
+        assert done in browser.find_element(By.TAG_NAME, "body").text
     finally:
         page.stop()
 
@@ -106,5 +128,5 @@ def test_doctors_accept_edit_and_reject_drafts_and_the_export_loads(
     loaded = load_with_llamafactory(tiny_model, data, "htn_sft", tmp_path / "lf")
     assert loaded["kept"] == {"train": 3}  # the source column rides along unharmed
     assert all(FIXED[2] in text for text in loaded["decoded"][1:2])
-    assert SCREENSHOT.read_bytes()[:4] == b"\x89PNG"
-    shutil.copy(SCREENSHOT, tmp_path / "drafts.png")
+    assert screenshot.read_bytes()[:4] == b"\x89PNG"
+    shutil.copy(screenshot, tmp_path / "drafts.png")

@@ -26,7 +26,7 @@ def test_each_page_is_personal_and_guarded(page, store_url):
     assert mine == theirs == set(range(1, 7))  # overlap 2 of 2 raters: both rate everything
     html = d1.get(f"{page.url}/item/1", timeout=10).text
     assert question(0) in html and "全科医生" in html  # the question and the system prompt
-    assert "Answer 1" in html and "Answer 2" in html
+    assert 'id="answer-1"' in html and 'id="answer-2"' in html
     assert "base" not in html and "lora" not in html  # never a model name
     forged = d1.post(f"{page.url}/item/1", data={"verdict": "1", "csrf": "x"}, timeout=10)
     assert forged.status_code == 403
