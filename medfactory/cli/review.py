@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from medfactory.cli.common import DB, ExampleGroup, export_options, with_example
 from medfactory.cli.common import open_db as _store
+from medfactory.locales import DEFAULT_LANGUAGE, LANGUAGES
 
 
 @click.group(cls=ExampleGroup)
@@ -63,7 +63,7 @@ def create(
     With --drafts each item is one drafted question and answer, shown with the
     passage it was drafted from, to accept, edit or reject.
     """
-    from medfactory.review.studies import StudySpec, create_study
+    from medfactory.review.studies import StudySpec, create_study, created_line
 
     if drafts and (first or second or more):
         raise click.UsageError("--drafts makes a study of drafts; leave out --a, --b, --version")
@@ -74,18 +74,7 @@ def create(
         raters=raters.split(","), arbiter=arbiter, overlap=overlap, items=items, seed=seed,
         axes=tuple(a.strip() for a in axes.split(",") if a.strip()), drafts=drafts,
     )  # fmt: skip
-    from medfactory.review.rating import status as study_status
-
-    store = _store(db)
-    create_study(store, spec)
-    people = study_status(store, name)["raters"]
-    assigned = ", ".join(f"{r} {c['assigned']}" for r, c in people.items())
-    click.echo(
-        f"study {name}: "
-        + (f"{len(spec.predictions)} versions" if not drafts else "drafts")
-        + f", {overlap} raters an item "
-        f"({assigned}); personal links: medfactory review serve {name}"
-    )
+    click.echo(created_line(create_study(_store(db), spec)))
 
 
 @with_example("medfactory review serve r1 --port 8300")
@@ -93,8 +82,12 @@ def create(
 @click.argument("name")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8300, show_default=True)
+@click.option(
+    "--lang", type=click.Choice(list(LANGUAGES)), default=DEFAULT_LANGUAGE, show_default=True,
+    help="The page's language: zh (Simplified Chinese) or en.",
+)  # fmt: skip
 @DB
-def serve(name, host, port, db) -> None:
+def serve(name, host, port, lang, db) -> None:
     """Serve the rating page; prints one fresh personal link per rater and the arbiter.
 
     Links printed earlier stop working. Ctrl-C stops the server.
@@ -110,7 +103,7 @@ def serve(name, host, port, db) -> None:
     for rater, link in issue_links(store, name, f"http://{shown}:{port}").items():
         click.echo(f"{rater:>16}  {link}")
     click.echo("Ctrl-C stops the page")
-    serve_page(store, host, port)
+    serve_page(store, host, port, lang)
 
 
 @with_example("medfactory review status r1")
@@ -118,15 +111,20 @@ def serve(name, host, port, db) -> None:
 @click.argument("name")
 @DB
 def status(name, db) -> None:
-    """Done per rater, open disagreements, arbitrated items."""
-    from medfactory.review.rating import status as study_status
+    """Done per rater, open disagreements, arbitrated items, items waiting for their raters."""
+    from medfactory.review.settled import listed, study_status
 
     result = study_status(_store(db), name)
     for rater, counts in result["raters"].items():
         click.echo(f"{rater:>16}  {counts['done']} / {counts['assigned']}")
+    standing = result["standing"]
     click.echo(
-        f"open disagreements {result['open_disagreements']}, arbitrated {result['arbitrated']}"
+        f"settled {standing['settled']}, waiting for their other raters {standing['waiting']}, "
+        f"open disagreements {result['open_disagreements']}, arbitrated {result['arbitrated']}, "
+        f"not rated {standing['not rated']}"
     )
+    if result["waiting"]:
+        click.echo(f"waiting: {listed(result['waiting'])}")
 
 
 @with_example("medfactory review report r1")
@@ -138,12 +136,13 @@ def status(name, db) -> None:
 def report(name, out, as_json, db) -> None:
     """Win rates with intervals, scores, agreement, position bias; report.md/json/png."""
     from medfactory import paths
+    from medfactory.reporting import dumps
     from medfactory.review.report import report_markdown, write_report
 
     out = out or paths.PROJECT_ROOT / "saves" / "review" / name
     result = write_report(_store(db), name, out)
     if as_json:
-        click.echo(json.dumps(result, indent=1, ensure_ascii=False))
+        click.echo(dumps(result))
         return
     click.echo(report_markdown(result))
     click.echo(f"report: {out / 'report.md'} ({out / 'report.json'}, {out / 'report.png'})")
@@ -157,11 +156,19 @@ def report(name, out, as_json, db) -> None:
               help=".xlsx or .csv")  # fmt: skip
 @DB
 def sheet(name, rater, out, db) -> None:
-    """Write a rater's blind sheet (their earlier ratings filled in)."""
+    """Write a rater's blind sheet (their earlier ratings filled in).
+
+    A .csv sheet's first row is a legend of the allowed values; the import skips it.
+    """
+    import shlex
+
     from medfactory.review.sheets import write_sheet
 
     rows = write_sheet(_store(db), name, rater, out)
-    click.echo(f"wrote {out}: {rows} items for {rater}; import with medfactory review import")
+    again = ["medfactory", "review", "import", name, str(out), "--rater", rater]
+    again += ["--db", db] if db else []
+    click.echo(f"wrote {out}: {rows} items for {rater}; once filled in, import it with:")
+    click.echo(f"  {shlex.join(again)}")
 
 
 @with_example("medfactory review import r1 rater2.xlsx --rater rater2")
@@ -171,7 +178,8 @@ def sheet(name, rater, out, db) -> None:
 @click.option("--rater", required=True)
 @DB
 def import_(name, file, rater, db) -> None:
-    """Read a filled sheet back: every row checked, then stored as that rater's ratings."""
+    """Read a filled sheet back: every row checked (its answers in this rater's own order),
+    then stored as that rater's ratings; a sheet of another rater's is refused whole."""
     from medfactory.review.sheets import import_sheet
 
     result = import_sheet(_store(db), name, file, rater)
@@ -193,12 +201,11 @@ def export(study, name, dataset_dir, fmt, split, seed, force, as_json, db) -> No
     unsettled drafts are skipped and counted. Every text is scrubbed of identifiers.
     """
     from medfactory.cli.tables import print_export_summary
-    from medfactory.exports import write_export
-    from medfactory.review.exports import review_export
+    from medfactory.reporting import dumps
+    from medfactory.review.exports import export_study
 
-    result = review_export(_store(db), study)
-    summary = write_export(result, dataset_dir, name, fmt, split, seed, force)
+    summary = export_study(_store(db), study, dataset_dir, name, fmt, split, seed, force)
     if as_json:
-        click.echo(json.dumps(summary, indent=1, ensure_ascii=False))
+        click.echo(dumps(summary))
     else:
         print_export_summary(summary)

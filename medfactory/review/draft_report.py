@@ -2,10 +2,10 @@
 
 Per verdict (accept, edit, reject): how many ratings gave it, and how many
 items ended with it (the arbiter's verdict, or every assigned rater's, the same;
-as the export counts them), with Wilson 95 % intervals; the items still
-unsettled. Agreement: Cohen's kappa on verdicts per rater pair and
-Krippendorff's alpha over all raters (nominal), as in the A/B report; how often
-raters who both edited wrote the same answer.
+as the export counts them: settled.py's rule), with Wilson 95 % intervals; the items
+waiting for their other raters and those still disputed. Agreement: Cohen's kappa on
+verdicts per rater pair and Krippendorff's alpha over all raters (nominal), as in the
+A/B report; how often raters who both edited wrote the same answer.
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
 
 from medfactory.reporting import number, pyplot
-from medfactory.review.rating import arbitrated_verdicts, current_ratings, edited_alike
-from medfactory.review.settled import final_verdict
+from medfactory.review.rating import edited_alike
+from medfactory.review.settled import DISPUTED, NOT_RATED, SETTLED, WAITING, Reviewed, listed
 from medfactory.review.studies import find_study
 from medfactory.stats import agreement
 from medfactory.stats.intervals import wilson
-from medfactory.store.db import SINGLE_VERDICTS, Assignment, Item, Store
+from medfactory.store.db import SINGLE_VERDICTS, Store
 
 
 def _shares(counts: Counter, total: int) -> dict:
@@ -36,30 +35,20 @@ def _shares(counts: Counter, total: int) -> dict:
 
 def build_draft_report(store: Store, name: str) -> dict:
     with store.session() as session:
-        study = find_study(session, name)
-        rows = current_ratings(session, study.id)
-        items = session.scalar(
-            select(func.count()).select_from(Item).where(Item.study_id == study.id)
-        )
-        arbitrated = arbitrated_verdicts(session, study.id)
-        assigned = Counter(
-            session.scalars(select(Assignment.item_id).join(Item).where(Item.study_id == study.id))
-        )
+        state = Reviewed.of(session, find_study(session, name), chats=False)
+    rows = state.rows
     by_item: dict[int, list] = defaultdict(list)
     for row in rows:
         by_item[row.item_id].append(row)
     before = Counter(row.Rating.verdict for row in rows)
-    final, unsettled, same_edit, both_edit = Counter(), 0, 0, 0
-    for item_id, rated in by_item.items():
+    final = Counter(v for item in state.items if (v := state.verdict(item)))
+    placed = state.positions()
+    same_edit, both_edit = 0, 0
+    for rated in by_item.values():
         ratings = [row.Rating for row in rated]
         if len(ratings) > 1 and all(r.verdict == "edit" for r in ratings):
             both_edit += 1
             same_edit += edited_alike(ratings)
-        verdict = final_verdict(arbitrated.get(item_id), ratings, assigned[item_id])
-        if verdict in SINGLE_VERDICTS:  # as the export settles it
-            final[verdict] += 1
-        else:
-            unsettled += 1
     given = {(row.rater, row.item_id): row.Rating.verdict for row in rows}
     raters = sorted({row.rater for row in rows})
     pairs = {}
@@ -81,11 +70,16 @@ def build_draft_report(store: Store, name: str) -> dict:
     return {
         "study": name,
         "kind": "single",
-        "items": items,
+        "items": len(state.items),
         "ratings": len(rows),
         "rated_items": len(by_item),
-        "arbitrated": len(arbitrated),
-        "unsettled": unsettled,
+        "settled": len(placed[SETTLED]),
+        "arbitrated": len(state.arbitrations),
+        "unsettled": len(placed[WAITING]) + len(placed[DISPUTED]),
+        "waiting": len(placed[WAITING]),
+        "waiting_items": placed[WAITING],
+        "disputed": len(placed[DISPUTED]),
+        "not_rated": len(placed[NOT_RATED]),
         "before_arbitration": _shares(before, len(rows)),
         "after_arbitration": _shares(final, sum(final.values())),
         "edits": {"both_edited": both_edit, "same_text": same_edit},
@@ -103,9 +97,15 @@ def draft_markdown(report: dict, chart: str | None) -> str:
     lines = [
         f"# Draft review: {report['study']}",
         "",
-        f"{report['items']} drafts, {report['ratings']} ratings, {report['arbitrated']} "
-        f"arbitrated, {report['unsettled']} still unsettled.",
+        f"{report['items']} drafts, {report['ratings']} ratings. Settled {report['settled']} "
+        f"({report['arbitrated']} by the arbiter), waiting for their other raters "
+        f"{report['waiting']}, still disputed {report['disputed']}, not rated "
+        f"{report['not_rated']}.",
         "",
+    ]
+    if report["waiting_items"]:
+        lines += [f"Waiting: {listed(report['waiting_items'])}.", ""]
+    lines += [
         "| verdict | ratings | final |",
         "|---|---|---|",
     ]

@@ -4,7 +4,9 @@ the accepted and the corrected drafts as SFT records."""
 
 from __future__ import annotations
 
-from medfactory.exports import Example, Export, split_chat
+from pathlib import Path
+
+from medfactory.exports import Example, Export, split_chat, write_export
 from medfactory.review.settled import Reviewed
 from medfactory.review.studies import find_study
 from medfactory.store.db import Store
@@ -39,6 +41,14 @@ def review_export(store: Store, study_name: str) -> Export:
         else:
             export.skipped[verdict] += 1
     return export
+
+
+def export_study(store: Store, study_name: str, dataset_dir: Path, name: str, fmt: str,
+                 split: tuple[float, ...], seed: int, force: bool) -> dict:  # fmt: skip
+    """`review export`: the study's training data written and registered; the summary."""
+    return write_export(
+        review_export(store, study_name), dataset_dir, name, fmt, split, seed, force
+    )
 
 
 def _draft_export(state: Reviewed, export: Export) -> Export:

@@ -2,15 +2,19 @@
 
 Per version: wins, ties, losses and both-unacceptable with Wilson 95 %
 intervals, counted over every rating (before arbitration) and over each
-item's final verdict (after: the arbiter's where there is one, else the
-raters' shared verdict; items whose raters still disagree are left out and
-counted). Per axis: each version's mean score, and the paired difference of
-two versions rated side by side with its 95 % t interval. Agreement: Cohen's
-kappa on verdicts and quadratic-weighted kappa on scores per rater pair
+item's settled verdict (after: the arbiter's where there is one, else the one
+every assigned rater gave; items waiting for their other raters and items whose
+raters disagree are left out and counted). Per axis: each version's mean score,
+and the paired difference of two versions rated side by side with its 95 % t
+interval. Agreement: Cohen's kappa on verdicts and quadratic-weighted kappa on scores per rater pair
 (scikit-learn), Krippendorff's alpha over all raters (nominal for verdicts,
 ordinal for scores). Position bias: how often the answer shown first wins a
-decisive rating. With three or more versions, Bradley-Terry ratings on the
-Elo scale (Chatbot Arena's logistic-regression fit) with bootstrap intervals.
+decisive rating. Bradley-Terry ratings on the Elo scale (Chatbot Arena's
+logistic-regression fit) with bootstrap intervals, plain and with style control
+(length and Markdown differences as covariates).
+
+Which items are settled, waiting or disputed is the settled rule's (settled.py), the
+same as the export's.
 """
 
 from __future__ import annotations
@@ -21,18 +25,18 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from medfactory.reporting import number, pyplot
 from medfactory.reporting import write_report as save
 from medfactory.review.draft_report import build_draft_report, draft_chart, draft_markdown
 from medfactory.review.errors import StudyError
-from medfactory.review.rating import arbitrated_verdicts, current_ratings
+from medfactory.review.settled import DISPUTED, NOT_RATED, WAITING, Reviewed, listed
 from medfactory.review.studies import find_study
 from medfactory.stats.agreement import alpha, kappa, paired_difference
 from medfactory.stats.intervals import wilson
-from medfactory.stats.ratings import bradley_terry
-from medfactory.store.db import Item, Store, Version
+from medfactory.stats.ratings import bradley_terry, style_controlled
+from medfactory.store.db import Store, Version
 
 OUTCOMES = ("win", "tie", "loss", "both_bad")
 
@@ -70,12 +74,9 @@ def build_report(store: Store, name: str) -> dict:
         versions = session.scalars(
             select(Version).where(Version.study_id == study.id).order_by(Version.id)
         ).all()
-        rows = current_ratings(session, study.id)
-        items = session.scalar(
-            select(func.count()).select_from(Item).where(Item.study_id == study.id)
-        )
-        arbitrated = arbitrated_verdicts(session, study.id)
+        state = Reviewed.of(session, study, chats=False)
         axes = list(study.axes)
+    rows = state.rows
     if not rows:
         raise StudyError(
             f"study {name!r} has no ratings yet; send the raters their links "
@@ -88,16 +89,9 @@ def build_report(store: Store, name: str) -> dict:
         by_item[row.item_id].append(row)
 
     before = [(row.left_id, row.right_id, row.Rating.verdict) for row in rows]
-    final, unresolved = [], 0
-    for item_id, rated in by_item.items():
-        left, right = rated[0].left_id, rated[0].right_id
-        verdicts = {row.Rating.verdict for row in rated}
-        if item_id in arbitrated:
-            final.append((left, right, arbitrated[item_id]))
-        elif len(verdicts) == 1:
-            final.append((left, right, verdicts.pop()))
-        else:
-            unresolved += 1
+    settled = [(item, verdict) for item in state.items if (verdict := state.verdict(item))]
+    final = [(item.left_id, item.right_id, verdict) for item, verdict in settled]
+    placed = state.positions()
 
     # Scores: per version, and paired per pair of versions rated side by side.
     per_version = {v: {a: [] for a in axes} for v in ids}
@@ -158,20 +152,19 @@ def build_report(store: Store, name: str) -> dict:
                 if row.Rating.verdict in ("left", "right")]  # fmt: skip
     first_wins = sum((verdict == "left") == left_first for left_first, verdict in decisive)
     share, low, high = wilson(first_wins, len(decisive))
-    seconds = defaultdict(list)
-    for row in rows:
-        if row.Rating.seconds is not None:
-            seconds[row.rater].append(row.Rating.seconds)
-
     report = {
         "study": name,
         "versions": [{"name": v.name, "path": v.path} for v in versions],
         "axes": axes,
-        "items": items,
+        "items": len(state.items),
         "ratings": len(rows),
         "rated_items": len(by_item),
-        "arbitrated": len(arbitrated),
-        "unresolved": unresolved,
+        "settled": len(settled),
+        "arbitrated": len(state.arbitrations),
+        "waiting": len(placed[WAITING]),
+        "waiting_items": placed[WAITING],
+        "unresolved": len(placed[DISPUTED]),
+        "not_rated": len(placed[NOT_RATED]),
         "before_arbitration": {names[v]: o for v, o in outcomes(before, ids).items()},
         "after_arbitration": {names[v]: o for v, o in outcomes(final, ids).items()},
         "axis_means": axis_means,
@@ -184,18 +177,52 @@ def build_report(store: Store, name: str) -> dict:
             "low": low,
             "high": high,
         },
-        "median_seconds": {r: float(np.median(s)) for r, s in sorted(seconds.items())},
+        "median_seconds": median_seconds(rows),
+        "rated_from_sheets": rated_from_sheets(rows),
     }
-    if len(versions) >= 3:
-        wins = [
-            (left, right) if verdict == "left" else (right, left)
-            for left, right, verdict in final
-            if verdict in ("left", "right")
-        ]
-        report["bradley_terry"] = {
-            names[v]: r for v, r in bradley_terry(wins, ids, study.seed).items()
-        }
+    report.update(ratings_of_versions(settled, names, study.seed))
     return report
+
+
+def median_seconds(rows: list) -> dict[str, float | None]:
+    """Per rater, the median seconds of their timed ratings; None where none is timed."""
+    seconds = {row.rater: [] for row in rows}
+    for row in rows:
+        if row.Rating.seconds is not None:
+            seconds[row.rater].append(row.Rating.seconds)
+    return {r: float(np.median(s)) if s else None for r, s in sorted(seconds.items())}
+
+
+def rated_from_sheets(rows: list) -> list[str]:
+    """The raters whose every rating came from a sheet, which carries no timing."""
+    sources = defaultdict(set)
+    for row in rows:
+        sources[row.rater].add(row.Rating.source)
+    return sorted(r for r, s in sources.items() if s == {"sheet"})
+
+
+def ratings_of_versions(settled: list[tuple], names: dict[int, str], seed: int) -> dict:
+    """Bradley-Terry ratings over the settled decisive verdicts, plain and with style
+    control (answer length and Markdown as covariates); nothing without a decisive one."""
+    games = [
+        (item.left_id, item.right_id, item.left_answer, item.right_answer)
+        if verdict == "left"
+        else (item.right_id, item.left_id, item.right_answer, item.left_answer)
+        for item, verdict in settled
+        if verdict in ("left", "right")
+    ]
+    if len(names) < 2 or not games:
+        return {}
+    ids = list(names)
+    plain = bradley_terry([(winner, loser) for winner, loser, _, _ in games], ids, seed)
+    styled = style_controlled(games, ids, seed)
+    return {
+        "bradley_terry": {names[v]: r for v, r in plain.items()},
+        "style_controlled": {
+            "ratings": {names[v]: r for v, r in styled["ratings"].items()},
+            "style": styled["style"],
+        },
+    }
 
 
 def _cell(entry: dict) -> str:
@@ -209,10 +236,15 @@ def markdown(report: dict, chart: str | None) -> str:
     lines = [
         f"# Clinician review: {report['study']}",
         "",
-        f"{report['items']} items, {report['ratings']} ratings, {report['arbitrated']} arbitrated, "
-        f"{report['unresolved']} still disputed. Shares with Wilson 95 % intervals.",
+        f"{report['items']} items, {report['ratings']} ratings. Settled {report['settled']} "
+        f"({report['arbitrated']} by the arbiter), waiting for their other raters "
+        f"{report['waiting']}, still disputed {report['unresolved']}, not rated "
+        f"{report['not_rated']}. After arbitration counts the settled items only. Shares "
+        "with Wilson 95 % intervals.",
         "",
     ]
+    if report["waiting_items"]:
+        lines += [f"Waiting: {listed(report['waiting_items'])}.", ""]
     for stage in ("before_arbitration", "after_arbitration"):
         lines += [
             f"## {stage.replace('_', ' ').capitalize()}",
@@ -272,21 +304,49 @@ def markdown(report: dict, chart: str | None) -> str:
         f"({number(100 * bias['share'] if bias['decisive'] else None, 0)} %).",
         "",
         "Median seconds per item: "
-        + ", ".join(f"{r} {s:.0f} s" for r, s in report["median_seconds"].items()),
+        + ", ".join(_timing(r, s, report) for r, s in report["median_seconds"].items()),
     ]
     if "bradley_terry" in report:
-        lines += [
-            "",
-            "## Bradley-Terry (Elo scale)",
-            "",
-            "| version | rating | 95 % interval |",
-            "|---|---|---|",
-        ]
-        for version, r in sorted(report["bradley_terry"].items(), key=lambda kv: -kv[1]["rating"]):
-            lines.append(f"| {version} | {r['rating']:.0f} | [{r['low']:.0f}, {r['high']:.0f}] |")
+        lines += ["", *bradley_terry_markdown(report)]
     if chart:
         lines += ["", f"![outcomes]({chart})"]
     return "\n".join(lines) + "\n"
+
+
+def _timing(rater: str, seconds: float | None, report: dict) -> str:
+    if seconds is not None:
+        return f"{rater} {seconds:.0f} s"
+    if rater in report.get("rated_from_sheets", ()):
+        return f"{rater} from sheets: no timing"
+    return f"{rater} -"
+
+
+def bradley_terry_markdown(report: dict) -> list[str]:
+    plain, styled = report["bradley_terry"], report["style_controlled"]
+    lines = [
+        "## Bradley-Terry (Elo scale, settled decisive verdicts)",
+        "",
+        "| version | rating | 95 % interval | style-controlled | 95 % interval |",
+        "|---|---|---|---|---|",
+    ]
+    for version, r in sorted(plain.items(), key=lambda kv: -kv[1]["rating"]):
+        s = styled["ratings"][version]
+        lines.append(
+            f"| {version} | {r['rating']:.0f} | [{r['low']:.0f}, {r['high']:.0f}] | "
+            f"{s['rating']:.0f} | [{s['low']:.0f}, {s['high']:.0f}] |"
+        )
+    terms = [
+        f"{term} {number(c['value'])} [{number(c['low'])}, {number(c['high'])}]"
+        if c
+        else f"{term} - (never differs)"
+        for term, c in styled["style"].items()
+    ]
+    return lines + [
+        "",
+        "Style control fits each answer's length and Markdown (headers, bold, list items) "
+        "beside the versions; a positive coefficient (logits per standard deviation) means "
+        "the longer or more formatted answer tends to win: " + "; ".join(terms) + ".",
+    ]
 
 
 def chart(report: dict, path: Path) -> Path:

@@ -66,7 +66,9 @@ def line_up(paths: list[Path]) -> list[list[dict]]:
     return runs
 
 
-def create_study(store: Store, spec: StudySpec) -> Study:
+def create_study(store: Store, spec: StudySpec) -> dict:
+    """Make the study; returns what was made: versions, items drawn (and how many the
+    files hold, for an --items beyond them) and each rater's share."""
     if not NAME_RULE.fullmatch(spec.name):
         raise StudyError(f"study name {spec.name!r}: use letters, digits, '_' and '-'")
     raters = [r.strip() for r in spec.raters if r.strip()]
@@ -79,6 +81,7 @@ def create_study(store: Store, spec: StudySpec) -> Study:
     runs = [read_drafts(spec.drafts)] if spec.drafts else line_up(spec.predictions)
     rng = random.Random(spec.seed)
     lines = list(range(len(runs[0])))
+    available = len(lines)
     if spec.items is not None and spec.items < len(lines):
         lines = sorted(rng.sample(lines, spec.items))
     with store.session() as session:
@@ -129,7 +132,34 @@ def create_study(store: Store, spec: StudySpec) -> Study:
                         item_id=item.id, rater_id=people[r].id, left_first=rng.random() < 0.5
                     )
                 )
-    return study
+    return {
+        "study": spec.name,
+        "kind": kind,
+        "versions": [v.name for v in versions],
+        "items": len(lines),
+        "asked": spec.items,
+        "available": available,
+        "overlap": spec.overlap,
+        "raters": {name: load[n] for n, name in enumerate(raters)},
+        "arbiter": spec.arbiter,
+    }
+
+
+def created_line(made: dict) -> str:
+    """What `review create` prints: the study, its raters' shares, what to run next."""
+    what = "drafts" if made["kind"] == "single" else f"{len(made['versions'])} versions"
+    shares = ", ".join(f"{r} {n}" for r, n in made["raters"].items())
+    line = (
+        f"study {made['study']}: {what}, {made['items']} items, "
+        f"{made['overlap']} raters an item "
+        f"({shares}); personal links: medfactory review serve {made['study']}"
+    )
+    if made["asked"] is not None and made["asked"] > made["available"]:
+        line += (
+            f"\n--items {made['asked']}: the files hold {made['available']} items, "
+            f"so all {made['available']} were taken"
+        )
+    return line
 
 
 def read_drafts(path: Path) -> list[dict]:

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from medfactory.exports import write_export
-from medfactory.review.draft_report import build_draft_report
+from medfactory.review.draft_report import build_draft_report, draft_markdown
 from medfactory.review.errors import RatingError, StudyError
 from medfactory.review.exports import review_export
 from medfactory.review.rating import (
@@ -135,6 +135,9 @@ def test_the_report_counts_verdicts_and_agreement(study):
         "accept": 2, "edit": 2, "reject": 1,
     }  # fmt: skip
     assert report["unsettled"] == 2 and report["arbitrated"] == 2
+    assert report["waiting"] == 1 and report["waiting_items"] == [6]  # one of two raters
+    assert report["disputed"] == 1 and report["settled"] == 5
+    assert "Waiting: items 6." in draft_markdown(report, None)
     first, second = zip(*given, strict=True)
     pair = report["agreement"]["pairs"]["d1|d2"]
     assert pair["items"] == 6
@@ -147,29 +150,35 @@ def test_a_sheet_of_drafts_round_trips(study, tmp_path):
     sheet = tmp_path / "d1.csv"
     assert write_sheet(study, "d", "d1", sheet) == len(PLAN)
     with sheet.open(encoding="utf-8-sig") as data:
+        legend = data.readline()  # a legend of the allowed values, skipped on import
         rows = list(csv.DictReader(data))
+    assert legend.startswith("# Legend") and "accept (接受)" in legend
     assert list(rows[0]) == ["item", "question", "answer", "source", "verdict", "correction",
                              "comment"]  # fmt: skip
     assert "第1段原文" in rows[0]["source"] and "guidelines/guide.md" in rows[0]["source"]
     rows[0].update(verdict="edit", correction="医生改过的答案")
     rows[1].update(verdict="reject", comment="与指南不符")
+    rows[2].update(verdict="接受")  # the page's Chinese word
     with sheet.open("w", newline="", encoding="utf-8-sig") as out:
+        out.write(legend)
         writer = csv.DictWriter(out, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    assert import_sheet(study, "d", sheet, "d1") == {"rated": 2, "rows": len(PLAN)}
+    assert import_sheet(study, "d", sheet, "d1") == {"rated": 3, "rows": len(PLAN)}
     with study.session() as session:
         first = rater_view(session, raters["d1"], 1).previous
         second = rater_view(session, raters["d1"], 2).previous
     assert first["verdict"] == "edit" and first["correction"] == "医生改过的答案"
     assert second["verdict"] == "reject" and second["comment"] == "与指南不符"
+    with study.session() as session:
+        assert rater_view(session, raters["d1"], 3).previous["verdict"] == "accept"
 
     rows[2].update(verdict="edit", correction="")
     with sheet.open("w", newline="", encoding="utf-8-sig") as out:
         writer = csv.DictWriter(out, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with pytest.raises(Exception, match="row 4: edit: write the corrected answer"):
+    with pytest.raises(Exception, match="row 4: edit: write the corrected answer"):  # no legend
         import_sheet(study, "d", sheet, "d1")
 
 

@@ -18,8 +18,8 @@ from medfactory.review.rating import (
     status,
     submit,
 )
-from medfactory.review.report import build_report
-from medfactory.review.sheets import columns, import_sheet, write_sheet
+from medfactory.review.report import build_report, report_markdown
+from medfactory.review.sheets import LEGEND, Sheet, columns, import_sheet, read_sheet, write_sheet
 from medfactory.review.studies import StudySpec, conversation_of, create_study, issue_links
 from medfactory.store.db import Assignment, Item, Rater, Rating, Version, open_store
 
@@ -232,6 +232,14 @@ def test_three_versions_get_a_pair_per_item_and_bradley_terry(tmp_path):
     ratings = {v: r["rating"] for v, r in report["bradley_terry"].items()}
     assert ratings["v3"] > ratings["v2"] > ratings["v1"]
     assert math.isclose(sum(ratings.values()) / 3, 1000)
+    styled = report["style_controlled"]  # beside the plain ratings, json and Markdown
+    controlled = {v: r["rating"] for v, r in styled["ratings"].items()}
+    assert controlled["v3"] > controlled["v2"] > controlled["v1"]  # the answers' style alike
+    assert set(styled["style"]) == {"length", "headers", "bold", "lists"}
+    assert styled["style"]["bold"] is None  # no Markdown anywhere
+    text = report_markdown(report)
+    assert "| version | rating | 95 % interval | style-controlled | 95 % interval |" in text
+    assert "bold - (never differs)" in text
 
 
 def test_conversations_from_each_kind_of_prediction_file():
@@ -254,33 +262,37 @@ def test_conversations_from_each_kind_of_prediction_file():
 
 @pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
 def test_a_sheet_round_trip_stores_what_the_rater_wrote(study, tmp_path, suffix):
-    from medfactory.review.sheets import _read_rows, _write_xlsx  # noqa: F401 -- same reader
-
     path = tmp_path / f"d2{suffix}"
     rows = write_sheet(study, "r1", "d2", path)
-    header, table, _ = _read_rows(path)
-    assert header == columns(list(AXES)) and len(table) == rows == 8
-    table[0].update(verdict="2", correction="先测血压", comment="")
+    sheet = read_sheet(path)
+    assert sheet.header == columns(list(AXES)) and len(sheet.rows) == rows == 8
+    sheet.rows[0].update(verdict="2", correction="先测血压", comment="")
     for axis in AXES:
-        table[0][f"{axis}_1"], table[0][f"{axis}_2"] = 2, 5
-    _rewrite(path, header, table)
+        sheet.rows[0][f"{axis}_1"], sheet.rows[0][f"{axis}_2"] = 2, 5
+    _rewrite(path, sheet)
     assert import_sheet(study, "r1", path, "d2") == {"rated": 1, "rows": 8}
     assert import_sheet(study, "r1", path, "d2") == {"rated": 1, "rows": 8}  # again: no change
     d2 = people(study)["d2"]
     with study.session() as session:
         [(item, _, rating)] = [row for row in queue(session, d2) if row[2] is not None]
-        assert item.position == int(table[0]["item"])
+        assert item.position == int(sheet.rows[0]["item"])
         assert session.scalars(select(Rating)).all() == [rating]  # one revision, not two
     assert rating.source == "sheet" and rating.correction == "先测血压"
     view = shown(study, d2, item.position)
-    assert view[1] == table[0]["answer_2"]
+    assert view[1] == sheet.rows[0]["answer_2"]
 
 
-def _rewrite(path: Path, header: list, rows: list[dict]) -> None:
+def _rewrite(path: Path, sheet: Sheet, legend: bool | None = None) -> None:
+    """Write `sheet` back as a rater's spreadsheet would; a CSV keeps its legend row unless
+    `legend` says otherwise."""
+    header, rows = sheet.header, sheet.rows
     if path.suffix == ".csv":
         import csv
 
+        keep = sheet.first_row == 3 if legend is None else legend
         with path.open("w", newline="", encoding="utf-8-sig") as out:
+            if keep:
+                csv.writer(out).writerow([LEGEND["pair"], "", ""])  # as Excel saves it
             writer = csv.DictWriter(out, header)
             writer.writeheader()
             writer.writerows(rows)
@@ -288,10 +300,10 @@ def _rewrite(path: Path, header: list, rows: list[dict]) -> None:
     from openpyxl import load_workbook
 
     book = load_workbook(path)
-    sheet = book["ratings"]
+    ratings = book["ratings"]
     for r, row in enumerate(rows, 2):
         for c, name in enumerate(header, 1):
-            sheet.cell(r, c, row[name])
+            ratings.cell(r, c, row[name])
     book.save(path)
 
 
@@ -301,28 +313,26 @@ def _rewrite(path: Path, header: list, rows: list[dict]) -> None:
         (lambda rows, header: header.remove("safety_2"), "missing column(s) safety_2"),
         (
             lambda rows, header: rows[1].update(accuracy_1=7),
-            "row 3, column accuracy_1: 7 is out of range",
+            "row 4, column accuracy_1: 7 is out of range",  # row 1 the legend, 2 the header
         ),
-        (lambda rows, header: rows[0].update(verdict="better"), "row 2, column verdict: 'better'"),
+        (lambda rows, header: rows[0].update(verdict="better"), "row 3, column verdict: 'better'"),
         (
             lambda rows, header: rows[0].update(item=999),
-            "row 2, column item: item 999 is not in d2's queue",
+            "row 3, column item: item 999 is not in d2's queue",
         ),
     ],
 )
 def test_a_bad_sheet_names_row_and_column_and_stores_nothing(study, tmp_path, change, message):
-    from medfactory.review.sheets import _read_rows
-
-    path = tmp_path / "d2.xlsx"
+    path = tmp_path / "d2.csv"
     write_sheet(study, "r1", "d2", path)
-    header, rows, _ = _read_rows(path)
-    for row in rows:
+    sheet = read_sheet(path)
+    for row in sheet.rows:
         row.update(verdict="1", **{f"{a}_{n}": 3 for a in AXES for n in (1, 2)})
-    change(rows, header)
-    csv_path = path.with_suffix(".csv")
-    _rewrite(csv_path, header, [{k: r.get(k) for k in header} for r in rows])
+    change(sheet.rows, sheet.header)
+    sheet.rows = [{k: r.get(k) for k in sheet.header} for r in sheet.rows]
+    _rewrite(path, sheet)
     with pytest.raises(SheetError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        import_sheet(study, "r1", csv_path, "d2")
+        import_sheet(study, "r1", path, "d2")
     with study.session() as session:
         assert session.scalars(select(Rating)).all() == []
 
@@ -332,6 +342,146 @@ def test_a_sheet_imported_under_another_raters_name_is_refused(study, tmp_path):
     write_sheet(study, "r1", "d2", path)
     with pytest.raises(SheetError, match="this is d2's sheet, not d1's; import it with --rater d2"):
         import_sheet(study, "r1", path, "d1")
+
+
+@pytest.fixture
+def two_raters(tmp_path):
+    """Two raters holding the same items (overlap 2 of 2), each in their own order."""
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    store = open_store(url)
+    files = [predictions(tmp_path, "base"), predictions(tmp_path, "lora")]
+    create_study(store, StudySpec("r1", files, ["d1", "d2"], overlap=2, seed=7))
+    yield store, url
+    store.close()
+
+
+def _filled(path: Path) -> Sheet:
+    sheet = read_sheet(path)
+    for row in sheet.rows:
+        row.update(verdict="1", **{f"{a}_{n}": 4 for a in AXES for n in (1, 2)})
+    return sheet
+
+
+@pytest.mark.parametrize("legend", [True, False])
+def test_a_csv_sheet_imported_under_the_other_raters_name_is_refused(two_raters, tmp_path, legend):
+    store, _ = two_raters
+    path = tmp_path / "d1.csv"
+    write_sheet(store, "r1", "d1", path)
+    _rewrite(path, _filled(path), legend=legend)
+    with store.session() as session:
+        orders = {}
+        for a in session.scalars(select(Assignment)):
+            orders.setdefault(a.item_id, []).append(a.left_first)
+    first_differing = min(i for i, (x, y) in orders.items() if x != y)  # item id = position
+    row = first_differing + (2 if legend else 1)
+    with pytest.raises(SheetError) as refused:
+        import_sheet(store, "r1", path, "d2")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"{path}, row {row}: answer_1 and answer_2 are in d1's order, not d2's" in message
+    assert "import it with --rater d1" in message
+    with store.session() as session:
+        assert session.scalars(select(Rating)).all() == []  # nothing stored
+    assert import_sheet(store, "r1", path, "d1") == {"rated": 12, "rows": 12}
+
+
+def test_answers_changed_in_a_sheet_are_refused(two_raters, tmp_path):
+    store, _ = two_raters
+    path = tmp_path / "d1.csv"
+    write_sheet(store, "r1", "d1", path)
+    sheet = _filled(path)
+    sheet.rows[2]["answer_1"] = "another answer"
+    _rewrite(path, sheet)
+    with pytest.raises(SheetError, match=r"row 5, columns answer_1 and answer_2: not the answers"):
+        import_sheet(store, "r1", path, "d1")
+
+
+def test_a_csv_sheet_starts_with_a_legend_the_import_skips(study, tmp_path):
+    path = tmp_path / "d2.csv"
+    write_sheet(study, "r1", "d2", path)
+    legend = path.read_text(encoding="utf-8-sig").splitlines()[0]
+    assert legend.startswith("# Legend") and "both_bad" in legend and "两者都不可接受" in legend
+    sheet = read_sheet(path)
+    assert sheet.first_row == 3 and sheet.header == columns(list(AXES))
+    assert import_sheet(study, "r1", path, "d2") == {"rated": 0, "rows": 8}
+
+
+WORDS = {  # as written in a sheet -> the verdict as shown
+    "1": "1", "2.0": "2", "１": "1", "Answer 1 better": "1", "回答 2 更好": "2",
+    "tie": "tie", "Tie": "tie", "平局": "tie", "两者相当": "tie",
+    "both_bad": "both_bad", "Both unacceptable": "both_bad", "both  unacceptable": "both_bad",
+    "都不可接受": "both_bad", "两者都不可接受": "both_bad",
+}  # fmt: skip
+
+
+def test_a_sheet_takes_the_verdict_words_of_the_page_and_readme_in_both_languages(study, tmp_path):
+    from medfactory.locales import LANGUAGES, gettext
+    from medfactory.review.page import VERDICT_LABELS
+
+    words = dict(WORDS)
+    for lang in LANGUAGES:  # what the page calls each verdict, in every language
+        words |= {gettext(lang)(label): value for value, label in VERDICT_LABELS}
+    d2 = people(study)["d2"]
+    path = tmp_path / "d2.csv"
+    write_sheet(study, "r1", "d2", path)
+    sheet = read_sheet(path)
+    for word, verdict in words.items():
+        row = sheet.rows[0]
+        row.update(verdict=word, **{f"{a}_{n}": 3 for a in AXES for n in (1, 2)})
+        _rewrite(path, sheet)
+        import_sheet(study, "r1", path, "d2")
+        with study.session() as session:
+            stored = rater_view(session, d2, int(row["item"])).previous["verdict"]
+        assert stored == verdict, word
+    row.update(verdict="都很好")
+    _rewrite(path, sheet)
+    with pytest.raises(
+        SheetError, match="'都很好'; write 1, 2, tie, both_bad .*平局, 两者都不可接受"
+    ):
+        import_sheet(study, "r1", path, "d2")
+
+
+def test_sheet_prints_the_exact_import_command_and_it_works(two_raters, tmp_path):
+    import shlex
+
+    from click.testing import CliRunner
+
+    from medfactory.cli import cli
+
+    store, url = two_raters
+    path = tmp_path / "my sheets" / "d2.csv"
+    made = CliRunner().invoke(cli, ["review", "sheet", "r1", "--rater", "d2", "--out", str(path),
+                                    "--db", url])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    command = made.output.splitlines()[-1].strip()
+    assert command == shlex.join(
+        ["medfactory", "review", "import", "r1", str(path), "--rater", "d2", "--db", url]
+    )
+    _rewrite(path, _filled(path))
+    again = CliRunner().invoke(cli, shlex.split(command)[1:])
+    assert again.exit_code == 0, again.output
+    assert "12 rated rows stored for d2" in again.output
+
+
+def test_items_beyond_the_files_say_how_many_were_taken(tmp_path):
+    from click.testing import CliRunner
+
+    from medfactory.cli import cli
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    a, b = predictions(tmp_path, "base"), predictions(tmp_path, "lora")
+    create = ["review", "create", "r1", "--a", str(a), "--b", str(b), "--raters", "d1,d2"]
+    made = CliRunner().invoke(cli, [*create, "--items", "100", "--db", url])
+    assert made.exit_code == 0, made.output
+    assert "--items 100: the files hold 12 items, so all 12 were taken" in made.output
+    assert "study r1: 2 versions, 12 items, 2 raters an item (d1 12, d2 12)" in made.output
+
+
+def test_the_review_commands_write_no_file_themselves():
+    """Writing is the review modules' (medfactory.reporting): a command parses and prints."""
+    source = (Path(__file__).parents[2] / "medfactory" / "cli" / "review.py").read_text()
+    for call in ("write_text", "write_bytes", '"w"', "mkdir", "json.dump"):
+        assert call not in source, call
 
 
 # --- the store ------------------------------------------------------------------
