@@ -9,18 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
-from deploy.gateway import Arm, Feedback
-from deploy.gateway import Exchange as LiveExchange
-from medfactory.review.errors import StoreError
-from medfactory.store.db import (
-    ArmUser,
-    Exchange,
-    ExchangeFeedback,
-    Experiment,
-    Store,
-)
+from deploy.gateway import Arm, Exchange, Feedback
+from medfactory.store.db import ArmUser, ExchangeFeedback, ExchangeRow, Experiment, Store
+from medfactory.store.errors import StoreError
 
 RECORDED = (
     "user", "arm", "served_model", "completion_id", "conversation", "messages", "answer",
@@ -61,20 +54,20 @@ class StoreRecorder:
             else:  # its arm was dropped from the experiment
                 found.arm = arm
 
-    def record(self, exchange: LiveExchange) -> None:
+    def record(self, exchange: Exchange) -> None:
         values = {name: getattr(exchange, name) for name in RECORDED}
         with self.store.session() as session:
             session.add(
-                Exchange(experiment_id=self.experiment_id, created_at=exchange.started, **values)
+                ExchangeRow(experiment_id=self.experiment_id, created_at=exchange.started, **values)
             )
 
     def feedback(self, feedback: Feedback) -> str | None:
         with self.store.session() as session:
             exchange = session.scalar(
-                select(Exchange).where(
-                    Exchange.experiment_id == self.experiment_id,
-                    Exchange.completion_id == feedback.completion_id,
-                    Exchange.user == feedback.user,
+                select(ExchangeRow).where(
+                    ExchangeRow.experiment_id == self.experiment_id,
+                    ExchangeRow.completion_id == feedback.completion_id,
+                    ExchangeRow.user == feedback.user,
                 )
             )
             if exchange is None:
@@ -111,9 +104,36 @@ def find_experiment(store: Store, name: str) -> int:
             known = session.scalars(select(Experiment.name).order_by(Experiment.name)).all()
             raise StoreError(
                 f"no A/B experiment {name!r} in this store (it has: "
-                f"{', '.join(known) or 'none'}); pass --name as given to `medfactory gateway`"
+                f"{', '.join(known) or 'none'}); pass --experiment as given to `medfactory gateway`"
+                + (f", e.g. --experiment {known[0]}" if known else "")
             )
     return found
+
+
+def users_of(store: Store, experiment: str) -> set[str] | None:
+    """Everyone the experiment has assigned or recorded; None when there is no such experiment."""
+    with store.session() as session:
+        found = session.scalar(select(Experiment.id).where(Experiment.name == experiment))
+        if found is None:
+            return None
+        assigned = session.scalars(select(ArmUser.user).where(ArmUser.experiment_id == found))
+        recorded = session.scalars(
+            select(ExchangeRow.user).where(ExchangeRow.experiment_id == found).distinct()
+        )
+        return set(assigned) | set(recorded)
+
+
+def forget_experiment(store: Store, experiment: str) -> None:
+    """Delete the experiment with its assignments, exchanges and feedback."""
+    with store.session() as session:
+        found = session.scalar(select(Experiment.id).where(Experiment.name == experiment))
+        if found is None:
+            return
+        exchanges = select(ExchangeRow.id).where(ExchangeRow.experiment_id == found)
+        session.execute(delete(ExchangeFeedback).where(ExchangeFeedback.exchange_id.in_(exchanges)))
+        session.execute(delete(ExchangeRow).where(ExchangeRow.experiment_id == found))
+        session.execute(delete(ArmUser).where(ArmUser.experiment_id == found))
+        session.execute(delete(Experiment).where(Experiment.id == found))
 
 
 def exchanges_since(store: Store, experiment: str, since: float | None = None) -> list[dict]:
@@ -121,16 +141,16 @@ def exchanges_since(store: Store, experiment: str, since: float | None = None) -
     with its current feedback (`rating`, `correction`, `comment`; None/"" without)."""
     experiment_id = find_experiment(store, experiment)
     query = (
-        select(Exchange, ExchangeFeedback)
+        select(ExchangeRow, ExchangeFeedback)
         .outerjoin(
             ExchangeFeedback,
-            (ExchangeFeedback.exchange_id == Exchange.id) & ExchangeFeedback.current,
+            (ExchangeFeedback.exchange_id == ExchangeRow.id) & ExchangeFeedback.current,
         )
-        .where(Exchange.experiment_id == experiment_id)
-        .order_by(Exchange.id)
+        .where(ExchangeRow.experiment_id == experiment_id)
+        .order_by(ExchangeRow.id)
     )
     if since is not None:
-        query = query.where(Exchange.created_at >= since)
+        query = query.where(ExchangeRow.created_at >= since)
     rows = []
     with store.session() as session:
         for exchange, feedback in session.execute(query):

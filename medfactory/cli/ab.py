@@ -7,15 +7,33 @@ from pathlib import Path
 
 import click
 
-from medfactory.cli.common import DB, ExampleGroup, export_options, open_db, with_example
+from medfactory.cli.common import DB, URL, ExampleGroup, export_options, open_db, with_example
+from medfactory.locales import DEFAULT_LANGUAGE, LANGUAGES
 
-NAME = click.option(
-    "--name", default="ab", show_default=True, help="The experiment (what /v1/models lists)."
-)
 EXPERIMENT = click.option(
-    "--experiment", "--name", "name", default="ab", show_default=True,
-    help="The experiment, as the gateway's --name.",
+    "--experiment", default="ab", show_default=True,
+    help="The experiment: its name in the store and what the gateway's /v1/models lists.",
 )  # fmt: skip
+
+
+def _old_name(_ctx, _param, value: str | None) -> str | None:
+    if value is not None:
+        click.echo(
+            f"warning: --name {value} is deprecated here; say --experiment {value} "
+            "(--name always names what is written, e.g. the datasets of `ab export`)",
+            err=True,
+        )
+    return value
+
+
+OLD_NAME = click.option("--name", "old_name", hidden=True, callback=_old_name)
+
+
+def experiment_of(experiment: str, old_name: str | None) -> str:
+    """--experiment, or the deprecated --name where it meant the experiment."""
+    if old_name is not None and experiment != "ab" and old_name != experiment:
+        raise click.UsageError(f"--name {old_name} and --experiment {experiment}: give one")
+    return old_name if old_name is not None else experiment
 
 
 @with_example(
@@ -27,13 +45,14 @@ EXPERIMENT = click.option(
     "--arm", "arms", multiple=True, required=True, metavar="NAME=ENDPOINT[,model=M][,weight=W]",
     help="A version: its server, served model name and share of users (repeatable).",
 )  # fmt: skip
-@NAME
+@EXPERIMENT
+@OLD_NAME
 @click.option("--port", default=8100, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--api-key", envvar="MEDFACTORY_GATEWAY_API_KEY", help="Require this key of clients.")
 @click.option("--backend-api-key", envvar="MEDFACTORY_API_KEY", help="The arms' servers' API key.")
 @DB
-def gateway(arms, name, port, host, api_key, backend_api_key, db) -> None:
+def gateway(arms, experiment, old_name, port, host, api_key, backend_api_key, db) -> None:
     """An OpenAI-compatible gateway that splits users between versions and records it all.
 
     Each request's `user` field picks the user's arm (a stable, weighted hash;
@@ -45,18 +64,23 @@ def gateway(arms, name, port, host, api_key, backend_api_key, db) -> None:
     from medfactory.ab.serve import serve_gateway
 
     parsed = [parse_arm(arm) for arm in arms]
-    serve_gateway(parsed, name, open_db(db), host, port, api_key, backend_api_key, click.echo)
+    experiment = experiment_of(experiment, old_name)
+    serve_gateway(parsed, experiment, open_db(db), host, port, api_key, backend_api_key, click.echo)
 
 
 @with_example("medfactory chat --gateway http://127.0.0.1:8100 --port 7870")
 @click.command()
-@click.option("--gateway", "gateway_url", required=True, help="The A/B gateway's URL.")
+@click.option("--gateway", "gateway_url", required=True, type=URL(), help="The A/B gateway's URL.")
 @click.option("--port", default=7870, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--api-key", envvar="MEDFACTORY_GATEWAY_API_KEY", help="The gateway's --api-key.")
 @click.option("--access-code", envvar="MEDFACTORY_ACCESS_CODE", help="Shared code to log in.")
 @click.option("--max-tokens", default=512, show_default=True, help="Longest answer.")
-def chat(gateway_url, port, host, api_key, access_code, max_tokens) -> None:
+@click.option(
+    "--lang", type=click.Choice(list(LANGUAGES)), default=DEFAULT_LANGUAGE, show_default=True,
+    help="The page's language: zh (Simplified Chinese) or en.",
+)  # fmt: skip
+def chat(gateway_url, port, host, api_key, access_code, max_tokens, lang) -> None:
     """A chat page for clinicians: streamed answers, thumbs, better answers; no version shown.
 
     Each clinician logs in with a name (and --access-code when given), which
@@ -67,7 +91,7 @@ def chat(gateway_url, port, host, api_key, access_code, max_tokens) -> None:
 
     if port_in_use(host, port):
         raise click.ClickException(f"port {port} on {host} is already in use; pass another --port")
-    serve_chat_page(gateway_url, host, port, api_key, access_code, max_tokens, click.echo)
+    serve_chat_page(gateway_url, host, port, api_key, access_code, max_tokens, click.echo, lang)
 
 
 @click.group(cls=ExampleGroup)
@@ -78,19 +102,22 @@ def ab() -> None:
 @with_example("medfactory ab report --since 7d --json")
 @ab.command()
 @EXPERIMENT
+@OLD_NAME
 @click.option("--since", help="Only exchanges from then: 2026-12-01, 2026-12-01T09:30, 2h, 7d.")
-@click.option("--out", type=click.Path(path_type=Path), help="[default: saves/ab/NAME]")
+@click.option("--out", type=click.Path(path_type=Path), help="[default: saves/ab/EXPERIMENT]")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @DB
-def report(name, since, out, as_json, db) -> None:
-    """Per arm: users, answers, thumbs-up rate with its interval, the difference and its test,
-    corrections, errors, TTFT and latency; report.md/json/png."""
+def report(experiment, old_name, since, out, as_json, db) -> None:
+    """Per arm: users, answers, thumbs-up and error rates with their intervals per answer and
+    per clinician (clustered), the differences and their tests, corrections, TTFT and
+    latency; report.md/json/png."""
     from medfactory import paths
     from medfactory.ab.recorder import parse_since
     from medfactory.ab.report import markdown, write_ab_report
 
-    out = out or paths.PROJECT_ROOT / "saves" / "ab" / name
-    result = write_ab_report(open_db(db), name, out, parse_since(since))
+    experiment = experiment_of(experiment, old_name)
+    out = out or paths.PROJECT_ROOT / "saves" / "ab" / experiment
+    result = write_ab_report(open_db(db), experiment, out, parse_since(since))
     if as_json:
         click.echo(json.dumps(result, indent=1, ensure_ascii=False))
         return
@@ -103,8 +130,8 @@ def report(name, since, out, as_json, db) -> None:
     "--max-error-rate 0.05 --max-p95-latency 10 --csv monitor.csv"
 )
 @click.command()
-@click.option("--endpoint", help="The vLLM server's URL.")
-@click.option("--gateway", "gateway_url", help="The A/B gateway's URL.")
+@click.option("--endpoint", type=URL(), help="The vLLM server's URL.")
+@click.option("--gateway", "gateway_url", type=URL(), help="The A/B gateway's URL.")
 @click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="The vLLM server's API key.")
 @click.option("--gateway-api-key", envvar="MEDFACTORY_GATEWAY_API_KEY")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between refreshes.")
@@ -142,7 +169,7 @@ def monitor(
 
 @with_example("medfactory ab export --name ab_feedback --since 7d")
 @ab.command()
-@click.option("--experiment", default="ab", show_default=True, help="As the gateway's --name.")
+@EXPERIMENT
 @click.option("--since", help="Only exchanges from then: 2026-12-01, 2026-12-01T09:30, 2h, 7d.")
 @export_options
 @DB

@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from medfactory import paths
-from medfactory.cli.common import DATASET_DIR, ExampleGroup, unwind_on_termination, with_example
+from medfactory.cli.common import (
+    DATASET_DIR,
+    DB,
+    URL,
+    ExampleGroup,
+    open_db,
+    unwind_on_termination,
+    with_example,
+)
 
 
 @click.group(cls=ExampleGroup)
@@ -72,37 +80,56 @@ def smoke(work_dir: Path | None, steps: int) -> None:
 @with_example("medfactory dev abtest --adapter saves/tiny/lora/sft --users 8 --turns 2")
 @dev.command()
 @click.option(
-    "--adapter", required=True, type=click.Path(file_okay=False, path_type=Path),
+    "--adapter", type=click.Path(file_okay=False, path_type=Path),
     help="The LoRA version served beside the base model (the demo's: saves/tiny/lora/sft).",
 )  # fmt: skip
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
               help="The base model [default: .cache/tiny-model].")  # fmt: skip
+@click.option("--endpoint", type=URL(),
+              help="A running server of both versions, instead of starting one.")  # fmt: skip
+@click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="The --endpoint server's API key.")
+@click.option("--model-name", default="tiny", show_default=True,
+              help="The base model's served name.")  # fmt: skip
+@click.option("--adapter-name", default="lora", show_default=True,
+              help="The LoRA adapter's served name.")  # fmt: skip
+@click.option("--experiment", default="ab", show_default=True,
+              help="The experiment it records (its earlier scripted record replaced).")  # fmt: skip
 @click.option("--dataset", default="huatuo_sample_test", show_default=True,
               help="The scripted clinicians' questions and reference answers.")  # fmt: skip
 @DATASET_DIR
 @click.option("--users", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--turns", default=2, show_default=True, type=click.IntRange(min=1))
-def abtest(adapter, model_dir, dataset, dataset_dir, users, turns) -> None:
+@DB
+def abtest(
+    adapter, model_dir, endpoint, api_key, model_name, adapter_name, experiment, dataset,
+    dataset_dir, users, turns, db,
+) -> None:  # fmt: skip
     """A live A/B on this machine: the base model and a LoRA adapter on one vLLM server,
     the gateway in front, scripted clinicians chatting and rating, then the report.
 
     A scripted clinician gives a thumbs-up when an answer's ROUGE-L against the
     dataset's answer reaches 0.05, else a thumbs-down (with the dataset's answer
-    as the better one, once per clinician). The record is saves/ab/abtest.db;
-    its feedback is registered as abtest_kto, abtest_sft and abtest_dpo.
+    as the better one, once per clinician). The record goes into the store
+    (--db) as experiment `ab`, where `medfactory ab report` and `ab export` read
+    it; its feedback is registered as abtest_kto, abtest_sft and abtest_dpo.
+    With --endpoint the versions are a running server's (--model-name and
+    --adapter-name as served); else one is started for --model and --adapter.
     """
     from medfactory.ab.report import markdown
-    from medfactory.dev.abtest import EXPERIMENT, run_abtest
-
-    unwind_on_termination()  # the server it starts is stopped, not orphaned
-    report, _, exported = run_abtest(
-        paths.PROJECT_ROOT, model_dir or paths.cache_dir() / "tiny-model", adapter, dataset_dir,
-        dataset, users, turns, say=click.echo,
-    )  # fmt: skip
     from medfactory.cli.tables import print_export_summary
+    from medfactory.dev.abtest import run_abtest
 
+    if not adapter and not endpoint:
+        raise click.UsageError("pass --adapter (a LoRA version to serve) or --endpoint")
+    unwind_on_termination()  # the server it starts is stopped, not orphaned
+    out = paths.PROJECT_ROOT / "saves" / "ab"
+    report, _, exported = run_abtest(
+        open_db(db), out, model_dir or paths.cache_dir() / "tiny-model", dataset_dir,
+        adapter, endpoint, api_key, model_name, adapter_name, experiment, dataset, users,
+        turns, say=click.echo,
+    )  # fmt: skip
     click.echo(markdown(report, None))
     print_export_summary(exported)
-    out = paths.PROJECT_ROOT / "saves" / "ab" / EXPERIMENT
-    click.echo(f"report: {out / 'report.md'}; again with: medfactory ab report --name "
-               f"{EXPERIMENT} --db sqlite:///saves/ab/{EXPERIMENT}.db")  # fmt: skip
+    again = "medfactory ab report" + (f" --experiment {experiment}" if experiment != "ab" else "")
+    again += f" --db {db}" if db else ""
+    click.echo(f"report: {out / experiment / 'report.md'}; again with: {again}")

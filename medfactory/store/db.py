@@ -160,8 +160,9 @@ class ArmUser(Base):
     assigned_at: Mapped[float] = mapped_column(Float, default=time.time)
 
 
-class Exchange(Base):
-    """One request through the gateway and its answer (or its error)."""
+class ExchangeRow(Base):
+    """One request through the gateway and its answer (or its error), as stored (the
+    gateway's own record of it is deploy.gateway.Exchange)."""
 
     __tablename__ = "exchanges"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -196,7 +197,7 @@ class ExchangeFeedback(Base):
     current: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
 
 
-LIVE_AB_TABLES = (Experiment, ArmUser, Exchange, ExchangeFeedback)
+LIVE_AB_TABLES = (Experiment, ArmUser, ExchangeRow, ExchangeFeedback)
 
 
 def _add_live_ab(operations) -> None:

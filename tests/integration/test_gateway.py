@@ -105,7 +105,7 @@ def test_feedback_only_from_its_user_one_current_rating_history_kept_no_text_in_
     store_url = f"sqlite:///{tmp_path / 'ab.db'}"
     arms = [f"v1={backend},model=tiny", f"v2={backend},model=lora"]
     log = tmp_path / "gateway.log"
-    with Gateway(arms, store_url, log, "--api-key", "gw-key", "--name", "trial") as gateway:
+    with Gateway(arms, store_url, log, "--api-key", "gw-key", "--experiment", "trial") as gateway:
         url = gateway.url
         models = requests.get(f"{url}/v1/models", headers={"Authorization": "Bearer gw-key"})
         assert [m["id"] for m in models.json()["data"]] == ["trial"]
@@ -146,7 +146,7 @@ def test_feedback_only_from_its_user_one_current_rating_history_kept_no_text_in_
     assert kept == [(1, "", False), (-1, "", False), (-1, better, True)]
 
     report = subprocess.run(
-        [sys.executable, "-m", "medfactory", "ab", "report", "--name", "trial", "--db",
+        [sys.executable, "-m", "medfactory", "ab", "report", "--experiment", "trial", "--db",
          store_url, "--json", "--out", str(tmp_path / "report")],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
@@ -162,9 +162,10 @@ def test_feedback_only_from_its_user_one_current_rating_history_kept_no_text_in_
 def test_a_backend_killed_mid_stream_fails_that_exchange_and_the_other_arm_serves_on(
     ab_server, tiny_model, tmp_path
 ):
+    # Its own server: this test kills it.
     doomed_spec = ServerSpec(
         python=paths.vllm_python(), model=tiny_model, port=free_port(),
-        served_model_name="doomed", max_model_len=2048, api_key=BACKEND_KEY,
+        served_model_name="doomed", max_model_len=2048, api_key=BACKEND_KEY, enforce_eager=True,
     )  # fmt: skip
     doomed = Server(doomed_spec, tmp_path / "doomed.log").start()
     try:

@@ -159,15 +159,18 @@ def test_the_report_counts_per_arm_and_its_intervals_match_the_formulas(recorder
     assert (base["requests"], base["answers"], base["errors"]["count"]) == (35, 34, 1)
     assert (lora["thumbs_up"], lora["thumbs_down"], base["users"]) == (25, 5, 7)
     low, high = wilson(25, 30)
-    assert lora["thumbs_up_rate"]["low"] == pytest.approx(low)
-    assert lora["thumbs_up_rate"]["high"] == pytest.approx(high)
+    assert lora["thumbs_up_rate"]["per_answer"]["low"] == pytest.approx(low)
+    assert lora["thumbs_up_rate"]["per_answer"]["high"] == pytest.approx(high)
+    low, high = wilson(1, 35)
+    assert base["errors"]["per_answer"]["low"] == pytest.approx(low)
     rows = exchanges_since(recorder.store, "ab")
     base_latencies = [r["latency"] for r in rows if r["arm"] == "base" and not r["error"]]
     assert base["latency_s"]["p95"] == pytest.approx(np.percentile(base_latencies, 95))
     assert base["corrections"] + lora["corrections"] == sum(1 for r in rows if r["correction"])
 
-    (diff,) = report["comparisons"]
-    assert (diff["arm"], diff["control"]) == ("lora", "base")
+    (comparison,) = report["comparisons"]
+    assert (comparison["arm"], comparison["control"]) == ("lora", "base")
+    diff = comparison["thumbs_up_rate"]["per_answer"]
     assert diff["difference"] == pytest.approx(25 / 30 - 12 / 30)
     # Newcomb's hybrid score interval, from the two Wilson intervals.
     (l1, u1), (l2, u2) = wilson(25, 30), wilson(12, 30)
@@ -178,18 +181,154 @@ def test_the_report_counts_per_arm_and_its_intervals_match_the_formulas(recorder
     pooled = 37 / 60
     z = (p1 - p2) / math.sqrt(pooled * (1 - pooled) * (2 / 30))
     assert diff["p_value"] == pytest.approx(math.erfc(abs(z) / math.sqrt(2)))
+    clustered = comparison["thumbs_up_rate"]["per_clinician"]
+    assert clustered["difference"] == pytest.approx(diff["difference"])
+    assert clustered["method"] == "GEE" and 0 <= clustered["p_value"] <= 1
 
     since = build_ab_report(recorder.store, "ab", since=9e12)
-    assert since["arms"]["base"]["requests"] == 0 and since["comparisons"][0]["p_value"] is None
+    assert since["arms"]["base"]["requests"] == 0
+    assert since["comparisons"][0]["thumbs_up_rate"]["per_answer"]["p_value"] is None
+    assert since["comparisons"][0]["thumbs_up_rate"]["per_clinician"]["p_value"] is None
+
+
+def heavy_user_record(recorder) -> None:
+    """Ten clinicians a side rate half their answers up; one clinician of lora rates 100
+    answers, 95 up. Per answer lora is far ahead; per clinician it is one person."""
+    n = 0
+    for arm, users in (
+        ("base", [f"b{i}" for i in range(10)]),
+        ("lora", [f"l{i}" for i in range(9)]),
+    ):
+        for user in users:
+            for rating in (1, 1, -1, -1):
+                n += 1
+                recorder.record(exchange(user, arm, f"c{n}"))
+                recorder.feedback(Feedback(f"c{n}", user, rating, "", ""))
+    for i in range(100):
+        n += 1
+        recorder.record(exchange("heavy", "lora", f"c{n}"))
+        recorder.feedback(Feedback(f"c{n}", "heavy", 1 if i < 95 else -1, "", ""))
+
+
+def test_one_heavy_clinician_decides_per_answer_but_not_per_clinician(recorder, tmp_path):
+    heavy_user_record(recorder)
+    report = build_ab_report(recorder.store, "ab")
+    rate = report["comparisons"][0]["thumbs_up_rate"]
+    answer, clinician = rate["per_answer"], rate["per_clinician"]
+    assert answer["difference"] == pytest.approx(113 / 136 - 0.5)
+    assert answer["low"] > 0 and answer["p_value"] < 0.001  # "significant" per answer
+    assert clinician["low"] <= 0 <= clinician["high"]  # not per clinician
+    assert clinician["high"] - clinician["low"] > answer["high"] - answer["low"]
+    assert clinician["method"] == "GEE" and clinician["p_value"] > 0.05
+    lora = report["arms"]["lora"]["thumbs_up_rate"]
+    assert lora["per_clinician"]["users"] == 10
+    assert lora["per_clinician"]["high"] - lora["per_clinician"]["low"] > (
+        lora["per_answer"]["high"] - lora["per_answer"]["low"]
+    )
+
+    from medfactory.ab.report import write_ab_report
+
+    write_ab_report(recorder.store, "ab", tmp_path / "out")
+    page = (tmp_path / "out" / "report.md").read_text()
+    assert "per answer [95 %]" in page and "per clinician (clustered) [95 %]" in page
+    assert "cluster bootstrap over users (2000 resamples, seed 0)" in page
+    assert (tmp_path / "out" / "report.png").stat().st_size > 0
+
+
+def test_the_cluster_bootstrap_resamples_users_as_a_plain_loop_does():
+    """The vectorised bootstrap against its plain twin: draw users, pool their answers."""
+    from medfactory.stats.clustered import Clusters, clustered_rates
+
+    rng = np.random.default_rng(5)
+    pairs = {
+        arm: [(f"{arm}{u}", int(rng.random() < p)) for u in range(7) for _ in range(u + 1)]
+        for arm, p in (("a", 0.4), ("b", 0.7))
+    }
+    arms = {arm: Clusters.of(found) for arm, found in pairs.items()}
+    result = clustered_rates(arms, resamples=1000, seed=11)
+
+    twin = np.random.default_rng(11)
+    draws = {}
+    for arm, clusters in arms.items():
+        by_user = {u: [o for who, o in pairs[arm] if who == u] for u in clusters.users}
+        users = list(clusters.users)
+        picks = twin.integers(0, len(users), size=(1000, len(users)))
+        rates = []
+        for row in picks:
+            answers = [o for i in row for o in by_user[users[i]]]
+            rates.append(sum(answers) / len(answers))
+        draws[arm] = np.array(rates)
+        expected = np.percentile(draws[arm], [2.5, 97.5])
+        assert [result["rates"][arm]["low"], result["rates"][arm]["high"]] == pytest.approx(
+            expected
+        )
+    expected = np.percentile(draws["b"] - draws["a"], [2.5, 97.5])
+    difference = result["differences"]["b"]
+    assert [difference["low"], difference["high"]] == pytest.approx(expected)
+
+
+def test_the_clustered_p_value_falls_back_to_a_permutation_where_gee_cannot_fit():
+    from medfactory.stats.clustered import Clusters, clustered_p_value
+
+    one_each = clustered_p_value(Clusters.of([("x", 1), ("x", 0)]), Clusters.of([("y", 1)] * 3))
+    assert one_each == {"p_value": 1.0, "method": "permutation of users"}
+    apart = clustered_p_value(  # every lora answer up, every base answer down: GEE separates
+        Clusters.of([(f"l{i}", 1) for i in range(5)]), Clusters.of([(f"b{i}", 0) for i in range(5)])
+    )
+    assert apart["method"] == "permutation of users"
+    assert apart["p_value"] == pytest.approx(2 / 252, abs=0.004)  # exact: 2 of C(10, 5)
+    same = clustered_p_value(Clusters.of([("a", 1)]), Clusters.of([("b", 1)]))
+    assert same["p_value"] == 1.0
 
 
 def test_an_unknown_experiment_or_a_bad_since_is_one_message(recorder):
-    with pytest.raises(StoreError, match="no A/B experiment 'nope'.*it has: ab"):
+    with pytest.raises(StoreError, match="no A/B experiment 'nope'.*it has: ab.*--experiment ab"):
         build_ab_report(recorder.store, "nope")
     with pytest.raises(StoreError, match="--since 'yesterday'"):
         parse_since("yesterday")
     assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
     assert parse_since("2026-12-01T00:00:00+00:00") == 1796083200.0
+
+
+def test_the_experiment_is_experiment_everywhere_and_name_an_old_alias_with_a_warning(recorder):
+    db = ["--db", str(recorder.store.engine.url)]
+    recorder.record(exchange("alice", "lora", "c1"))
+    recorder.feedback(Feedback("c1", "alice", 1, "", ""))
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["ab", "report", "--experiment", "ab", "--json", *db])
+    assert ok.exit_code == 0, ok.output
+    old = runner.invoke(cli, ["ab", "report", "--name", "ab", "--json", *db])
+    assert old.exit_code == 0, old.output
+    assert "warning: --name ab is deprecated here; say --experiment ab" in old.stderr
+    wrong = runner.invoke(cli, ["ab", "report", "--experiment", "abtest", *db])
+    assert wrong.exit_code == 1 and "Traceback" not in wrong.output
+    assert "pass --experiment as given to `medfactory gateway`, e.g. --experiment ab" in (
+        wrong.output
+    )
+    for command in (["gateway", "--arm", "a=http://127.0.0.1:1"], ["ab", "export", "--name", "x"]):
+        page = runner.invoke(cli, [*command, "--help"]).output
+        assert "--experiment" in page
+
+
+def test_a_scripted_run_replaces_its_own_record_and_never_a_real_experiment(recorder):
+    from medfactory.dev.abtest import replace_scripted_record
+
+    recorder.record(exchange("clinician-01", "lora", "c1"))
+    recorder.feedback(Feedback("c1", "clinician-01", 1, "", ""))
+    replace_scripted_record(recorder.store, "ab")
+    with pytest.raises(StoreError, match="no A/B experiment 'ab'"):
+        exchanges_since(recorder.store, "ab")
+    again = StoreRecorder(recorder.store, "ab", [Arm("lora", "http://h", "l")])
+    again.record(exchange("dr-wang", "lora", "c2"))
+    with pytest.raises(StoreError, match="users other than the scripted.*'dr-wang'.*--experiment"):
+        replace_scripted_record(recorder.store, "ab")
+    assert len(exchanges_since(recorder.store, "ab")) == 1
+
+
+def test_one_name_per_concept_the_gateway_exchange_and_its_stored_row():
+    from medfactory.store import db
+
+    assert not hasattr(db, "Exchange") and db.ExchangeRow.__tablename__ == "exchanges"
 
 
 # --- monitor --------------------------------------------------------------------
