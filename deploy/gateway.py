@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from deploy.client import Endpoint, EndpointError
+from deploy.urls import URLError, parse_url
 
 ARM_HEADER = "X-Medfactory-Arm"
 CONVERSATION_HEADER = "X-Medfactory-Conversation"
@@ -67,9 +68,10 @@ def parse_arm(text: str) -> Arm:
         weight = -1.0
     if not weight > 0 or weight == float("inf"):
         raise GatewayError(f"--arm {text!r}: weight must be a positive number")
-    endpoint = parts[0].strip().rstrip("/").removesuffix("/v1")
-    if not endpoint.startswith(("http://", "https://")):
-        raise GatewayError(f"--arm {text!r}: the endpoint must be an http:// or https:// URL")
+    try:  # the whole address, port range included, before any request is sent
+        endpoint = parse_url(parts[0]).removesuffix("/v1")
+    except URLError as error:
+        raise GatewayError(f"--arm {text!r}: {error}") from None
     return Arm(name.strip(), endpoint, options.get("model") or None, weight)
 
 
