@@ -35,14 +35,14 @@ PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
 # package indexes that do not carry that package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install browser postgres review abtest preference data recipes train predict eval export serve verify stop loadtest webui bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
+.PHONY: help install browser postgres mariadb review abtest preference data recipes train predict eval export serve verify stop loadtest webui bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 install: ## create .venv (LLaMA-Factory) and .venv-vllm (vLLM); idempotent
 	@# the two environments are independent: build them side by side
-	@$(MAKE) -j3 $(VENV)/.installed $(VLLM_STAMP) postgres
+	@$(MAKE) -j3 $(VENV)/.installed $(VLLM_STAMP) mariadb
 	@echo "medfactory: .venv     -> $$($(VENV)/bin/python -c 'import importlib.metadata as m; print("llamafactory", m.version("llamafactory"), "+ torch", m.version("torch"))')"
 	@echo "medfactory: .venv-vllm -> $$(cat $(VLLM_STAMP))"
 
@@ -61,6 +61,14 @@ postgres: browser ## Debian's PostgreSQL server, which the review store's tests 
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 			$$SUDO apt-get install -y -qq postgresql >/dev/null; fi
+
+# After `postgres`, for the same reason.
+mariadb: postgres ## Debian's MariaDB server, which the database-source tests start themselves
+	@if command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; then :; else \
+		echo "medfactory: installing mariadb-server (apt)"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$$SUDO apt-get install -y -qq mariadb-server >/dev/null; fi
 
 $(VENV)/.installed: pyproject.toml
 	@echo "medfactory: building $(VENV) (LLaMA-Factory, torch, metrics, locust, modelscope)"
@@ -133,7 +141,7 @@ review: $(TINY_MODEL)/config.json ## a blind review of the tiny model before and
 		--b $(PREDICTIONS) --raters doctor1,doctor2 --arbiter doctor3 --items 20 --seed 7
 	$(MF) review serve demo --port $(REVIEW_PORT)
 
-abtest: $(TINY_MODEL)/config.json ## live A/B: the base and LoRA tiny model on one vLLM, the gateway, scripted clinicians, the report
+abtest: $(TINY_MODEL)/config.json ## live A/B: the base and LoRA tiny model on one vLLM, the gateway, scripted clinicians, the report (experiment ab, default store)
 	@test -f $(ADAPTER)/adapter_config.json || $(DEMO_STAGE) convert-huatuo --only convert-medical-o1 --only train
 	$(MF) dev abtest --adapter $(ADAPTER)
 
@@ -154,6 +162,8 @@ bench: $(TINY_MODEL)/config.json ## benchmarks, with ratios against their baseli
 	$(VENV)/bin/python benchmarks/review.py
 	$(VENV)/bin/python benchmarks/gateway.py
 	$(VENV)/bin/python benchmarks/deid.py
+	$(VENV)/bin/python benchmarks/sql.py
+	$(VENV)/bin/python benchmarks/rag.py
 	$(VENV)/bin/python benchmarks/vram.py
 
 tiny-model: $(TINY_MODEL)/config.json ## build the tiny random-weight test model into .cache/tiny-model

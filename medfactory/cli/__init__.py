@@ -26,6 +26,7 @@ from medfactory.cli.demo import demo
 from medfactory.cli.dev import dev
 from medfactory.cli.eval import eval_group
 from medfactory.cli.loadtest import loadtest
+from medfactory.cli.rag import rag
 from medfactory.cli.recipe import recipe
 from medfactory.cli.review import review
 from medfactory.cli.run import export, predict, train
@@ -35,6 +36,7 @@ from medfactory.cli.webui import webui
 from medfactory.dev.demo import DemoFailed
 from medfactory.evaluation.errors import ExamError, JudgeError
 from medfactory.evaluation.scoring import PredictionsError
+from medfactory.rag.errors import RagError
 from medfactory.recipes.presets import RecipeError
 from medfactory.recipes.run import CommandFailed
 from medfactory.recipes.webui import WebUIError
@@ -55,6 +57,7 @@ USER_ERRORS = (
     MonitorError,
     NoSuchInstance,
     PredictionsError,
+    RagError,
     RecipeError,
     RegistryError,
     ServerStartError,
@@ -105,6 +108,7 @@ for command in (gateway, chat, monitor):
     cli.add_command(command)
 cli.add_command(with_example("medfactory ab report --json")(ab))
 cli.add_command(webui)
+cli.add_command(with_example("medfactory rag index DOCS/ --name guidelines")(rag))
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
 
 

@@ -1,0 +1,6 @@
+"""The one error of retrieval a user can fix: its message names the option or file and
+what to do."""
+
+
+class RagError(RuntimeError):
+    """An index, a question file or an embeddings server cannot be used as given."""
