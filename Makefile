@@ -100,6 +100,8 @@ recipes: $(VENV)/.installed ## render the checked-in recipes in llamafactory_con
 	$(MF) recipe render --model tiny --method lora --stage infer
 	$(MF) recipe render --model tiny --method lora --stage dpo --dataset abtest_dpo
 	$(MF) recipe render --model tiny --method lora --stage kto --dataset abtest_kto
+	$(MF) recipe render --model tiny --method lora --stage rm --dataset abtest_dpo
+	$(MF) recipe render --model tiny --method lora --stage ppo --dataset huatuo_sample --reward http://127.0.0.1:8300/score
 	$(MF) recipe render $(R1_7B) --method lora --stage train --dataset medical_o1_sample
 	$(MF) recipe render $(R1_7B) --method qlora --stage train --dataset medical_o1_sample
 	$(MF) recipe render $(R1_7B) --method full --stage train --dataset medical_o1_sample
@@ -177,14 +179,14 @@ smoke: install ## LoRA-train the tiny model a few steps and chat with it on vLLM
 demo: install ## set up, then run the whole pipeline on the bundled samples (CPU, tiny model)
 	$(MF) demo
 
-test: install ## all tests: unit + integration (GPU tests skip without CUDA)
-	$(PYTEST) tests
+test: install ## all tests: unit + integration (GPU tests skip without CUDA), the 15 slowest named
+	$(PYTEST) tests --durations=15
 
 test-unit: install ## fast tests only (no model, seconds)
 	$(PYTEST) tests -m "not integration and not gpu"
 
 test-integration: install ## tests that run LLaMA-Factory and vLLM on the tiny model
-	$(PYTEST) tests -m integration
+	$(PYTEST) tests -m integration --durations=15
 
 lint: $(VENV)/.installed ## ruff check + ruff format --check
 	$(VENV)/bin/ruff check .

@@ -51,6 +51,9 @@ class ServerSpec:
     api_key: str | None = None
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int | None = None
+    # vLLM without torch.compile and CUDA graphs: for a small or test model, compiling takes
+    # longer than it saves (40 s of a 70 s start of the tiny model on two CPU cores).
+    enforce_eager: bool = False
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
 
@@ -123,6 +126,8 @@ def server_argv(spec: ServerSpec) -> list[str]:
         argv += ["--gpu-memory-utilization", str(spec.gpu_memory_utilization)]
     if spec.tensor_parallel_size:
         argv += ["--tensor-parallel-size", str(spec.tensor_parallel_size)]
+    if spec.enforce_eager:
+        argv.append("--enforce-eager")
     return argv + list(spec.extra_args)
 
 

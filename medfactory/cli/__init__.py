@@ -29,6 +29,7 @@ from medfactory.cli.loadtest import loadtest
 from medfactory.cli.rag import rag
 from medfactory.cli.recipe import recipe
 from medfactory.cli.review import review
+from medfactory.cli.reward import reward
 from medfactory.cli.run import export, predict, train
 from medfactory.cli.serve import serve, verify_command
 from medfactory.cli.vram import vram
@@ -110,6 +111,7 @@ cli.add_command(with_example("medfactory ab report --json")(ab))
 cli.add_command(webui)
 cli.add_command(with_example("medfactory rag index DOCS/ --name guidelines")(rag))
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
+cli.add_command(with_example("medfactory reward serve --verifier safety")(reward))
 
 
 def main() -> None:

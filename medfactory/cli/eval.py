@@ -398,3 +398,33 @@ def _print_judge(report: dict) -> None:
             f" ({calibration['unscored']} left out: the judge gave no score)"
         )
     console.print(f"judge requests this run: {report['requests']} (the rest were cached)")
+
+
+@with_example(
+    "medfactory eval reward dataset_info/abtest_dpo_test.jsonl --reward-model saves/tiny/lora/rm"
+)
+@eval_group.command()
+@click.argument("pairs", type=click.Path(path_type=Path))
+@click.option("--reward-model", required=True, type=click.Path(path_type=Path),
+              help="The output_dir of a `--stage rm` run.")  # fmt: skip
+@click.option("--template", default="qwen", show_default=True, help="The recipe's template.")
+@click.option("--base", help="The LoRA reward model's base, if not the one it names.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def reward(pairs: Path, reward_model: Path, template: str, base, as_json: bool) -> None:
+    """A reward model's accuracy on held-out preference pairs: how often it scores the
+    chosen answer above the rejected one, with a Wilson 95 % interval."""
+    from medfactory.rewards.accuracy import reward_accuracy
+    from medfactory.rewards.errors import RewardError
+
+    try:
+        result = reward_accuracy(pairs, reward_model, template, base)
+    except RewardError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(dumps(result))
+        return
+    click.echo(
+        f"reward model {reward_model}: chosen above rejected in {result['correct']} of "
+        f"{result['pairs']} pairs, accuracy {result['accuracy']:.3f} "
+        f"(95% CI {result['low']:.3f}-{result['high']:.3f})"
+    )

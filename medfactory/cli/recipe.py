@@ -22,8 +22,12 @@ def recipe() -> None:
 @click.option("--method", type=click.Choice(METHODS), default="lora", show_default=True)
 @click.option("--stage", type=click.Choice(STAGES), default="train", show_default=True)
 @click.option("--dataset", "datasets", multiple=True, help="Registered dataset name (repeatable).")
+@click.option("--reward", help="ppo: a reward server URL (`medfactory reward serve`) or a "
+              "trained reward model's folder (lora: its adapter; full: the model).")  # fmt: skip
 @click.argument("overrides", nargs=-1)
-def render(preset: str, method: str, stage: str, datasets: tuple[str, ...], overrides) -> None:
+def render(
+    preset: str, method: str, stage: str, datasets: tuple[str, ...], reward, overrides
+) -> None:
     """Write llamafactory_configs/<model>/<stage>_<method>.yaml.
 
     OVERRIDES are key=value pairs that replace the template's values (or add
@@ -33,7 +37,13 @@ def render(preset: str, method: str, stage: str, datasets: tuple[str, ...], over
 
     if stage in (*TRAINING_STAGES, "predict") and not datasets:
         raise click.UsageError(f"--stage {stage} needs at least one --dataset")
-    path = write_recipe(preset, method, stage, list(datasets), parse_overrides(overrides))
+    if stage == "ppo" and not reward:
+        raise click.UsageError("--stage ppo needs --reward URL|PATH")
+    if reward and stage != "ppo":
+        raise click.UsageError(f"--reward is for --stage ppo, not --stage {stage}")
+    path = write_recipe(
+        preset, method, stage, list(datasets), parse_overrides(overrides), reward=reward
+    )
     click.echo(f"wrote {path.relative_to(path.parents[2])}")
 
 

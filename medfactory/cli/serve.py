@@ -44,6 +44,10 @@ def _state_dir() -> Path:
 @click.option("--tensor-parallel-size", type=int)
 @click.option("--backend", type=click.Choice(["vllm", "llamafactory"]), default="vllm")
 @click.option(
+    "--enforce-eager", is_flag=True,
+    help="vLLM without torch.compile or CUDA graphs: a small model starts ~40 s sooner on CPU.",
+)  # fmt: skip
+@click.option(
     "--chat-template",
     type=click.Path(path_type=Path),
     help="Serve this jinja file instead of templates/chat/TEMPLATE.jinja (verify checks it).",
@@ -73,8 +77,8 @@ def serve(ctx, **options) -> None:
 
 def _serve(
     model, adapter, template, port, host, api_key, served_model_name, max_model_len,
-    gpu_memory_utilization, tensor_parallel_size, backend, chat_template, thinking,
-    foreground, no_verify, timeout,
+    gpu_memory_utilization, tensor_parallel_size, backend, enforce_eager, chat_template,
+    thinking, foreground, no_verify, timeout,
 ) -> None:  # fmt: skip
     from deploy.server import ServerSpec, parse_adapters
     from deploy.serving import serve as start_serving
@@ -88,7 +92,7 @@ def _serve(
         served_model_name=served_model_name, max_model_len=max_model_len,
         chat_template=chat_template, template=template, enable_thinking=thinking,
         adapters=adapters, api_key=api_key, gpu_memory_utilization=gpu_memory_utilization,
-        tensor_parallel_size=tensor_parallel_size,
+        tensor_parallel_size=tensor_parallel_size, enforce_eager=enforce_eager,
     )  # fmt: skip
     spinner = _Spinner(f"starting {backend} on {spec.base_url} (log in {_state_dir()})")
     with spinner:

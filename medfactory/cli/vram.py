@@ -21,11 +21,14 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--zero", type=click.Choice(["0", "3"]), default="0", show_default=True,
               help="DeepSpeed ZeRO stage (3 shards weights, gradients, optimizer).")  # fmt: skip
 @click.option("--lora-rank", default=8, show_default=True, type=POSITIVE)
-@click.option("--stage", type=click.Choice(["sft", "dpo", "kto"]), default="sft",
+@click.option("--stage", type=click.Choice(["sft", "dpo", "kto", "ppo"]), default="sft",
               show_default=True, help="dpo/kto: chosen and rejected in one forward, and the "
-              "reference model.")  # fmt: skip
+              "reference model; ppo: the reference, the value head and the reward.")  # fmt: skip
 @click.option("--no-reference", is_flag=True, help="DPO with orpo or simpo: no reference model.")
-def vram(model, method, batch, seq, gpus, zero, lora_rank, stage, no_reference) -> None:
+@click.option("--reward", type=click.Choice(["model", "api"]), default="model",
+              show_default=True,
+              help="ppo: a trained reward model on the GPU, or a server (none).")  # fmt: skip
+def vram(model, method, batch, seq, gpus, zero, lora_rank, stage, no_reference, reward) -> None:
     """Estimate GPU memory per card: weights, gradients, optimizer, activations.
 
     The formula is in medfactory/recipes/vram.py. Against real runs on an H100 (1.5B and
@@ -38,7 +41,7 @@ def vram(model, method, batch, seq, gpus, zero, lora_rank, stage, no_reference) 
 
     result = estimate(
         load_architecture(model), method, batch, seq, gpus, int(zero), lora_rank, stage,
-        reference=not no_reference,
+        reference=not no_reference, reward=reward,
     )  # fmt: skip
     console = Console()
     console.print(
@@ -48,7 +51,14 @@ def vram(model, method, batch, seq, gpus, zero, lora_rank, stage, no_reference) 
         reference = "none" if no_reference else (
             "a frozen bf16 copy" if method == "full" else "the base, adapter off"
         )  # fmt: skip
-        console.print(f"chosen and rejected in one forward; reference model: {reference}")
+        what = (
+            "policy with a value head" if stage == "ppo" else "chosen and rejected in one forward"
+        )
+        console.print(f"{what}; reference model: {reference}")
+    if stage == "ppo":
+        console.print("reward: " + ("a server, no GPU memory" if reward == "api" else (
+            "a second bf16 model" if method == "full" else "a second adapter on the base"
+        )))  # fmt: skip
     table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")

@@ -113,9 +113,10 @@ def plan(port: int, sweep: str, duration: str, out: Outputs) -> list[Stage]:
             "eval", "safety", str(out.predictions), "--out", SAFETY_OUT,
         )),
         Stage("export", "merge the LoRA adapter", ("export", f"{RECIPES}/export_lora.yaml")),
+        # Eager: compiling the tiny model would take vLLM longer than the whole demo serves it.
         Stage("serve", f"serve with vLLM on {endpoint}", (
             "serve", "--model", str(out.merged), "--template", out.template, "--port", str(port),
-            "--served-model-name", "tiny-lora", "--no-verify",
+            "--served-model-name", "tiny-lora", "--no-verify", "--enforce-eager",
         )),
         Stage("verify", "verify token parity with training", (
             "verify", "--endpoint", endpoint, "--model", str(out.merged),

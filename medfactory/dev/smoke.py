@@ -126,6 +126,7 @@ def run_smoke(
         port=free_port(),
         served_model_name="tiny",
         max_model_len=1024,
+        enforce_eager=True,  # compiling the tiny model takes longer than it saves
     )
     say(f"serving: vLLM on {spec.base_url} from {paths.vllm_venv()}")
     started = time.monotonic()

@@ -29,12 +29,13 @@ from medfactory.recipes.render import (
 _UNUSED = re.compile(r"not used by the HfArgumentParser: \[(.*)\]")
 
 
-def render_arguments(header: str) -> tuple[str, str, str, list[str], dict]:
-    """The render call recorded in a recipe's first line."""
+def render_arguments(header: str) -> tuple[str, str, str, list[str], dict, str | None]:
+    """The render call recorded in a recipe's first line (the last item: --reward)."""
     argv = shlex.split(header.removeprefix(HEADER))
     if argv[:3] != ["medfactory", "recipe", "render"]:
         raise RecipeError("first line is not a `medfactory recipe render` command")
-    options: dict[str, list[str]] = {"--model": [], "--method": [], "--stage": [], "--dataset": []}
+    options: dict[str, list[str]] = {"--model": [], "--method": [], "--stage": [], "--dataset": [],
+                                     "--reward": []}  # fmt: skip
     pairs, args = [], iter(argv[3:])
     for arg in args:
         if arg in options:
@@ -48,6 +49,7 @@ def render_arguments(header: str) -> tuple[str, str, str, list[str], dict]:
         single["--stage"],
         options["--dataset"],
         parse_overrides(pairs),
+        single["--reward"] or None,
     )
 
 
@@ -57,8 +59,8 @@ def _stale(path: Path, text: str, registry: dict) -> list[str]:
         return [
             f"{path}: no `{HEADER.strip()} medfactory recipe render ...` first line; re-render it"
         ]
-    preset, method, stage, names, overrides = render_arguments(first)
-    expected = render(preset, method, stage, names, overrides, registry=registry)
+    preset, method, stage, names, overrides, reward = render_arguments(first)
+    expected = render(preset, method, stage, names, overrides, registry=registry, reward=reward)
     problems = []
     if recipe_path(preset, stage, method).resolve() != path.resolve():
         problems.append(f"{path}: its command writes {recipe_path(preset, stage, method)}")

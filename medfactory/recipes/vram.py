@@ -27,6 +27,13 @@ activations), and a second, frozen bf16 copy, 2P, for full fine-tuning (none
 for orpo and simpo). These preference terms follow LLaMA-Factory's trainers;
 unlike the SFT terms they have not yet been checked against a GPU run.
 
+PPO (LLaMA-Factory, trl): the policy carries a value head, a linear h -> 1 trained with
+it (h + 1 parameters); the reference is the base with the adapter off for LoRA and QLoRA
+and a frozen bf16 copy, 2P, for full fine-tuning. A model reward is, for LoRA, a second
+adapter and head on the same base (2T more) and, for full fine-tuning, a second bf16
+model (2P); a reward server (`reward_model_type: api`) takes no GPU memory here. The
+update's forward runs on prompt + answer, one sequence a sample, as in SFT.
+
 LoRA on all linear layers with rank r trains T = r * sum(in + out) per layer.
 """
 
@@ -41,7 +48,8 @@ from medfactory.recipes.presets import Architecture, get_preset
 GIB = 1024**3
 CARDS = (24, 48, 80)
 OVERHEAD = 1.5 * GIB
-STAGES = ("sft", "dpo", "kto")
+STAGES = ("sft", "dpo", "kto", "ppo")
+REWARDS = ("model", "api")  # PPO: a trained reward model on the GPU, or a reward server
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,7 @@ def estimate(
     lora_rank: int = 8,
     stage: str = "sft",
     reference: bool = True,
+    reward: str = "model",
 ) -> Estimate:
     for name, value in (("batch", batch), ("seq", seq), ("gpus", gpus), ("lora_rank", lora_rank)):
         if value < 1:
@@ -116,11 +125,25 @@ def estimate(
         gradients, optimizer = 4.0 * trainable, 8.0 * trainable
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    if reward not in REWARDS:
+        raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {reward!r}")
+    if stage == "ppo":  # the value head trains with the policy
+        head = arch.hidden_size + 1
+        trainable += head
+        weights, gradients, optimizer = (
+            weights + 2.0 * head,
+            gradients + 4.0 * head,
+            optimizer + 8.0 * head,
+        )
+        if reward == "model":
+            weights += (
+                2.0 * parameters if method == "full" else 2.0 * (trainable - head) + 2.0 * head
+            )
     if stage != "sft" and method == "full" and reference:
         weights += 2.0 * parameters  # the frozen reference copy
     if zero == 3 and gpus > 1:  # model states sharded over the GPUs
         weights, gradients, optimizer = weights / gpus, gradients / gpus, optimizer / gpus
     h, m, L = arch.hidden_size, arch.intermediate_size, arch.num_hidden_layers
-    tokens = batch * seq * (1 if stage == "sft" else 2)
+    tokens = batch * seq * (1 if stage in ("sft", "ppo") else 2)
     activations = tokens * (2 * h * L + 2 * (10 * h + 3 * m) + 14 * arch.vocab_size)
     return Estimate(parameters, trainable, weights, gradients, optimizer, activations, OVERHEAD)

@@ -28,8 +28,9 @@ def data_dir(tmp_path_factory) -> Path:
 def tiny_server(tiny_model, tmp_path_factory):
     """The one vLLM server (`.venv-vllm`) of the test session, as `medfactory serve` starts it
     (the qwen chat template): the tiny model as `tiny` and a random LoRA adapter as `lora`, on
-    a free loopback port, behind API key `test-key` (in `server.spec.api_key`). Every test
-    that only talks to a server shares it; a vLLM start costs a minute on two cores."""
+    a free loopback port, behind API key `test-key` (in `server.spec.api_key`), eager as every
+    server of the tiny model in the tests. Every test that only talks to a server shares it;
+    a vLLM start costs a minute on two cores."""
     from deploy.server import parse_adapters
     from deploy.serving import serving_spec
     from medfactory.dev.tiny_model import build_tiny_adapter
@@ -38,7 +39,7 @@ def tiny_server(tiny_model, tmp_path_factory):
     adapter = build_tiny_adapter(tiny_model, folder / "adapter")
     spec = serving_spec(ServerSpec(
         python=paths.vllm_python(), model=tiny_model, port=free_port(), template="qwen",
-        served_model_name="tiny", max_model_len=2048, api_key="test-key",
+        served_model_name="tiny", max_model_len=2048, api_key="test-key", enforce_eager=True,
         adapters=parse_adapters([f"lora={adapter}"], "tiny"),
     ))  # fmt: skip
     with Server(spec, folder / "vllm.log").start() as server:

@@ -1,11 +1,13 @@
-"""Load a registered dataset with LLaMA-Factory's own code and print what it kept, as JSON.
+"""Load registered datasets with LLaMA-Factory's own code and print what it kept, as JSON.
 
 Run as a script (a fresh process, as `llamafactory-cli train` is): python
-llamafactory_load.py MODEL DATASET_DIR NAME OUTPUT_DIR [STAGE]. Prints the
+llamafactory_load.py MODEL JOBS, where JOBS is a JSON list of [DATASET_DIR,
+NAME, OUTPUT_DIR, STAGE]. One process loads them all: importing LLaMA-Factory
+is most of a load's time. Prints one `RESULT` line per job, in order: the
 number of samples per split (NAME_train and whichever of NAME_val and NAME_test
-are registered) after LLaMA-Factory's alignment and tokenisation for STAGE (sft,
-rm for DPO pairs, kto), and for each train sample its aligned prompt and, for
-sft, its decoded tokens.
+are registered) after LLaMA-Factory's alignment and tokenisation for STAGE
+(sft, rm for DPO pairs, kto), and for each train sample its aligned prompt and,
+for sft, its decoded tokens.
 """
 
 import json
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 
 
-def main(model: str, dataset_dir: str, name: str, output_dir: str, stage: str = "sft") -> None:
+def load(model: str, dataset_dir: str, name: str, output_dir: str, stage: str = "sft") -> dict:
     from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
     from llamafactory.data.loader import _get_merged_dataset
     from llamafactory.hparams import get_train_args
@@ -50,8 +52,13 @@ def main(model: str, dataset_dir: str, name: str, output_dir: str, stage: str = 
     }
     if stage == "sft":
         result["decoded"] = [tokenizer.decode(r["input_ids"]) for r in tokenized["train"]]
-    print("RESULT " + json.dumps(result, ensure_ascii=False))
+    return result
+
+
+def main(model: str, jobs: str) -> None:
+    for job in json.loads(jobs):
+        print("RESULT " + json.dumps(load(model, *job), ensure_ascii=False), flush=True)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:3])

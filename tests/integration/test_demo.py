@@ -158,6 +158,7 @@ def test_demo_leaves_no_server_running(demo, copy):
 
 @pytest.mark.parametrize("hangup", [False, True], ids=["ctrl-c", "terminal-closed"])
 def test_an_interrupt_while_serving_stops_everything(demo, copy, env, hangup):
+    # The demo's own server: this test interrupts the demo while it starts it.
     port = free_port()
     process = subprocess.Popen(
         [*DEMO, "--from", "serve", "--port", str(port)], cwd=copy, env=env,

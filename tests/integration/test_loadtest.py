@@ -105,9 +105,10 @@ def test_wrong_api_key_is_one_message_before_the_run(tiny_server, data_dir, tmp_
 def test_a_server_killed_mid_run_is_counted_and_the_run_ends_on_time(
     tiny_model, data_dir, tmp_path
 ):
+    # Its own server: this test kills it.
     spec = ServerSpec(
         python=paths.vllm_python(), model=tiny_model, port=free_port(),
-        served_model_name="tiny", max_model_len=2048,
+        served_model_name="tiny", max_model_len=2048, enforce_eager=True,
     )  # fmt: skip
     server = Server(spec, tmp_path / "vllm.log").start()
     # A separate process kills the server once requests are completing, so the

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 from review_helpers import REPO, prediction_files
-from test_llamafactory_loading import load_with_llamafactory
+from test_llamafactory_loading import load_all_with_llamafactory
 
 from deploy.gateway import Arm, Exchange, Feedback
 from medfactory.ab.export import ab_export
@@ -61,9 +61,11 @@ def test_llamafactorys_own_loader_keeps_every_pair_and_every_kto_row(
     data, review, feedback = exported
     assert review["written"] == {"dpo": {"train": ITEMS}} and review["skipped"] == {}
     assert feedback["written"] == {"kto": {"train": ITEMS}}
-    pairs = load_with_llamafactory(tiny_model, data, "r1_dpo", tmp_path / "rm", stage="rm")
+    pairs, kto = load_all_with_llamafactory(
+        tiny_model,
+        [(data, "r1_dpo", tmp_path / "rm", "rm"), (data, "fb_kto", tmp_path / "kto", "kto")],
+    )
     assert pairs["kept"] == {"train": ITEMS}
-    kto = load_with_llamafactory(tiny_model, data, "fb_kto", tmp_path / "kto", stage="kto")
     assert kto["kept"] == {"train": ITEMS}
 
 

@@ -24,7 +24,8 @@ def test_an_exam_against_the_tiny_server_completes(tiny_server, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "exam.json").read_text())
-    assert report["model"] == "tiny" and report["overall"]["questions"] == 24
+    # The server's last listed model by default: the shared server's adapter.
+    assert report["model"] == "lora" and report["overall"]["questions"] == 24
     questions = report["per_question"]
     assert len(questions) == 24 and len({(q["subject"], q["id"]) for q in questions}) == 24
     assert report["overall"]["correct"] == sum(q["correct"] for q in questions)
@@ -32,7 +33,7 @@ def test_an_exam_against_the_tiny_server_completes(tiny_server, tmp_path):
         assert q["correct"] == (q["extracted"] == q["answer"])
     assert sum(s["questions"] for s in report["subjects"].values()) == 24
     # What the server answered is EvalScope's record of it, kept for a person to check.
-    predictions = list((tmp_path / "evalscope" / "predictions" / "tiny").glob("*.jsonl"))
+    predictions = list((tmp_path / "evalscope" / "predictions" / "lora").glob("*.jsonl"))
     assert sum(len(p.read_text().splitlines()) for p in predictions) == 24
 
 
@@ -49,7 +50,7 @@ def test_the_tiny_server_as_judge_yields_invalid_judgments_not_a_crash(tiny_serv
         cli,
         ["eval", "judge", str(predictions), "--rubric", "medical-default",
          "--judge-endpoint", tiny_server.spec.base_url, "--judge-api-key", "test-key",
-         "--concurrency", "4", "--out", str(tmp_path / "judge")],
+         "--concurrency", "16", "--out", str(tmp_path / "judge")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "judge" / "judge.json").read_text())

@@ -1,6 +1,7 @@
 """The tiny model through train -> predict -> export, from rendered recipes, on CPU."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,10 +43,9 @@ def test_train_predict_export(tiny_model, data_dir, tmp_path):
     with safe_open(sft / "adapter_model.safetensors", "pt") as adapter:
         assert any(adapter.get_tensor(k).abs().sum() > 0 for k in adapter.keys() if "lora_B" in k)  # noqa: SIM118
 
-    # The same data again: the tokenized dataset is reused, not rebuilt.
-    log = run_recipe(
-        "train", recipe(tmp_path, "train", data_dir, tiny_model, **train_args), echo=False
-    )
+    # The same data again: the tokenized dataset is reused, not rebuilt (one step shows it).
+    again = {**train_args, "output_dir": str(tmp_path / "again"), "max_steps": 1}
+    log = run_recipe("train", recipe(tmp_path, "train", data_dir, tiny_model, **again), echo=False)
     assert "Loaded tokenized dataset from" in log.read_text()
 
     predict_args = {"adapter_name_or_path": str(sft), "output_dir": str(predict), "max_samples": 6}
@@ -79,16 +79,18 @@ def test_train_predict_export(tiny_model, data_dir, tmp_path):
 
 
 def test_a_failing_run_shows_the_log_tail_and_the_recipe(tiny_model, data_dir, tmp_path):
-    path = recipe(tmp_path, "train", data_dir, tiny_model, output_dir=str(tmp_path / "o"))
-    # Valid arguments (the pre-flight parse passes), but a dataset LLaMA-Factory cannot find.
-    text = path.read_text()
-    dataset = next(line for line in text.splitlines() if line.startswith("dataset:"))
-    path.write_text(text.replace(dataset, "dataset: no_such_dataset_train"))
+    # Valid arguments and registered datasets (the pre-flight checks pass), but a dataset
+    # whose file is gone: only LLaMA-Factory finds out.
+    data = shutil.copytree(data_dir, tmp_path / "data")
+    registry = json.loads((data / "dataset_info.json").read_text())
+    gone = registry["huatuo_sample_train"]["file_name"]
+    (data / gone).unlink()
+    path = recipe(tmp_path, "train", data, tiny_model, output_dir=str(tmp_path / "o"))
     with pytest.raises(CommandFailed) as error:
         run_recipe("train", path, echo=False)
     message = str(error.value)
     assert str(path) in message and "exit 1" in message
-    assert "no_such_dataset_train" in message  # LLaMA-Factory's own complaint, from the log
+    assert gone in message  # LLaMA-Factory's own complaint, from the log
 
 
 def test_a_misspelled_key_stops_before_llamafactory_starts(tiny_model, data_dir, tmp_path):

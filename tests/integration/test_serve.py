@@ -21,17 +21,20 @@ def medfactory(state: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_serve_verifies_parity_enforces_the_key_and_stops_cleanly(tiny_model, tmp_path):
+    # Its own server: what is tested is `serve` starting it, `serve stop` ending it.
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve = medfactory(
         tmp_path, "serve", "--model", str(tiny_model), "--template", "qwen", "--port", str(port),
         "--api-key", "s3cret", "--served-model-name", "tiny", "--max-model-len", "2048",
+        "--enforce-eager",
     )  # fmt: skip
     assert serve.returncode == 0, serve.stdout + serve.stderr
     # verify ran after start-up and compared every conversation of the suite.
     assert serve.stdout.count("PASS  ") == 5 and "tokens identical" in serve.stdout
     assert "verify: PASS -- 5/5 served prompts identical to LLaMA-Factory's `qwen`" in serve.stdout
     record = json.loads((tmp_path / "serve" / f"{port}.json").read_text())
+    assert "'enforce_eager': True" in Path(record["log"]).read_text()  # the option reached vLLM
     try:
         assert group_alive(record["pid"])  # still serving after the command returned
         assert requests.get(f"{url}/v1/models", timeout=10).status_code == 401
@@ -62,10 +65,12 @@ def test_serve_verifies_parity_enforces_the_key_and_stops_cleanly(tiny_model, tm
 
 
 def test_a_wrong_chat_template_fails_verify_at_the_first_differing_token(tiny_model, tmp_path):
+    # Its own server: `serve` must stop the server whose prompts fail the check.
     port = free_port()
     serve = medfactory(
         tmp_path, "serve", "--model", str(tiny_model), "--template", "qwen", "--port", str(port),
         "--chat-template", str(REPO / "templates/chat/qwen3.jinja"), "--max-model-len", "2048",
+        "--enforce-eager",
     )  # fmt: skip
     assert serve.returncode == 1
     # qwen3 has no default system prompt: the served prompt differs right at the start.
@@ -78,6 +83,7 @@ def test_a_wrong_chat_template_fails_verify_at_the_first_differing_token(tiny_mo
 
 
 def test_llamafactory_backend_serves_and_answers(tiny_model, tmp_path):
+    # Its own server: LLaMA-Factory's api, not vLLM.
     port = free_port()
     serve = medfactory(
         tmp_path, "serve", "--model", str(tiny_model), "--template", "qwen", "--port", str(port),

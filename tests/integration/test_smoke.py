@@ -21,6 +21,7 @@ def group_alive(pgid: int) -> bool:
 
 
 def test_lora_training_then_vllm_answers_and_nothing_is_left_running(tiny_model, tmp_path):
+    # Its own server: the smoke run starts and stops one, and that is what it proves.
     lines = []
     result = run_smoke(tmp_path, tiny_model, steps=3, say=lines.append)
 
@@ -47,6 +48,7 @@ def test_lora_training_then_vllm_answers_and_nothing_is_left_running(tiny_model,
 
 
 def test_interrupting_start_up_leaves_no_process(tiny_model, tmp_path):
+    # Its own server: this test interrupts its start-up.
     spec = ServerSpec(python=paths.vllm_python(), model=tiny_model, port=free_port())
     server = Server(spec, tmp_path / "vllm.log")
     seen = {}

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medfactory.recipes.check import check_recipes, render_arguments
+from medfactory.recipes.check import check_recipes, llamafactory_problems, render_arguments
 from medfactory.recipes.presets import RecipeError, load_presets
 from medfactory.recipes.render import parse_overrides, render
 from medfactory.recipes.run import Distributed, llamafactory_command, tokenized_cache
@@ -66,8 +66,12 @@ def test_preset_defaults_touch_only_keys_the_template_has():
 
 def test_header_command_renders_the_same_text():
     text = render("tiny", "lora", "predict", DATA, {"max_new_tokens": 8})
-    preset, method, stage, names, overrides = render_arguments(text.splitlines()[0])
-    assert render(preset, method, stage, names, overrides) == text
+    preset, method, stage, names, overrides, reward = render_arguments(text.splitlines()[0])
+    assert reward is None and render(preset, method, stage, names, overrides) == text
+    url = "http://127.0.0.1:8300/score"
+    ppo = render("tiny", "lora", "ppo", DATA, reward=url)
+    *arguments, reward = render_arguments(ppo.splitlines()[0])
+    assert reward == url and render(*arguments, reward=reward) == ppo
 
 
 @pytest.mark.parametrize(
@@ -81,6 +85,31 @@ def test_header_command_renders_the_same_text():
 def test_mistakes_name_what_is_known(call, message):
     with pytest.raises(RecipeError, match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    ("method", "reward", "reward_type"),
+    [("lora", None, None), ("full", None, None),
+     ("lora", "http://127.0.0.1:8300/score", "api"), ("lora", "saves/tiny/lora/rm", "lora"),
+     ("full", "saves/tiny/full/rm", "full")],
+)  # fmt: skip
+def test_rm_and_ppo_recipes_parse_with_llamafactory(method, reward, reward_type):
+    stage = "ppo" if reward else "rm"
+    text = render("qwen2.5-7b-instruct", method, stage, DATA, reward=reward, registry=REGISTRY)
+    recipe = yaml.safe_load(text)
+    assert recipe["stage"] == stage and recipe["finetuning_type"] == method
+    if reward:
+        assert recipe["reward_model"] == reward and recipe["reward_model_type"] == reward_type
+        assert {"ppo_epochs", "ppo_target", "ppo_score_norm", "max_new_tokens"} <= set(recipe)
+        assert "eval_dataset" not in recipe  # LLaMA-Factory's PPO refuses evaluation
+    assert llamafactory_problems(Path(f"{stage}_{method}.yaml"), recipe) == []
+
+
+def test_ppo_needs_a_reward_and_only_ppo_takes_one():
+    with pytest.raises(RecipeError, match="--stage ppo needs --reward"):
+        render("tiny", "lora", "ppo", DATA)
+    with pytest.raises(RecipeError, match="--reward is for --stage ppo, not --stage rm"):
+        render("tiny", "lora", "rm", DATA, reward="http://x/score")
 
 
 def test_checked_in_recipes_pass_the_check():

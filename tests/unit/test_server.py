@@ -123,3 +123,8 @@ def test_llamafactory_backend_runs_its_api_with_env_settings(tmp_path):
     env = server_env(s, base={})
     assert env["API_HOST"] == "127.0.0.1" and env["API_PORT"] == "8100"
     assert env["API_KEY"] == "k" and env["API_MODEL_NAME"] == "med"
+
+
+def test_eager_only_when_asked(tmp_path):
+    assert "--enforce-eager" not in server_argv(spec(tmp_path))
+    assert server_argv(spec(tmp_path, enforce_eager=True))[-1] == "--enforce-eager"

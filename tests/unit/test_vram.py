@@ -95,5 +95,34 @@ def test_preference_stages_double_the_tokens_and_full_adds_the_reference_copy():
     assert orpo.weights == full_sft.weights
     sharded = estimate(arch, "full", gpus=8, zero=3, stage="kto")
     assert sharded.weights == full_dpo.weights / 8
-    with pytest.raises(ValueError, match="stage must be one of sft, dpo, kto"):
-        estimate(arch, "lora", stage="ppo")
+    with pytest.raises(ValueError, match="stage must be one of sft, dpo, kto, ppo"):
+        estimate(arch, "lora", stage="grpo")
+
+
+def test_ppo_counts_reference_value_head_and_reward_model():
+    arch = load_architecture("qwen2.5-7b-instruct")
+    parameters, _ = count_parameters(arch)
+    head = arch.hidden_size + 1
+    full_sft = estimate(arch, "full")
+    full_api = estimate(arch, "full", stage="ppo", reward="api")
+    full_model = estimate(arch, "full", stage="ppo", reward="model")
+    # the frozen reference copy and the value head (weights, fp32 master, gradient, AdamW)
+    assert full_api.weights - full_sft.weights == 2 * parameters + 2 * head
+    assert full_api.trainable == full_sft.trainable + head
+    assert full_model.weights - full_api.weights == 2 * parameters  # the reward model
+    assert full_api.activations == full_sft.activations  # one sequence a sample
+    lora_sft, lora_api = estimate(arch, "lora"), estimate(arch, "lora", stage="ppo", reward="api")
+    lora_model = estimate(arch, "lora", stage="ppo", reward="model")
+    assert lora_api.weights - lora_sft.weights == 2 * head  # reference: the adapter off
+    assert lora_model.weights - lora_api.weights == 2 * lora_sft.trainable + 2 * head
+    with pytest.raises(ValueError, match="reward must be one of model, api"):
+        estimate(arch, "lora", stage="ppo", reward="judge")
+
+
+def test_vram_command_explains_ppo():
+    result = CliRunner().invoke(
+        cli, ["vram", "--model", "qwen2.5-7b-instruct", "--method", "full", "--stage", "ppo"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "policy with a value head; reference model: a frozen bf16 copy" in result.output
+    assert "reward: a second bf16 model" in result.output
