@@ -345,3 +345,10 @@ def test_a_tests_folder_decides_its_markers():
 
     assert collected("not integration and not gpu") == {"unit"}
     assert collected("integration") == {"integration", "gpu"}
+
+
+def test_test_files_have_unique_names():
+    """The tests folders are not packages, so pytest imports each file by its
+    base name: two `test_x.py` in different folders stop the whole run."""
+    names = [path.name for path in python_files("tests") if path.name.startswith("test_")]
+    assert sorted(set(names)) == sorted(names), sorted({n for n in names if names.count(n) > 1})

@@ -3,7 +3,7 @@
 The bundled documents (dataset_info/samples/documents/: Markdown, DOCX, PDF) are
 indexed for real with bm25s; dense retrieval talks over HTTP to a local
 stand-in for `/v1/embeddings` (the real vLLM path is in
-tests/integration/test_rag.py).
+tests/integration/test_rag_servers.py).
 """
 
 from __future__ import annotations
