@@ -11,6 +11,11 @@ base model.
 The stream is forwarded event by event as it arrives; parsing it for the
 record happens on the side and the record is written before `[DONE]`, so a
 client that sends feedback right after the answer always finds it.
+
+An arm may have several replicas (`URL+URL`, deploy/replicas.py): a request
+that fails before its answer starts is tried once more on another replica.
+An arm may retrieve (`rag=INDEX`): the augmenter the caller hands in puts the
+passages before the question, and the record keeps their sources.
 """
 
 import asyncio
@@ -19,17 +24,26 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from deploy.client import Endpoint, EndpointError
+from deploy.replicas import Replica, ReplicaPool
 from deploy.urls import URLError, parse_url
 
 ARM_HEADER = "X-Medfactory-Arm"
 CONVERSATION_HEADER = "X-Medfactory-Conversation"
 DEFAULT_PORT = 8100
 ARM_EXAMPLE = "base=http://127.0.0.1:8000,model=tiny,weight=1"
+ARM_FORM = "NAME=ENDPOINT[+ENDPOINT...][,model=NAME][,weight=W][,rag=INDEX][,top=K]"
+ARM_OPTIONS = ("model", "weight", "rag", "top")
+PROBE_INTERVAL = 5.0  # seconds: the longest a recovered replica waits to be put back
+
+# messages -> (the messages to send, the sources of the passages put in them). It
+# raises ValueError for a request it cannot augment (no question), anything else
+# for a failure of its own (an index, an embeddings server).
+Augment = Callable[[list], tuple[list, list]]
 MAX_USER = 256  # the store's column
 log = logging.getLogger("medfactory.gateway")
 
@@ -41,25 +55,30 @@ class GatewayError(RuntimeError):
 @dataclass(frozen=True)
 class Arm:
     name: str
-    endpoint: str  # the server's base URL, without /v1
+    endpoint: str  # the server's base URL, without /v1; replicas joined by "+"
     model: str | None = None  # its served model name; settled at start-up
     weight: float = 1.0
+    rag: str | None = None  # the index whose passages go before each question
+    top: int = 3  # passages per question, with rag
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return tuple(self.endpoint.split("+"))
 
 
 def parse_arm(text: str) -> Arm:
-    """`NAME=ENDPOINT[,model=SERVED_NAME][,weight=W]` -> Arm."""
+    """`NAME=ENDPOINT[+ENDPOINT...][,model=NAME][,weight=W][,rag=INDEX][,top=K]` -> Arm."""
     name, sep, rest = text.partition("=")
     parts = rest.split(",")
     if not sep or not name.strip() or not parts[0].strip():
-        raise GatewayError(
-            f"--arm {text!r}: expected NAME=ENDPOINT[,model=NAME][,weight=W], e.g. {ARM_EXAMPLE}"
-        )
+        raise GatewayError(f"--arm {text!r}: expected {ARM_FORM}, e.g. {ARM_EXAMPLE}")
     options: dict[str, str] = {}
     for part in parts[1:]:
         key, sep, value = part.partition("=")
-        if not sep or key.strip() not in ("model", "weight") or key.strip() in options:
+        if not sep or key.strip() not in ARM_OPTIONS or key.strip() in options:
             raise GatewayError(
-                f"--arm {text!r}: {part!r} is not model=NAME or weight=W (each at most once)"
+                f"--arm {text!r}: {part!r} is not model=NAME, weight=W, rag=INDEX or top=K "
+                "(each at most once)"
             )
         options[key.strip()] = value.strip()
     try:
@@ -68,11 +87,23 @@ def parse_arm(text: str) -> Arm:
         weight = -1.0
     if not weight > 0 or weight == float("inf"):
         raise GatewayError(f"--arm {text!r}: weight must be a positive number")
-    try:  # the whole address, port range included, before any request is sent
-        endpoint = parse_url(parts[0]).removesuffix("/v1")
-    except URLError as error:
-        raise GatewayError(f"--arm {text!r}: {error}") from None
-    return Arm(name.strip(), endpoint, options.get("model") or None, weight)
+    top = options.get("top", "3")
+    if not top.isdigit() or int(top) < 1:
+        raise GatewayError(f"--arm {text!r}: top must be a whole number of passages, 1 or more")
+    if "top" in options and not options.get("rag"):
+        raise GatewayError(f"--arm {text!r}: top=K goes with rag=INDEX")
+    endpoints = []
+    for replica in parts[0].split("+"):
+        try:  # the whole address, port range included, before any request is sent
+            endpoints.append(parse_url(replica).removesuffix("/v1"))
+        except URLError as error:
+            raise GatewayError(f"--arm {text!r}: {error}") from None
+    if len(set(endpoints)) < len(endpoints):
+        raise GatewayError(f"--arm {text!r}: a replica is listed twice; list each once")
+    return Arm(
+        name.strip(), "+".join(endpoints), options.get("model") or None, weight,
+        options.get("rag") or None, int(top),
+    )  # fmt: skip
 
 
 def check_arms(arms: list[Arm], api_key: str | None = None) -> list[Arm]:
@@ -85,17 +116,20 @@ def check_arms(arms: list[Arm], api_key: str | None = None) -> list[Arm]:
         raise GatewayError(f"two arms share a name ({', '.join(names)}); name each arm once")
     settled = []
     for arm in arms:
-        endpoint = Endpoint(arm.endpoint, api_key=api_key, model=arm.model)
-        try:
-            served = endpoint.models()
-            if arm.model is None and len(served) > 1:
-                raise EndpointError(
-                    f"it serves several models ({', '.join(served)}); add model=NAME to the arm"
-                )
-            model = endpoint.check()
-        except EndpointError as error:
-            raise GatewayError(f"arm {arm.name!r} ({arm.endpoint}): {error}") from None
-        settled.append(Arm(arm.name, arm.endpoint, model, arm.weight))
+        model = arm.model
+        for url in arm.endpoints:  # every replica must serve the arm's model
+            endpoint = Endpoint(url, api_key=api_key, model=model)
+            try:
+                served = endpoint.models()
+                if model is None and len(served) > 1:
+                    raise EndpointError(
+                        f"it serves several models ({', '.join(served)}); add model=NAME to the "
+                        "arm"
+                    )
+                model = endpoint.check()
+            except EndpointError as error:
+                raise GatewayError(f"arm {arm.name!r} ({url}): {error}") from None
+        settled.append(replace(arm, model=model))
     return settled
 
 
@@ -143,6 +177,8 @@ class Exchange:
     ttft: float | None = None  # seconds to the first token (streamed requests)
     latency: float | None = None  # seconds to the end of the answer
     error: str | None = None
+    replica: str | None = None  # the server that answered, of the arm's replicas
+    passages: list | None = None  # the sources of the retrieved passages, on a rag arm
 
 
 @dataclass(frozen=True)
@@ -170,7 +206,7 @@ class Metrics:
     """The gateway's own Prometheus registry, every series labelled by arm."""
 
     def __init__(self, arms: list[Arm]):
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
         buckets = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, float("inf"))
@@ -197,6 +233,24 @@ class Metrics:
             f"{prefix}unrecorded", "Exchanges the store could not take", ["arm"],
             registry=self.registry,
         )  # fmt: skip
+        # Per replica: every attempt, so a request retried elsewhere counts on both.
+        by_replica = ["arm", "replica"]
+        self.replica_requests = Counter(
+            f"{prefix}replica_requests", "Requests sent to a replica", by_replica,
+            registry=self.registry,
+        )  # fmt: skip
+        self.replica_errors = Counter(
+            f"{prefix}replica_errors", "Requests a replica failed", by_replica,
+            registry=self.registry,
+        )  # fmt: skip
+        self.replica_in_flight = Gauge(
+            f"{prefix}replica_in_flight", "Requests a replica is answering", by_replica,
+            registry=self.registry,
+        )  # fmt: skip
+        self.replica_healthy = Gauge(
+            f"{prefix}replica_healthy", "1 while a replica takes requests, 0 while it is out",
+            by_replica, registry=self.registry,
+        )  # fmt: skip
         for arm in arms:  # every arm shows up from the first scrape, at zero
             for series in (self.requests, self.errors, self.ttft, self.latency):
                 series.labels(arm.name)
@@ -204,6 +258,16 @@ class Metrics:
                 self.tokens.labels(arm.name, kind)
             for rating in ("up", "down"):
                 self.feedback.labels(arm.name, rating)
+            for url in arm.endpoints:
+                for series in (self.replica_requests, self.replica_errors):
+                    series.labels(arm.name, url)
+
+    def show(self, pools: dict[str, ReplicaPool]) -> None:
+        """The replicas' state as of now, for a scrape."""
+        for arm, pool in pools.items():
+            for replica in pool.replicas:
+                self.replica_in_flight.labels(arm, replica.url).set(replica.in_flight)
+                self.replica_healthy.labels(arm, replica.url).set(int(replica.healthy))
 
     def observe(self, exchange: Exchange) -> None:
         arm = exchange.arm
@@ -230,8 +294,11 @@ def create_app(
     api_key: str | None = None,
     backend_api_key: str | None = None,
     timeout: float = 600.0,
+    augmenters: dict[str, Augment] | None = None,
+    probe_interval: float = PROBE_INTERVAL,
 ):
-    """The FastAPI app; `arms` as settled by `check_arms`."""
+    """The FastAPI app; `arms` as settled by `check_arms`, `augmenters` by arm name for the
+    arms that retrieve."""
     import aiohttp
     from fastapi import Depends, FastAPI, Request
     from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -239,21 +306,38 @@ def create_app(
     from pydantic import BaseModel, ConfigDict, ValidationError
 
     by_name = {arm.name: arm for arm in arms}
+    augmenters = augmenters or {}
     metrics = Metrics(arms)
+    pools = {arm.name: ReplicaPool(arm.endpoints, probe_interval) for arm in arms}
     assigned = {user: arm for user, arm in recorder.assignments().items() if arm in by_name}
     backend_headers = {"Authorization": f"Bearer {backend_api_key}"} if backend_api_key else {}
-    clients: dict[str, aiohttp.ClientSession] = {}
+    clients: dict[str, aiohttp.ClientSession] = {}  # by replica URL
+
+    async def probe_out_replicas() -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            for pool in pools.values():
+                for replica in pool.due():
+                    try:
+                        async with clients[replica.url].get(
+                            "health", timeout=aiohttp.ClientTimeout(total=2)
+                        ) as answer:
+                            pool.probed(replica, answer.status == 200)
+                    except (aiohttp.ClientError, TimeoutError):
+                        pool.probed(replica, False)
 
     async def lifespan(_app):
         # aiohttp rather than httpx: measured, half the CPU per proxied request. No
         # connection limit: the gateway must not queue what vLLM would batch.
-        for arm in arms:
-            clients[arm.name] = aiohttp.ClientSession(
-                base_url=arm.endpoint + "/", headers=backend_headers,
+        for url in {url for arm in arms for url in arm.endpoints}:
+            clients[url] = aiohttp.ClientSession(
+                base_url=url + "/", headers=backend_headers,
                 connector=aiohttp.TCPConnector(limit=0),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout),
             )  # fmt: skip
+        prober = asyncio.create_task(probe_out_replicas())
         yield
+        prober.cancel()
         for client in clients.values():
             await client.close()
 
@@ -287,6 +371,41 @@ def create_app(
             await asyncio.to_thread(recorder.assign, user, name)
         return by_name[name]
 
+    def replica_failed(arm: str, replica: Replica) -> None:
+        metrics.replica_errors.labels(arm, replica.url).inc()
+        pools[arm].failed(replica)
+        log.warning("arm %s: replica %s failed; out until it answers /health", arm, replica.url)
+
+    async def send(arm: Arm, exchange: Exchange, forwarded: dict):
+        """POST to one of the arm's replicas; when it fails before answering (refused, 5xx),
+        once more to another. (reply, replica), or (None, None) with the error recorded."""
+        tried: list[Replica] = []
+        while len(tried) < 2:
+            replica = pools[arm.name].pick(exchange.conversation, tuple(tried))
+            if replica is None:
+                break
+            tried.append(replica)
+            metrics.replica_requests.labels(arm.name, replica.url).inc()
+            replica.in_flight += 1
+            try:
+                reply = await clients[replica.url].post("v1/chat/completions", json=forwarded)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                replica.in_flight -= 1
+                replica_failed(arm.name, replica)
+                exchange.error = f"backend unreachable: {type(error).__name__}: {error}"
+                continue
+            if reply.status >= 500:
+                replica_failed(arm.name, replica)
+                if len(tried) < 2 and pools[arm.name].pick(exchange.conversation, tuple(tried)):
+                    reply.release()
+                    replica.in_flight -= 1
+                    continue
+            exchange.error, exchange.replica = None, replica.url
+            return reply, replica
+        if not tried:
+            exchange.error = "every replica of the arm is out"
+        return None, None
+
     async def finish(exchange: Exchange) -> None:
         exchange.latency = time.time() - exchange.started
         metrics.observe(exchange)
@@ -304,6 +423,7 @@ def create_app(
 
     @app.get("/metrics")
     async def prometheus():
+        metrics.show(pools)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
@@ -338,42 +458,63 @@ def create_app(
             request.headers.get(CONVERSATION_HEADER, "")[:64] or conversation_key(user, messages),
             messages, stream, started=started,
         )  # fmt: skip
+        headers = {ARM_HEADER: arm.name}
         forwarded = {**body, "model": arm.model}
+        if arm.name in augmenters:
+            try:
+                forwarded["messages"], exchange.passages = await asyncio.to_thread(
+                    augmenters[arm.name], messages
+                )
+            except ValueError as error:
+                return JSONResponse(
+                    openai_error(str(error), param="messages"), status_code=400, headers=headers
+                )
+            except Exception as error:  # the index or its embeddings server
+                exchange.error = f"retrieval failed: {type(error).__name__}: {error}"[:300]
+                await finish(exchange)
+                message = "retrieval for this version failed; try again later"
+                return JSONResponse(
+                    openai_error(message, "server_error", code=502), status_code=502,
+                    headers=headers,
+                )  # fmt: skip
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         if stream:  # usage is what the record needs; the client sees it only if it asked
             forwarded["stream_options"] = {
                 **(body.get("stream_options") or {}),
                 "include_usage": True,
             }
-        headers = {ARM_HEADER: arm.name}
-        client = clients[arm.name]
-        try:
-            reply = await client.post("v1/chat/completions", json=forwarded)
-        except (aiohttp.ClientError, TimeoutError) as error:
-            exchange.error = f"backend unreachable: {type(error).__name__}: {error}"
+        reply, replica = await send(arm, exchange, forwarded)
+        if reply is None:
             await finish(exchange)
             message = "the model server behind this gateway is unavailable; try again later"
             return JSONResponse(
                 openai_error(message, "server_error", code=502), status_code=502, headers=headers
             )
+
+        async def done(exchange: Exchange, backend_failed: bool = False) -> None:
+            replica.in_flight -= 1
+            if backend_failed:
+                replica_failed(arm.name, replica)
+            await finish(exchange)
+
         if reply.status >= 400 or not stream:
-            status = reply.status
+            status, read_failed = reply.status, False
             try:
                 content = await reply.read()
             except (aiohttp.ClientError, TimeoutError) as error:
-                content, status = b"", 502
+                content, status, read_failed = b"", 502, True
                 exchange.error = f"backend failed mid-answer: {type(error).__name__}"
             finally:
                 reply.release()
             _read_reply(exchange, status, content)
-            await finish(exchange)
+            await done(exchange, backend_failed=read_failed)
             if status >= 400 and not content:
                 content = json.dumps(openai_error("the model server failed", "server_error",
                                                   code=status)).encode()  # fmt: skip
             return Response(content, status_code=status, headers=headers,
                             media_type="application/json")  # fmt: skip
         return StreamingResponse(
-            _relay(reply, exchange, wants_usage, finish), headers=headers,
+            _relay(reply, exchange, wants_usage, done), headers=headers,
             media_type="text/event-stream",
         )  # fmt: skip
 
@@ -437,12 +578,13 @@ def _event_payload(event: bytes) -> bytes | None:
 
 
 async def _relay(reply, exchange: Exchange, wants_usage: bool, finish) -> AsyncIterator[bytes]:
-    """Forward the backend's server-sent events, reading the record off them."""
+    """Forward the backend's server-sent events, reading the record off them;
+    `finish(exchange, backend_failed)` once the answer is over, however it ended."""
     import aiohttp
 
     pieces: list[str] = []
     buffer = b""
-    done = False
+    done = cut = False
     try:
         async for chunk in reply.content.iter_any():
             buffer += chunk
@@ -460,8 +602,10 @@ async def _relay(reply, exchange: Exchange, wants_usage: bool, finish) -> AsyncI
                 yield b"".join(out)
         if not done and not exchange.error:
             exchange.error = "the model server ended the stream before [DONE]"
+            cut = True
     except (aiohttp.ClientError, TimeoutError) as error:
         exchange.error = f"the model server failed mid-stream: {type(error).__name__}"
+        cut = True
     except BaseException:  # the client went away: still recorded, never lost
         exchange.error = exchange.error or "the client disconnected mid-stream"
         exchange.answer = "".join(pieces)
@@ -470,7 +614,7 @@ async def _relay(reply, exchange: Exchange, wants_usage: bool, finish) -> AsyncI
         raise
     reply.release()
     exchange.answer = "".join(pieces)
-    await finish(exchange)
+    await finish(exchange, cut)
     if exchange.error and not done:
         error = openai_error(exchange.error, "server_error", code=502)
         yield b"data: " + json.dumps(error).encode() + b"\n\n"

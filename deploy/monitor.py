@@ -19,11 +19,12 @@ import requests
 
 VLLM = "vllm"
 GATEWAY = "gateway"
+REPLICA = "replica"  # one server of a gateway arm
 FINISH_REASONS = ("stop", "length", "abort", "error")
 CSV_COLUMNS = (
     "time", "source", "name", "requests_per_s", "errors_per_s", "error_rate", "running",
     "waiting", "kv_cache_usage", "ttft_p50_s", "ttft_p95_s", "latency_p50_s", "latency_p95_s",
-    "thumbs_up", "thumbs_down", "finished",
+    "thumbs_up", "thumbs_down", "finished", "healthy",
 )  # fmt: skip
 
 
@@ -186,6 +187,30 @@ def gateway_rows(now: Samples, before: Samples, seconds: float) -> list[Row]:
             "thumbs_up": _sum(now, f"{prefix}feedback_total", "arm", arm, rating="up"),
             "thumbs_down": _sum(now, f"{prefix}feedback_total", "arm", arm, rating="down"),
         }))  # fmt: skip
+    return rows + replica_rows(now, before, seconds)
+
+
+def replica_rows(now: Samples, before: Samples, seconds: float) -> list[Row]:
+    """A row per replica of the arms that have several: attempts, failures, in flight, up."""
+    prefix = "medfactory_gateway_replica_"
+    grouped = _group(now, f"{prefix}requests_total", "arm")
+    rows = []
+    for arm in sorted(grouped):
+        urls = sorted({dict(labels)["replica"] for labels in grouped[arm]})
+        if len(urls) < 2:
+            continue
+        for url in urls:
+
+            def delta(name: str, url=url) -> float:
+                return _delta(now, before, prefix + name, "replica", url, arm=arm)
+
+            sent, failed = delta("requests_total"), delta("errors_total")
+            rows.append(Row(REPLICA, f"{arm} {url}", {
+                "requests_per_s": sent / seconds, "errors_per_s": failed / seconds,
+                "error_rate": failed / sent if sent else None,
+                "running": _sum(now, f"{prefix}in_flight", "replica", url, arm=arm),
+                "healthy": _sum(now, f"{prefix}healthy", "replica", url, arm=arm) == 1,
+            }))  # fmt: skip
     return rows
 
 
@@ -258,15 +283,16 @@ def table(rows: list[Row], max_error_rate: float | None, max_p95: float | None, 
     for row in rows:
         v = row.values
         rate = v.get("error_rate")
+        down = row.source == REPLICA and not v.get("healthy")
         view.add_row(
-            row.source, row.name, f"{v['requests_per_s']:.2f}",
+            row.source + (" (out)" if down else ""), row.name, f"{v['requests_per_s']:.2f}",
             "-" if rate is None else f"{rate:.1%}",
             _plain(v.get("running")), _plain(v.get("waiting")),
             "-" if v.get("kv_cache_usage") is None else f"{v['kv_cache_usage']:.0%}",
             f"{ms(v.get('ttft_p50_s'))} / {ms(v.get('ttft_p95_s'))}",
             f"{ms(v.get('latency_p50_s'))} / {ms(v.get('latency_p95_s'))}",
-            "-" if row.source != GATEWAY else f"{v['thumbs_up']:.0f} / {v['thumbs_down']:.0f}",
-            style="bold red" if row.alarming(max_error_rate, max_p95) else None,
+            f"{v['thumbs_up']:.0f} / {v['thumbs_down']:.0f}" if row.source == GATEWAY else "-",
+            style="bold red" if down or row.alarming(max_error_rate, max_p95) else None,
         )  # fmt: skip
     return view
 

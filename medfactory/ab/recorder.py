@@ -18,6 +18,7 @@ from medfactory.store.errors import StoreError
 RECORDED = (
     "user", "arm", "served_model", "completion_id", "conversation", "messages", "answer",
     "finish_reason", "prompt_tokens", "completion_tokens", "ttft", "latency", "stream", "error",
+    "replica", "passages",
 )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from deploy.gateway import PROBE_INTERVAL
 from medfactory.cli.common import DB, URL, ExampleGroup, export_options, open_db, with_example
 from medfactory.locales import DEFAULT_LANGUAGE, LANGUAGES
 
@@ -38,12 +39,16 @@ def experiment_of(experiment: str, old_name: str | None) -> str:
 
 @with_example(
     "medfactory gateway --arm base=http://127.0.0.1:8000,model=tiny "
-    "--arm lora=http://127.0.0.1:8000,model=lora --port 8100"
+    "--arm lora=http://127.0.0.1:8000,model=lora --port 8100\n"
+    "  medfactory gateway --arm tuned=http://gpu1:8000+http://gpu2:8000,model=lora "
+    "--arm rag=http://gpu3:8000,model=tiny,rag=guidelines,top=3"
 )
 @click.command()
 @click.option(
-    "--arm", "arms", multiple=True, required=True, metavar="NAME=ENDPOINT[,model=M][,weight=W]",
-    help="A version: its server, served model name and share of users (repeatable).",
+    "--arm", "arms", multiple=True, required=True,
+    metavar="NAME=ENDPOINT[+ENDPOINT...][,model=M][,weight=W][,rag=INDEX][,top=K]",
+    help="A version: its server (replicas joined by +), served model name, share of users, "
+    "and the index it retrieves from, if any (repeatable).",
 )  # fmt: skip
 @EXPERIMENT
 @OLD_NAME
@@ -51,21 +56,42 @@ def experiment_of(experiment: str, old_name: str | None) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--api-key", envvar="MEDFACTORY_GATEWAY_API_KEY", help="Require this key of clients.")
 @click.option("--backend-api-key", envvar="MEDFACTORY_API_KEY", help="The arms' servers' API key.")
+@click.option(
+    "--index-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the indexes of rag= arms [default: the project's saves/rag/].",
+)  # fmt: skip
+@click.option(
+    "--probe-interval", type=click.FloatRange(min=0.5), default=PROBE_INTERVAL, show_default=True,
+    help="Seconds: the longest a failed replica that answers again waits to be put back.",
+)  # fmt: skip
 @DB
-def gateway(arms, experiment, old_name, port, host, api_key, backend_api_key, db) -> None:
+def gateway(
+    arms, experiment, old_name, port, host, api_key, backend_api_key, index_dir, probe_interval,
+    db,
+) -> None:  # fmt: skip
     """An OpenAI-compatible gateway that splits users between versions and records it all.
 
     Each request's `user` field picks the user's arm (a stable, weighted hash;
     theirs for the life of the experiment). Every exchange and every
     thumbs-up, thumbs-down or correction (POST /v1/feedback) goes into the
-    store; /metrics has per-arm Prometheus series. Ctrl-C stops it.
+    store; /metrics has per-arm and per-replica Prometheus series. Ctrl-C stops it.
+
+    An arm with several replicas keeps each conversation on one of them (its
+    prefix cache) and sends new ones to the least busy; a replica that fails is
+    taken out, probed on /health and put back when it answers, and a request
+    it failed before answering is tried once on another. An arm with
+    rag=INDEX puts the passages retrieved from INDEX (`medfactory rag index`)
+    before each question and records their sources.
     """
     from deploy.gateway import parse_arm
     from medfactory.ab.serve import serve_gateway
 
     parsed = [parse_arm(arm) for arm in arms]
     experiment = experiment_of(experiment, old_name)
-    serve_gateway(parsed, experiment, open_db(db), host, port, api_key, backend_api_key, click.echo)
+    serve_gateway(
+        parsed, experiment, open_db(db), host, port, api_key, backend_api_key, click.echo,
+        index_dir, probe_interval,
+    )  # fmt: skip
 
 
 @with_example("medfactory chat --gateway http://127.0.0.1:8100 --port 7870")

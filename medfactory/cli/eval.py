@@ -77,7 +77,9 @@ def predictions(file: Path, think: str | None, workers: int | None) -> None:
 
 
 @with_example(
-    "medfactory eval endpoint --endpoint http://127.0.0.1:8000 --dataset huatuo_sample_test"
+    "medfactory eval endpoint --endpoint http://127.0.0.1:8000 --dataset huatuo_sample_test\n"
+    "  medfactory eval endpoint --endpoint http://127.0.0.1:8000 --dataset huatuo_sample_test "
+    "--rag guidelines --out saves/eval/base+rag"
 )
 @eval_group.command()
 @server_client
@@ -91,26 +93,50 @@ def predictions(file: Path, think: str | None, workers: int | None) -> None:
     type=click.Path(path_type=Path),
     help="Output folder [default: saves/eval/DATASET].",
 )
+@click.option(
+    "--rag",
+    metavar="INDEX",
+    help="Retrieve from this index (`medfactory rag index`) and put the passages before "
+    "each question.",
+)
+@click.option("--top", default=3, show_default=True, help="Passages per question, with --rag.")
+@click.option(
+    "--index-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the indexes, with --rag [default: the project's saves/rag/].",
+)
 @THINK
 @WORKERS
 def endpoint(
     endpoint, dataset, dataset_dir, api_key, model_name, max_samples, concurrency,
-    temperature, max_tokens, out, think, workers,
+    temperature, max_tokens, out, rag, top, index_dir, think, workers,
 ) -> None:  # fmt: skip
     """Answer a test split through a served model, then score the answers.
 
     Sends each conversation's system prompt and earlier turns, writes
     OUT/generated_predictions.jsonl and OUT/scores.json. Reasoning models are
     scored on their final answer (--think strip, the default here).
+
+    With --rag INDEX the last question of each conversation is sent with the top
+    passages retrieved for it (templates/rag/); each prediction keeps that turn
+    in `rag_prompt` and the passages' sources in `passages`, while `prompt`
+    stays the question, so `eval compare` and review studies pair the run with
+    the same split answered without retrieval.
     """
     from deploy.client import Endpoint
     from medfactory.evaluation.generate import evaluate_endpoint
     from medfactory.evaluation.scoring import SCORES_FILE
 
+    augment = None
+    if rag:
+        from medfactory.rag import augmenter
+
+        augment = augmenter(rag, top, index_dir)
     path, scores = evaluate_endpoint(
         Endpoint(endpoint, api_key=api_key, model=model_name), dataset, dataset_dir, out,
         max_samples=max_samples, concurrency=concurrency, temperature=temperature,
         max_tokens=max_tokens, think=think or "strip", workers=workers, progress=_progress(),
+        augment=augment,
     )  # fmt: skip
     click.echo(f"predictions: {path}")
     _print_scores(scores, path.parent / SCORES_FILE)
@@ -136,7 +162,8 @@ def compare(files, names, out, think) -> None:
 
     FILES are scores.json files, or generated_predictions.jsonl files, which are
     scored first (--think, as `eval predictions`), or exam.json files written by
-    `eval exam` (accuracy per subject, question by question).
+    `eval exam` (accuracy per subject, question by question), or the folders
+    that hold them (`eval endpoint --out`'s).
 
     Prints a table with per-metric deltas and 95 % paired-bootstrap confidence
     intervals; writes a Markdown report and a bar chart.

@@ -20,6 +20,7 @@ from medfactory.reporting import pyplot, write_json
 from medfactory.stats.bootstrap import RESAMPLES, paired_bootstrap
 
 EXAM_FILE = "exam.json"  # `eval exam`'s report: compared question by question
+PREDICTIONS_FILE = "generated_predictions.jsonl"
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,20 @@ class FilesCompared:
     report: Path | None = None
 
 
+def run_file(path: Path) -> Path:
+    """A run's folder stands for the file in it: its scores, else its predictions (to
+    score), else its exam report."""
+    if not path.is_dir():
+        return path
+    for name in (SCORES_FILE, PREDICTIONS_FILE, EXAM_FILE):
+        if (path / name).is_file():
+            return path / name
+    raise PredictionsError(
+        f"{path}: holds none of {SCORES_FILE}, {PREDICTIONS_FILE} or {EXAM_FILE}; give a run's "
+        "folder (e.g. `eval endpoint --out`) or one of those files"
+    )
+
+
 def compare_files(
     files: list[Path],
     names: list[str] | None,
@@ -197,7 +212,7 @@ def compare_files(
     """`eval compare`, by what the first file is: exam.json files question by question;
     otherwise scores.json files, a generated_predictions.jsonl being scored first (as
     `eval predictions`, with `think`)."""
-    files = [Path(file) for file in files]
+    files = [run_file(Path(file)) for file in files]
     if files[0].name == EXAM_FILE:
         from medfactory.evaluation.exam import write_exam_comparison
 

@@ -4,6 +4,12 @@ The file has LLaMA-Factory's shape (`prompt`/`predict`/`label`, input order),
 so the same scoring reads both. When the server's reasoning parser splits the
 thought into `reasoning_content`, it is put back as `<think>...</think>` so
 the prediction holds everything the model wrote.
+
+With retrieval (`augment`, from `medfactory.rag.augmenter`), `prompt` and
+`messages` stay the conversation as asked, so the run lines up with the same
+split answered without retrieval (`eval compare`, review studies); the turn
+the model was sent is kept in `rag_prompt` and the passages' sources (file,
+heading, character range, score) in `passages`.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from converters.conversations import Conversation, load_conversations
 from deploy.client import Endpoint
 from medfactory.evaluation.progress import Progress, no_progress
 from medfactory.evaluation.scoring import score_file
+
+# messages -> (the messages sent, the sources of the passages put in them)
+Augment = Callable[[list[dict]], tuple[list[dict], list[dict]]]
 
 
 def answer_text(message: dict) -> str:
@@ -33,15 +42,19 @@ def generate_predictions(
     temperature: float = 0.0,
     max_tokens: int = 512,
     on_progress: Callable[[int], None] | None = None,
+    augment: Augment | None = None,
 ) -> Path:
     """Query every conversation (`concurrency` at a time); write the predictions file."""
 
     def ask(conversation: Conversation) -> dict:
-        reply = endpoint.chat(conversation.messages, temperature=temperature, max_tokens=max_tokens)
+        sent, retrieved = conversation.messages, None
+        if augment:
+            sent, retrieved = augment(conversation.messages)
+        reply = endpoint.chat(sent, temperature=temperature, max_tokens=max_tokens)
         choice, usage = reply["choices"][0], reply.get("usage") or {}
         if on_progress:
             on_progress(1)
-        return {
+        row = {
             "prompt": conversation.messages[-1]["content"],
             "messages": conversation.messages,  # the whole chat, for the clinicians' review
             "predict": answer_text(choice["message"]),
@@ -50,6 +63,10 @@ def generate_predictions(
             "prompt_tokens": usage.get("prompt_tokens"),
             "completion_tokens": usage.get("completion_tokens"),
         }
+        if augment:
+            row["rag_prompt"] = sent[-1]["content"]
+            row["passages"] = retrieved
+        return row
 
     with ThreadPoolExecutor(max(1, concurrency)) as pool:
         rows = list(pool.map(ask, conversations))
@@ -75,6 +92,7 @@ def evaluate_endpoint(
     think: str = "strip",
     workers: int | None = None,
     progress: Progress = no_progress,
+    augment: Augment | None = None,
 ) -> tuple[Path, dict]:
     """`eval endpoint`: answer a registered split through the server, then score it.
     OUT [default: saves/eval/DATASET] gets generated_predictions.jsonl and scores.json;
@@ -86,6 +104,6 @@ def evaluate_endpoint(
         path = generate_predictions(
             endpoint, conversations, out / "generated_predictions.jsonl",
             concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
-            on_progress=advance,
+            on_progress=advance, augment=augment,
         )  # fmt: skip
     return path, score_file(path, think, workers, progress)

@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 
 from medfactory import paths
-from medfactory.rag.errors import RagError
+from medfactory.rag.errors import NoQuestion
 from medfactory.synthesis.drafts import language
 
 TEMPLATES = paths.PROJECT_ROOT / "templates" / "rag"
@@ -50,7 +50,7 @@ def question_of(messages: list[dict]) -> tuple[int, str]:
             if isinstance(content, str) and content.strip():
                 return position, content
             break
-    raise RagError("the conversation has no user question to retrieve passages for")
+    raise NoQuestion("the conversation has no user question to retrieve passages for")
 
 
 def augment(retriever, messages: list[dict], top: int) -> tuple[list[dict], list[dict]]:

@@ -35,7 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from medfactory.review.errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_DB = "saves/review/review.db"
 # A stored verdict is relative to the item's pair of versions, never to what was shown.
 VERDICTS = ("left", "right", "tie", "both_bad")
@@ -182,6 +182,8 @@ class ExchangeRow(Base):
     stream: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, index=True)
+    replica: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    passages: Mapped[list | None] = mapped_column(JSON, nullable=True)  # a rag arm's sources
 
 
 class ExchangeFeedback(Base):
@@ -218,9 +220,23 @@ def _add_single_answer_studies(operations) -> None:
     )
 
 
+def _add_replicas_and_passages(operations) -> None:
+    from sqlalchemy import Column
+
+    # A store from before version 2 got its exchanges table, these columns included,
+    # from the current models in step 2.
+    present = {c["name"] for c in inspect(operations.get_bind()).get_columns("exchanges")}
+    for column in (Column("replica", String(512), nullable=True),
+                   Column("passages", JSON, nullable=True)):  # fmt: skip
+        if column.name not in present:
+            operations.add_column("exchanges", column)
+
+
 # Version N's step takes a store at N - 1 to N: `step(operations)` with Alembic's
 # Operations bound to the open connection.
-MIGRATIONS: dict[int, Callable] = {2: _add_live_ab, 3: _add_single_answer_studies}
+MIGRATIONS: dict[int, Callable] = {
+    2: _add_live_ab, 3: _add_single_answer_studies, 4: _add_replicas_and_passages,
+}  # fmt: skip
 
 
 class Store:

@@ -35,7 +35,7 @@ def embeddings_server(tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("vllm-embed")
     spec = ServerSpec(
         python=paths.vllm_python(), model=tiny_model, port=free_port(),
-        served_model_name="tiny-embed", max_model_len=512, api_key=KEY,
+        served_model_name="tiny-embed", max_model_len=512, api_key=KEY, enforce_eager=True,
         extra_args=("--runner", "pooling", "--convert", "embed"),
     )  # fmt: skip
     with Server(spec, folder / "vllm.log").start() as server:
@@ -120,3 +120,90 @@ def test_the_augmented_prompt_reaches_the_chat_model_whole(tiny_server, tiny_mod
     reply = endpoint.chat(augmented, max_tokens=4, temperature=0)
     plain = endpoint.chat(messages, max_tokens=4, temperature=0)
     assert reply["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"] + 50
+
+
+def test_eval_endpoint_with_retrieval_four_ways(tiny_server, tiny_model, data_dir, tmp_path):
+    """base, base+rag, lora, lora+rag on the same split: the rag runs send each question
+    with its passages, keep them in the record, and pair with the plain runs."""
+    assert run("index", DOCUMENTS, "--name", "g", "--index-dir", tmp_path).exit_code == 0
+    runs = {}
+    for model in ("tiny", "lora"):
+        for rag in (False, True):
+            out = tmp_path / "eval" / (model + ("+rag" if rag else ""))
+            args = [
+                "eval", "endpoint", "--endpoint", tiny_server.spec.base_url,
+                "--api-key", "test-key", "--model-name", model,
+                "--dataset", "huatuo_sample_test", "--dataset-dir", str(data_dir),
+                "--max-samples", "4", "--max-tokens", "8", "--out", str(out), "--workers", "1",
+            ]  # fmt: skip
+            if rag:
+                args += ["--rag", "g", "--top", "2", "--index-dir", str(tmp_path)]
+            result = CliRunner().invoke(cli, args)
+            assert result.exit_code == 0, result.output
+            runs[out.name] = [
+                json.loads(line) for line in (out / "generated_predictions.jsonl").open()
+            ]
+
+    retriever = Retriever.open("g", tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    for plain, rag in ((runs["tiny"], runs["tiny+rag"]), (runs["lora"], runs["lora+rag"])):
+        assert [r["prompt"] for r in rag] == [r["prompt"] for r in plain]
+        assert all("passages" not in r for r in plain)
+        for row in rag:
+            expected = retriever.search(row["prompt"], 2)
+            assert row["passages"] == [passage.source() for passage in expected]
+            for passage in expected:  # the passage text itself went to the model
+                assert passage.text.strip()[:40] in row["rag_prompt"]
+            assert row["rag_prompt"].rstrip().endswith(row["prompt"].strip()[-10:])
+            sent = [*row["messages"][:-1], {"role": "user", "content": row["rag_prompt"]}]
+            ids = tokenizer.apply_chat_template(sent, add_generation_prompt=True, return_dict=True)
+            assert row["prompt_tokens"] == len(ids["input_ids"])
+
+    folders = [str(tmp_path / "eval" / name) for name in ("tiny", "tiny+rag", "lora", "lora+rag")]
+    compared = CliRunner().invoke(cli, ["eval", "compare", *folders, "--out", str(tmp_path / "c")])
+    assert compared.exit_code == 0, compared.output
+    report = json.loads((tmp_path / "c" / "comparison.json").read_text())
+    assert report["baseline"] == "tiny" and report["samples"] == 4
+    assert list(report["means"]) == ["tiny", "tiny+rag", "lora", "lora+rag"]
+    assert set(report["deltas"]) == {"tiny+rag", "lora", "lora+rag"}
+
+
+def test_a_gateway_arm_with_retrieval_answers_streamed_and_records_its_passages(
+    ab_server, tiny_model, tmp_path
+):
+    from ab_helpers import Gateway, ask
+
+    from medfactory.ab.recorder import exchanges_since
+    from medfactory.store.db import open_store
+
+    assert run("index", DOCUMENTS, "--name", "g", "--index-dir", tmp_path).exit_code == 0
+    backend = ab_server.spec.base_url
+    store_url = f"sqlite:///{tmp_path / 'ab.db'}"
+    arms = [f"rag={backend},model=tiny,rag=g,top=2"]
+    messages = [{"role": "user", "content": "吃ACEI类降压药干咳怎么办？"}]
+    with Gateway(arms, store_url, tmp_path / "gateway.log", "--index-dir", str(tmp_path)) as gw:
+        answer = ask(gw.url, "dr-li", messages, stream=True,
+                     stream_options={"include_usage": True})  # fmt: skip
+        no_question = ask(gw.url, "dr-li", [{"role": "system", "content": "你好"}])
+    assert answer["status"] == 200 and answer["arm"] == "rag" and "error" not in answer
+    assert answer["events"][-1] == "[DONE]"
+    assert no_question["status"] == 400 and "no user question" in no_question["error"]
+
+    expected, sources = augmenter("g", top=2, index_dir=tmp_path)(messages)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    sent = tokenizer.apply_chat_template(expected, add_generation_prompt=True, return_dict=True)
+    assert answer["usage"]["prompt_tokens"] == len(sent["input_ids"])  # the passages went in
+
+    [row] = exchanges_since(open_store(store_url), "ab")
+    assert row["arm"] == "rag" and row["messages"] == messages  # the question as asked
+    assert row["passages"] == sources and sources[0]["file"] == "hypertension.md"
+    assert row["replica"] == backend
+
+
+def test_a_gateway_arm_on_a_missing_index_does_not_start(ab_server, tmp_path):
+    from ab_helpers import Gateway
+
+    arms = [f"rag={ab_server.spec.base_url},model=tiny,rag=nowhere"]
+    with pytest.raises(AssertionError, match="nowhere"):
+        Gateway(arms, f"sqlite:///{tmp_path / 'ab.db'}", tmp_path / "gw.log",
+                "--index-dir", str(tmp_path))  # fmt: skip

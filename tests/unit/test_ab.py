@@ -1,6 +1,7 @@
 """The live A/B pieces that need no server: arms, the split, the record, the report, monitor."""
 
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -34,6 +35,13 @@ def test_an_arm_is_parsed_with_its_model_and_weight():
     assert parse_arm("lora=https://h") == Arm("lora", "https://h", None, 1.0)
 
 
+def test_an_arm_takes_replicas_and_an_index():
+    arm = parse_arm("tuned=http://gpu1:8000/v1+http://gpu2:8000,model=lora,rag=guidelines,top=5")
+    assert arm.endpoints == ("http://gpu1:8000", "http://gpu2:8000")
+    assert (arm.model, arm.rag, arm.top) == ("lora", "guidelines", 5)
+    assert parse_arm("a=http://h").endpoints == ("http://h",) and parse_arm("a=http://h").rag is None
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [
@@ -42,12 +50,16 @@ def test_an_arm_is_parsed_with_its_model_and_weight():
         ("a=h:8000", "http:// or https://"),
         ("a=http://h,weight=0", "positive number"),
         ("a=http://h,weight=x", "positive number"),
-        ("a=http://h,modle=x", "'modle=x' is not model=NAME or weight=W"),
+        ("a=http://h,modle=x", "'modle=x' is not model=NAME, weight=W, rag=INDEX or top=K"),
         ("a=http://h,model=x,model=y", "each at most once"),
+        ("a=http://h+http://h/v1", "a replica is listed twice"),
+        ("a=http://h+gpu2:8000", "http:// or https://"),
+        ("a=http://h,rag=g,top=0", "top must be a whole number"),
+        ("a=http://h,top=2", "top=K goes with rag=INDEX"),
     ],
 )
 def test_a_wrong_arm_is_one_message_naming_it(text, says):
-    with pytest.raises(GatewayError, match=f"--arm '{text}'.*{says}"):
+    with pytest.raises(GatewayError, match=f"--arm '{re.escape(text)}'.*{says}"):
         parse_arm(text)
 
 

@@ -162,3 +162,27 @@ def test_compare_refuses_runs_on_different_samples(tmp_path):
     result = CliRunner().invoke(cli, ["eval", "compare", str(base), str(other / "scores.json")])
     assert result.exit_code == 1
     assert "not scored on the same test samples" in result.output
+
+
+def test_compare_takes_run_folders_and_names_an_empty_one(tmp_path):
+    for run, rows in (("base", [dict(r, predict="不知道。") for r in ROWS]), ("rag", ROWS)):
+        (tmp_path / run).mkdir()
+        write(tmp_path / run / "generated_predictions.jsonl", rows)
+    score_predictions(tmp_path / "rag" / "generated_predictions.jsonl", workers=1)
+    out = tmp_path / "report"
+    folders = [str(tmp_path / "base"), str(tmp_path / "rag")]
+    result = CliRunner().invoke(cli, ["eval", "compare", *folders, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = json.loads((out / "comparison.json").read_text())
+    expected = compare_runs([tmp_path / r / "scores.json" for r in ("base", "rag")])
+    assert written["baseline"] == "base" and list(written["deltas"]) == ["rag"]
+    assert written["deltas"]["rag"]["rouge-l"]["delta"] == pytest.approx(
+        next(d.delta for d in expected.deltas["rag"] if d.metric == "rouge-l")
+    )
+
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["eval", "compare", folders[0], str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "empty: holds none of scores.json, generated_predictions.jsonl or exam.json" in (
+        result.output
+    )

@@ -494,7 +494,7 @@ def test_a_store_from_a_newer_medfactory_is_refused(tmp_path):
     open_store(url).close()
     with open_store(url).session() as session:
         session.get(store_module.Meta, "schema_version").value = "99"
-    with pytest.raises(StoreError, match="schema 99, newer than this medfactory's 3; upgrade"):
+    with pytest.raises(StoreError, match="schema 99, newer than this medfactory's 4; upgrade"):
         open_store(url)
 
 
@@ -531,9 +531,44 @@ def test_a_schema_1_store_is_upgraded_in_place_and_keeps_its_studies(tmp_path):
         version = connection.execute(sa.text("select value from medfactory_meta")).scalar()
         kinds = connection.execute(sa.text("select kind from studies")).scalars().all()
         columns = {c["name"] for c in sa.inspect(connection).get_columns("arbitrations")}
-    assert {m.__tablename__ for m in LIVE_AB_TABLES} <= tables and version == "3"
+    assert {m.__tablename__ for m in LIVE_AB_TABLES} <= tables and version == "4"
     assert kinds == ["pair"] and "correction" in columns
     assert status(store, "kept")["raters"] == {"d1": {"done": 0, "assigned": 12}}
+
+
+def test_a_schema_3_store_gains_the_replica_and_passages_of_its_exchanges(tmp_path):
+    import sqlalchemy as sa
+
+    from deploy.gateway import Arm, Exchange
+    from medfactory.ab.recorder import StoreRecorder
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    old = open_store(url)
+    StoreRecorder(old, "ab", [Arm("a", "http://h", "m")]).record(
+        Exchange("ab", "u1", "a", "m", "c1", [{"role": "user", "content": "头痛"}], False)
+    )
+    with old.engine.begin() as connection:  # back to what schema 3 wrote
+        for column in ("replica", "passages"):
+            connection.execute(sa.text(f"alter table exchanges drop column {column}"))
+        connection.execute(sa.text("update medfactory_meta set value = '3'"))
+    old.close()
+
+    store = open_store(url)
+    recorder = StoreRecorder(store, "ab", [Arm("a", "http://h+http://g", "m", rag="g")])
+    sources = [{"file": "hypertension.md", "heading": "药物治疗", "start": 0, "end": 9}]
+    recorder.record(
+        Exchange("ab", "u2", "a", "m", "c2", [{"role": "user", "content": "咳嗽"}], False,
+                 replica="http://g", passages=sources)  # fmt: skip
+    )
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("select user, replica, passages from exchanges order by id")
+        ).all()
+    assert [(user, replica) for user, replica, _ in rows] == [("u1", None), ("u2", "http://g")]
+    stored = rows[1][2]
+    assert rows[0][2] is None and (json.loads(stored) if isinstance(stored, str) else stored) == (
+        sources
+    )
 
 
 def test_a_wrong_url_or_a_foreign_database_is_one_message(tmp_path):
