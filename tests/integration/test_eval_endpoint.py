@@ -57,4 +57,4 @@ def test_wrong_api_key_or_address_is_one_message_before_any_request(tiny_server,
               "--model-name", "other"]
     )  # fmt: skip
     assert result.exit_code == 1
-    assert "does not serve 'other' (it serves: tiny)" in result.output
+    assert "does not serve 'other' (it serves: tiny, lora)" in result.output
