@@ -163,6 +163,7 @@ bench: $(TINY_MODEL)/config.json ## benchmarks, with ratios against their baseli
 	$(VENV)/bin/python benchmarks/loadtest_crosscheck.py
 	$(VENV)/bin/python benchmarks/review.py
 	$(VENV)/bin/python benchmarks/gateway.py
+	$(VENV)/bin/python benchmarks/gateway_replicas.py
 	$(VENV)/bin/python benchmarks/deid.py
 	$(VENV)/bin/python benchmarks/sql.py
 	$(VENV)/bin/python benchmarks/rag.py
