@@ -123,8 +123,7 @@ def check_arms(arms: list[Arm], api_key: str | None = None) -> list[Arm]:
                 served = endpoint.models()
                 if model is None and len(served) > 1:
                     raise EndpointError(
-                        f"it serves several models ({', '.join(served)}); add model=NAME to the "
-                        "arm"
+                        f"it serves several models ({', '.join(served)}); add model=NAME to the arm"
                     )
                 model = endpoint.check()
             except EndpointError as error:
@@ -403,7 +402,10 @@ def create_app(
             exchange.error, exchange.replica = None, replica.url
             return reply, replica
         if not tried:
-            exchange.error = "every replica of the arm is out"
+            exchange.error = (
+                "backend unreachable: every replica of the arm is out "
+                "(each is probed on /health until it answers)"
+            )
         return None, None
 
     async def finish(exchange: Exchange) -> None:

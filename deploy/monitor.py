@@ -201,7 +201,7 @@ def replica_rows(now: Samples, before: Samples, seconds: float) -> list[Row]:
             continue
         for url in urls:
 
-            def delta(name: str, url=url) -> float:
+            def delta(name: str, url=url, arm=arm) -> float:
                 return _delta(now, before, prefix + name, "replica", url, arm=arm)
 
             sent, failed = delta("requests_total"), delta("errors_total")

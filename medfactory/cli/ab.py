@@ -39,9 +39,7 @@ def experiment_of(experiment: str, old_name: str | None) -> str:
 
 @with_example(
     "medfactory gateway --arm base=http://127.0.0.1:8000,model=tiny "
-    "--arm lora=http://127.0.0.1:8000,model=lora --port 8100\n"
-    "  medfactory gateway --arm tuned=http://gpu1:8000+http://gpu2:8000,model=lora "
-    "--arm rag=http://gpu3:8000,model=tiny,rag=guidelines,top=3"
+    "--arm lora=http://127.0.0.1:8000,model=lora --port 8100"
 )
 @click.command()
 @click.option(
@@ -81,7 +79,11 @@ def gateway(
     taken out, probed on /health and put back when it answers, and a request
     it failed before answering is tried once on another. An arm with
     rag=INDEX puts the passages retrieved from INDEX (`medfactory rag index`)
-    before each question and records their sources.
+    before each question and records their sources, e.g.
+
+    \b
+      --arm tuned=http://gpu1:8000+http://gpu2:8000,model=lora
+      --arm rag=http://gpu3:8000,model=tiny,rag=guidelines,top=3
     """
     from deploy.gateway import parse_arm
     from medfactory.ab.serve import serve_gateway

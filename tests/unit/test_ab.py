@@ -39,7 +39,8 @@ def test_an_arm_takes_replicas_and_an_index():
     arm = parse_arm("tuned=http://gpu1:8000/v1+http://gpu2:8000,model=lora,rag=guidelines,top=5")
     assert arm.endpoints == ("http://gpu1:8000", "http://gpu2:8000")
     assert (arm.model, arm.rag, arm.top) == ("lora", "guidelines", 5)
-    assert parse_arm("a=http://h").endpoints == ("http://h",) and parse_arm("a=http://h").rag is None
+    plain = parse_arm("a=http://h")
+    assert plain.endpoints == ("http://h",) and plain.rag is None
 
 
 @pytest.mark.parametrize(

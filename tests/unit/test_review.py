@@ -557,8 +557,17 @@ def test_a_schema_3_store_gains_the_replica_and_passages_of_its_exchanges(tmp_pa
     recorder = StoreRecorder(store, "ab", [Arm("a", "http://h+http://g", "m", rag="g")])
     sources = [{"file": "hypertension.md", "heading": "药物治疗", "start": 0, "end": 9}]
     recorder.record(
-        Exchange("ab", "u2", "a", "m", "c2", [{"role": "user", "content": "咳嗽"}], False,
-                 replica="http://g", passages=sources)  # fmt: skip
+        Exchange(
+            "ab",
+            "u2",
+            "a",
+            "m",
+            "c2",
+            [{"role": "user", "content": "咳嗽"}],
+            False,
+            replica="http://g",
+            passages=sources,
+        )  # fmt: skip
     )
     with store.engine.connect() as connection:
         rows = connection.execute(
