@@ -33,7 +33,7 @@ from converters.deid.audit import Audit
 from converters.deid.engine import DeidOptions, deidentifier
 from converters.formats import FORMATS, dataset_entry
 from converters.records import Dialogue, RecordError, SourceError
-from converters.registry import check_conflicts, read_registry, register
+from converters.registry import check_conflicts, conversion_manifest, read_registry, register
 from converters.safety import LINT_LEVELS, SafetyRules
 from converters.sources import Chunk, describe_file, get_source, matching_sources
 from converters.split import SPLIT_NAMES, content_keys, split_indices
@@ -474,7 +474,7 @@ def convert(
             raise NothingConverted(
                 _nothing_converted(source_name, inputs, options, summary), summary
             )
-        _publish(options, summary, tmp, tmp_rejects, planned)
+        _publish(options, summary, tmp, tmp_rejects, planned, (source_name, inputs))
     finally:  # after an error or Ctrl-C, nothing half-written stays behind
         for path in (*tmp.values(), tmp_rejects):
             path.unlink(missing_ok=True)
@@ -621,8 +621,16 @@ class _Accounting:
             self.splits[split].write(lines[start : offsets[last]])
 
 
-def _publish(options, summary: Summary, tmp: dict, tmp_rejects: Path, planned: dict) -> None:
-    """Move the files into place and register the non-empty splits, under the lock."""
+def _publish(
+    options,
+    summary: Summary,
+    tmp: dict,
+    tmp_rejects: Path,
+    planned: dict,
+    origin: tuple[str, list[Path]],
+) -> None:
+    """Move the files into place and register the non-empty splits, under the lock; each
+    split's manifest names the source files (with their hashes), options and counts."""
     dataset_dir = Path(options.dataset_dir)
     keep = {split for split, count in summary.written.items() if count and split in tmp}
     entries = {name: e for name, e in planned.items() if name.rsplit("_", 1)[1] in keep}
@@ -656,4 +664,8 @@ def _publish(options, summary: Summary, tmp: dict, tmp_rejects: Path, planned: d
             summary.audit.write(audit_path, options.deid, summary.pii, settings)
             summary.files["deid_audit"] = str(audit_path)
 
-    register(dataset_dir, entries, force=options.force, remove=stale, before_write=move_files)
+    def describe(_name: str) -> dict:
+        return conversion_manifest(origin[0], origin[1], options, summary.as_dict())
+
+    register(dataset_dir, entries, force=options.force, remove=stale, before_write=move_files,
+             describe=describe)  # fmt: skip

@@ -4,19 +4,32 @@ Registration merges new entries into the file without touching others,
 refuses to replace a different entry of the same name unless forced, holds an
 exclusive lock so two conversions can run at once, and writes through a
 temporary file and an atomic rename: the file is never half-written.
+
+Every registered entry gets a manifest, DIR/NAME.manifest.json: its data file's
+size, record count and SHA-256, the hashes of the splits registered with it, and
+what the caller says about where the data came from (source files with their
+hashes, the converter and its options, counts written and rejected, the
+de-identification summary, the study or experiment and its people). A trained
+model's lineage reads these manifests, so a model version can be traced back to
+the exact bytes it learnt from.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 INFO_FILE = "dataset_info.json"
+MANIFEST_SUFFIX = ".manifest.json"  # beside the data, as NAME.deid-audit.json is
+PROVENANCE_SUFFIX = ".provenance.jsonl"
+MANIFEST_VERSION = 1
 
 
 class RegistryError(ValueError):
@@ -82,12 +95,14 @@ def register(
     force: bool = False,
     remove: tuple[str, ...] = (),
     before_write: Callable[[], None] | None = None,
+    describe: Callable[[str], dict] | None = None,
 ) -> None:
     """Merge `entries` into DIR/dataset_info.json (and drop the names in `remove`).
 
     `before_write` runs under the lock once the merge is known to be allowed;
     the converter moves its data files into place there, so data and registry
-    change together.
+    change together. Each entry's manifest is written then too; `describe(name)`
+    (called after `before_write`) adds where the entry's data came from.
     """
     dataset_dir = Path(dataset_dir)
     with locked(dataset_dir):
@@ -98,6 +113,119 @@ def register(
             before_write()
         for name in remove:
             registry.pop(name, None)
+            manifest_path(dataset_dir, name).unlink(missing_ok=True)
+            (Path(dataset_dir) / f"{name}{PROVENANCE_SUFFIX}").unlink(missing_ok=True)
+        write_manifests(dataset_dir, entries, describe)
         registry.update(entries)
         text = json.dumps(registry, ensure_ascii=False, indent=2) + "\n"
         write_atomically(dataset_dir / INFO_FILE, text)
+
+
+# --- manifests -----------------------------------------------------------------------
+
+
+def manifest_path(dataset_dir: Path, name: str) -> Path:
+    return Path(dataset_dir) / f"{name}{MANIFEST_SUFFIX}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as data:
+        while block := data.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_files(paths: Iterable[Path]) -> list[dict]:
+    """Input files as a manifest names them: absolute path, size, SHA-256."""
+    return [
+        {"path": str(Path(p).resolve()), "size": Path(p).stat().st_size, "sha256": file_sha256(p)}
+        for p in paths
+    ]
+
+
+def count_records(path: Path) -> int:
+    """Records in a data file: lines of JSON Lines, items of a JSON array."""
+    if path.suffix == ".json":
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return len(data) if isinstance(data, list) else 1
+        return 0
+    with open(path, "rb") as data:
+        return sum(1 for line in data if line.strip())
+
+
+def write_manifests(
+    dataset_dir: Path, entries: dict, describe: Callable[[str], dict] | None = None
+) -> None:
+    """DIR/NAME.manifest.json for each entry whose data file exists: its content hash and
+    count, its sibling splits' hashes, and what `describe(NAME)` says of its origin."""
+    hashed = {}
+    for name, entry in entries.items():
+        data = Path(dataset_dir) / str(entry.get("file_name", ""))
+        if entry.get("file_name") and data.is_file():
+            hashed[name] = (data, file_sha256(data))
+    registered_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    for name, (data, sha256) in hashed.items():
+        manifest = {
+            "manifest": MANIFEST_VERSION,
+            "dataset": name,
+            "file": entries[name]["file_name"],
+            "size": data.stat().st_size,
+            "records": count_records(data),
+            "sha256": sha256,
+            "splits": {other: digest for other, (_, digest) in hashed.items()},
+            "registered_at": registered_at,
+            **(describe(name) if describe else {}),
+        }
+        write_atomically(
+            manifest_path(dataset_dir, name),
+            json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
+        )
+
+
+def read_manifest(dataset_dir: Path, name: str) -> dict | None:
+    """The entry's manifest, or None when it was registered without one."""
+    path = manifest_path(dataset_dir, name)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def plain(value: object) -> object:
+    """Options as JSON: dataclasses as dicts, paths and other objects as text."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=plain_leaf))
+
+
+def plain_leaf(value: object) -> object:
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
+    return str(value)
+
+
+def conversion_manifest(
+    converter: str, inputs: Iterable[Path], options: object, summary: dict
+) -> dict:
+    """What a conversion's manifests say of its origin: the source files with their hashes,
+    the converter and its options, the counts written and rejected by reason, and the
+    de-identification summary (its audit file beside the data holds the samples)."""
+    return {
+        "converter": converter,
+        "sources": source_files(inputs),
+        "options": plain(options),
+        "read": summary.get("read"),
+        "written": summary.get("written"),
+        "duplicates": summary.get("duplicates"),
+        "rejected": summary.get("rejected"),
+        "deid": {
+            "level": summary.get("deid"),
+            "replaced": summary.get("pii_replaced"),
+            "audit": summary.get("files", {}).get("deid_audit"),
+        },
+        "lint": {"level": summary.get("lint"), "flagged": summary.get("flagged")},
+    }

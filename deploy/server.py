@@ -48,9 +48,17 @@ class ServerSpec:
     reasoning_parser: str | None = None
     enable_thinking: bool | None = None
     adapters: tuple[tuple[str, Path], ...] = ()  # (served name, LoRA folder)
+    # --max-lora-rank when the adapters are not on this machine (a cluster's volume);
+    # otherwise read from each adapter_config.json.
+    max_lora_rank: int | None = None
     api_key: str | None = None
     gpu_memory_utilization: float | None = None
+    # Parallelism (vLLM): a layer's matrices split over tensor-parallel GPUs, the layers over
+    # pipeline stages, and whole copies of the engine side by side (data parallel).
     tensor_parallel_size: int | None = None
+    pipeline_parallel_size: int | None = None
+    data_parallel_size: int | None = None
+    max_num_seqs: int | None = None
     # vLLM without torch.compile and CUDA graphs: for a small or test model, compiling takes
     # longer than it saves (40 s of a 70 s start of the tiny model on two CPU cores).
     enforce_eager: bool = False
@@ -88,8 +96,32 @@ def parse_adapters(values: list[str], model_name: str) -> tuple[tuple[str, Path]
     return tuple(adapters)
 
 
+PARALLEL_OPTIONS = {
+    "tensor_parallel_size": "--tensor-parallel-size",
+    "pipeline_parallel_size": "--pipeline-parallel-size",
+    "data_parallel_size": "--data-parallel-size",
+    "max_num_seqs": "--max-num-seqs",
+}
+
+
+def check_parallel(spec: ServerSpec) -> None:
+    """Sizes are whole numbers from 1; vLLM-only options are refused for LLaMA-Factory."""
+    for field_name, flag in PARALLEL_OPTIONS.items():
+        value = getattr(spec, field_name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ServerStartError(f"{flag} must be a whole number of at least 1, got {value!r}")
+        if spec.backend != "vllm" and value > 1:
+            raise ServerStartError(
+                f"{flag} is a vLLM option, which LLaMA-Factory's api does not have; "
+                "serve with --backend vllm"
+            )
+
+
 def server_argv(spec: ServerSpec) -> list[str]:
     """The exact command line (an argument list, never a shell string)."""
+    check_parallel(spec)
     if spec.backend == "llamafactory":
         argv = [str(spec.python), "api", "--model_name_or_path", str(spec.model)]
         argv += ["--template", spec.template or "default", "--infer_backend", "huggingface"]
@@ -117,15 +149,16 @@ def server_argv(spec: ServerSpec) -> list[str]:
     if spec.adapters:
         argv += ["--enable-lora", "--lora-modules"]
         argv += [f"{name}={path}" for name, path in spec.adapters]
-        rank = max(lora_rank_limit(path) for _, path in spec.adapters)
+        rank = spec.max_lora_rank or max(lora_rank_limit(path) for _, path in spec.adapters)
         # Every version in one batch: no adapter waits for another to be swapped out.
         argv += ["--max-lora-rank", str(rank), "--max-loras", str(len(spec.adapters))]
     if spec.api_key:
         argv += ["--api-key", spec.api_key]
     if spec.gpu_memory_utilization:
         argv += ["--gpu-memory-utilization", str(spec.gpu_memory_utilization)]
-    if spec.tensor_parallel_size:
-        argv += ["--tensor-parallel-size", str(spec.tensor_parallel_size)]
+    for field_name, flag in PARALLEL_OPTIONS.items():
+        if getattr(spec, field_name):
+            argv += [flag, str(getattr(spec, field_name))]
     if spec.enforce_eager:
         argv.append("--enforce-eager")
     return argv + list(spec.extra_args)

@@ -9,10 +9,18 @@ the answer it corrects (rejected). Every text is scrubbed of identifiers by
 the converters' scrubber; every verdict or feedback row is written or skipped
 with its reason; each kind is split and registered as `data convert` does
 (NAME_KIND_train/_val/_test, atomically, refusing to replace without force).
+
+Each registered file gets a manifest (converters/registry.py) naming the study or
+experiment it came from and the people whose judgments built it, and a provenance
+sidecar, NAME.provenance.jsonl: one line per record, in the data file's
+order, with the record's hash and where it came from (study and item, or
+experiment and exchange; raters, arbiter or chat user; verdict; time). The
+training file keeps LLaMA-Factory's columns; provenance lives beside it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +29,7 @@ from pathlib import Path
 from converters.clean import scrub_pii
 from converters.formats import SHAREGPT_TAGS, dataset_entry, to_alpaca, to_sharegpt
 from converters.records import Dialogue
-from converters.registry import register
+from converters.registry import PROVENANCE_SUFFIX, register
 from converters.split import SPLIT_NAMES, assign_split
 from medfactory.store.errors import ExportError
 
@@ -43,6 +51,9 @@ class Example:
     answer: str = ""
     tag: bool | None = None
     source: str = ""  # where a reviewed draft came from (file, chunk, range), kept as a column
+    # Whose judgment made it: study/item or experiment/exchange, raters/arbiter or user,
+    # verdict, time. Written to the provenance sidecar, never into the training row.
+    provenance: dict = field(default_factory=dict)
 
     def text(self) -> bytes:
         """What places it in a split: the same prompt always lands in the same one."""
@@ -58,6 +69,7 @@ class Export:
     identifiers: Counter = field(default_factory=Counter)
     written: dict[str, dict[str, int]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    options: dict = field(default_factory=dict)  # how it was written (format, split, seed)
 
     def summary(self) -> dict:
         return {
@@ -88,7 +100,7 @@ def _scrubbed(example: Example, counts: Counter) -> Example:
     return Example(
         clean(example.system), [(clean(q), clean(a)) for q, a in example.turns],
         clean(example.question), clean(example.chosen), clean(example.rejected),
-        clean(example.answer), example.tag, example.source,
+        clean(example.answer), example.tag, example.source, example.provenance,
     )  # fmt: skip
 
 
@@ -148,17 +160,22 @@ def write_export(
             f"{export.source}: nothing to export ({reasons}); nothing was written or registered"
         )
     dataset_dir = Path(dataset_dir)
+    export.options = {"format": fmt, "split": list(split), "seed": seed}
     files: dict[Path, list[str]] = {}
+    origins: dict[str, list[dict]] = {}  # registered name -> each line's provenance
     entries = {}
     for kind, examples in export.examples.items():
         if not examples:
             continue
         kind_fmt = "sharegpt" if kind == "kto" else fmt  # LLaMA-Factory's rule for KTO
         by_split: dict[str, list[str]] = {s: [] for s in SPLIT_NAMES[: len(split)]}
+        provenance: dict[str, list[dict]] = {s: [] for s in by_split}
         for example in examples:
             clean = _scrubbed(example, export.identifiers)
             line = json.dumps(record(kind, kind_fmt, clean), ensure_ascii=False)
-            by_split[assign_split(clean.text(), seed, split)].append(line)
+            placed = assign_split(clean.text(), seed, split)
+            by_split[placed].append(line)
+            provenance[placed].append(example.provenance)
         export.written[kind] = {s: len(lines) for s, lines in by_split.items()}
         for split_name, lines in by_split.items():
             if not lines:  # as `data convert`: an empty split is not registered
@@ -167,7 +184,10 @@ def write_export(
             file_name = f"{registered}.jsonl"
             files[dataset_dir / file_name] = lines
             entries[registered] = entry(kind, kind_fmt, file_name)
-    export.files = sorted(str(path) for path in files)
+            origins[registered] = provenance[split_name]
+            sidecar = dataset_dir / f"{registered}{PROVENANCE_SUFFIX}"
+            files[sidecar] = provenance_lines(lines, provenance[split_name])
+    export.files = sorted(str(path) for path in files if path not in sidecars(files))
 
     def move_into_place() -> None:
         for path, lines in files.items():
@@ -175,6 +195,55 @@ def write_export(
             temporary.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
             temporary.replace(path)
 
+    def describe(name: str) -> dict:
+        return manifest_fields(export, name, origins[name])
+
     dataset_dir.mkdir(parents=True, exist_ok=True)
-    register(dataset_dir, entries, force=force, before_write=move_into_place)
+    register(dataset_dir, entries, force=force, before_write=move_into_place, describe=describe)
     return export.summary()
+
+
+def sidecars(files: dict[Path, list[str]]) -> set[Path]:
+    return {path for path in files if path.name.endswith(PROVENANCE_SUFFIX)}
+
+
+def provenance_lines(lines: list[str], origins: list[dict]) -> list[str]:
+    """The sidecar: per data line, its number, its SHA-256 and where it came from."""
+    return [
+        json.dumps(
+            {"line": number, "sha256": hashlib.sha256(line.encode()).hexdigest(), **origin},
+            ensure_ascii=False,
+        )
+        for number, (line, origin) in enumerate(zip(lines, origins, strict=True), start=1)
+    ]
+
+
+# Provenance keys naming people, and how a manifest lists them.
+PEOPLE = {"raters": "raters", "arbiter": "arbiters", "user": "chat_users"}
+
+
+def manifest_fields(export: Export, name: str, origins: list[dict]) -> dict:
+    """What a registered file's manifest says of its origin: the study or experiment, the
+    export's counts and options, the people and verdicts behind its records."""
+    kind, _, origin = export.source.partition(" ")
+    people: dict[str, set[str]] = {label: set() for label in PEOPLE.values()}
+    for provenance in origins:
+        for key, label in PEOPLE.items():
+            value = provenance.get(key)
+            people[label].update(value if isinstance(value, list) else [value] if value else [])
+    verdicts = Counter(str(p["verdict"]) for p in origins if p.get("verdict") is not None)
+    return {
+        "converter": f"{kind} export",
+        "origin": {"review": {"study": origin}, "ab": {"experiment": origin}}.get(
+            kind, {"source": export.source}
+        ),
+        "options": export.options,
+        "read": export.read,
+        "written": export.written,
+        "rejected": dict(export.skipped),
+        "deid": {"identifiers_scrubbed": dict(export.identifiers)},
+        "people": {label: sorted(names) for label, names in people.items() if names},
+        "verdicts": dict(verdicts),
+        "provenance": f"{name}{PROVENANCE_SUFFIX}",
+        "with_provenance": sum(1 for p in origins if p),
+    }

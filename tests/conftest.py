@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,6 +12,11 @@ import pytest
 from medfactory import paths
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Runs are recorded to MLflow only where a test asks for it (--tracking-uri, or this
+# variable set back to on): elsewhere a store would cost seconds per command, and the
+# default store is the project's own saves/mlflow.
+os.environ.setdefault("MEDFACTORY_TRACKING", "off")
 
 
 def _cuda_missing_reason() -> str | None:

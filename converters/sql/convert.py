@@ -40,7 +40,7 @@ from converters.convert import (
 from converters.deid.audit import Audit
 from converters.formats import FORMATS, dataset_entry
 from converters.records import SourceError
-from converters.registry import check_conflicts, read_registry, register
+from converters.registry import check_conflicts, conversion_manifest, read_registry, register
 from converters.safety import LINT_LEVELS, SafetyRules
 from converters.sources import Chunk
 from converters.split import SPLIT_NAMES
@@ -428,4 +428,9 @@ def _publish(options, run: SqlSummary, tmp, tmp_rejects, planned, settings, reco
         else:  # a record without a mark would only mislead the next run
             record_path(dataset_dir, options.name).unlink(missing_ok=True)
 
-    register(dataset_dir, entries, force=options.force, remove=stale, before_write=move_files)
+    def describe(_name: str) -> dict:
+        found = conversion_manifest("sql", [], options, summary.as_dict())
+        return found | {"origin": {"database": run.source, **settings}}
+
+    register(dataset_dir, entries, force=options.force, remove=stale, before_write=move_files,
+             describe=describe)  # fmt: skip

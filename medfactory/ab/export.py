@@ -3,6 +3,8 @@ records from corrections, and a DPO pair of each correction and the answer it co
 
 from __future__ import annotations
 
+import time
+
 from medfactory.ab.recorder import exchanges_since
 from medfactory.exports import Example, Export, split_chat
 from medfactory.store.db import Store
@@ -22,21 +24,35 @@ def ab_export(store: Store, experiment: str, since: float | None = None) -> Expo
             export.skipped["not a chat ending on the user's question"] += 1
             continue
         system, turns, question = split_chat(messages)
+        origin = _provenance(experiment, row)
         if row["correction"]:
             export.examples["sft"].append(
-                Example(system, turns, question, answer=row["correction"])
-            )
+                Example(system, turns, question, answer=row["correction"],
+                        provenance=origin | {"verdict": "corrected"})
+            )  # fmt: skip
             if row["correction"].strip() != row["answer"].strip():
                 export.examples["dpo"].append(
-                    Example(system, turns, question, row["correction"], row["answer"])
-                )
+                    Example(system, turns, question, row["correction"], row["answer"],
+                            provenance=origin | {"verdict": "corrected"})
+                )  # fmt: skip
         if row["rating"] in (1, -1):
             export.examples["kto"].append(
-                Example(system, turns, question, answer=row["answer"], tag=row["rating"] == 1)
-            )
+                Example(system, turns, question, answer=row["answer"], tag=row["rating"] == 1,
+                        provenance=origin | {"verdict": "up" if row["rating"] == 1 else "down"})
+            )  # fmt: skip
         elif not row["correction"]:
             export.skipped["no feedback"] += 1
     return export
+
+
+def _provenance(experiment: str, row: dict) -> dict:
+    """Whose feedback on which exchange: the chat user, the arm and model that answered."""
+    when = row.get("created_at")
+    return {
+        "experiment": experiment, "exchange": row["id"], "user": row["user"], "arm": row["arm"],
+        "served_model": row["served_model"],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(when)) if when else None,
+    }  # fmt: skip
 
 
 def _alternates(messages: list[dict]) -> bool:

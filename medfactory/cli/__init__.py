@@ -19,6 +19,8 @@ from deploy.instances import NoSuchInstance
 from deploy.monitor import MonitorError
 from deploy.process import ServerStartError
 from medfactory.ab.chat import ChatError
+from medfactory.cli import cluster as cluster_commands
+from medfactory.cli import models as models_commands
 from medfactory.cli.ab import ab, chat, gateway, monitor
 from medfactory.cli.common import ExampleGroup, with_example
 from medfactory.cli.data import data
@@ -42,10 +44,13 @@ from medfactory.recipes.presets import RecipeError
 from medfactory.recipes.run import CommandFailed
 from medfactory.recipes.webui import WebUIError
 from medfactory.review.errors import REVIEW_ERRORS
+from medfactory.rewards.errors import RewardError
 
 # Mistakes a user can fix: shown as one message, without a traceback.
 USER_ERRORS = (
     *REVIEW_ERRORS,
+    *cluster_commands.ERRORS,
+    *models_commands.ERRORS,
     ChatError,
     CommandFailed,
     DemoFailed,
@@ -61,6 +66,7 @@ USER_ERRORS = (
     RagError,
     RecipeError,
     RegistryError,
+    RewardError,
     ServerStartError,
     SourceError,
     TemplateError,
@@ -112,6 +118,8 @@ cli.add_command(webui)
 cli.add_command(with_example("medfactory rag index DOCS/ --name guidelines")(rag))
 cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev))
 cli.add_command(with_example("medfactory reward serve --verifier safety")(reward))
+cli.add_command(with_example("medfactory deploy k8s --out k8s/")(cluster_commands.deploy))
+cli.add_command(with_example("medfactory models list")(models_commands.models))
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from medfactory.cli.common import ExampleGroup, with_example
-from medfactory.recipes.render import METHODS, STAGES, TRAINING_STAGES
+from medfactory.recipes.render import METHODS, REPORT_TO, STAGES, TRAINING_STAGES
 
 
 @click.group(cls=ExampleGroup)
@@ -24,9 +24,12 @@ def recipe() -> None:
 @click.option("--dataset", "datasets", multiple=True, help="Registered dataset name (repeatable).")
 @click.option("--reward", help="ppo: a reward server URL (`medfactory reward serve`) or a "
               "trained reward model's folder (lora: its adapter; full: the model).")  # fmt: skip
+@click.option("--report-to", type=click.Choice(REPORT_TO), default="none", show_default=True,
+              help="Where LLaMA-Factory reports the training curves (mlflow: the store "
+              "`medfactory train` records in).")  # fmt: skip
 @click.argument("overrides", nargs=-1)
 def render(
-    preset: str, method: str, stage: str, datasets: tuple[str, ...], reward, overrides
+    preset: str, method: str, stage: str, datasets: tuple[str, ...], reward, report_to, overrides
 ) -> None:
     """Write llamafactory_configs/<model>/<stage>_<method>.yaml.
 
@@ -42,8 +45,9 @@ def render(
     if reward and stage != "ppo":
         raise click.UsageError(f"--reward is for --stage ppo, not --stage {stage}")
     path = write_recipe(
-        preset, method, stage, list(datasets), parse_overrides(overrides), reward=reward
-    )
+        preset, method, stage, list(datasets), parse_overrides(overrides), reward=reward,
+        report_to=report_to,
+    )  # fmt: skip
     click.echo(f"wrote {path.relative_to(path.parents[2])}")
 
 

@@ -14,6 +14,7 @@ from medfactory.cli.common import (
     with_example,
 )
 
+POSITIVE = click.IntRange(min=1)
 THINKING = click.option(
     "--thinking/--no-thinking",
     default=None,
@@ -29,7 +30,12 @@ def _state_dir() -> Path:
 
 
 @click.group(cls=ExampleGroup, invoke_without_command=True)
-@click.option("--model", type=click.Path(path_type=Path), help="Model folder (merged or base).")
+@click.option(
+    "--model", type=click.Path(path_type=Path),
+    help="Model folder (merged or base), or a recorded version: models:/NAME@ALIAS, "
+    "models:/NAME/VERSION (an adapter is served on its base, under NAME).",
+)  # fmt: skip
+@click.option("--tracking-uri", help="MLflow store of models:/ versions [default: as train's].")
 @click.option(
     "--adapter", multiple=True, metavar="NAME=PATH",
     help="Also serve this LoRA adapter as model NAME (repeatable; a bare PATH is MODEL-lora).",
@@ -41,7 +47,30 @@ def _state_dir() -> Path:
 @click.option("--served-model-name", help="[default: the model folder's name]")
 @click.option("--max-model-len", type=int)
 @click.option("--gpu-memory-utilization", type=float)
-@click.option("--tensor-parallel-size", type=int)
+@click.option(
+    "--tensor-parallel-size",
+    type=POSITIVE,
+    metavar="N",
+    help="vLLM: split each layer over N GPUs (one node; N divides the attention heads).",
+)
+@click.option(
+    "--pipeline-parallel-size",
+    type=POSITIVE,
+    metavar="M",
+    help="vLLM: split the layers into M stages on M GPU groups (across nodes: see the README).",
+)
+@click.option(
+    "--data-parallel-size",
+    type=POSITIVE,
+    metavar="D",
+    help="vLLM: D copies of the engine behind one port; uses N x M x D GPUs.",
+)
+@click.option(
+    "--max-num-seqs",
+    type=POSITIVE,
+    metavar="S",
+    help="vLLM: most sequences in one batch (the KV cache `vram --serve` counts).",
+)
 @click.option("--backend", type=click.Choice(["vllm", "llamafactory"]), default="vllm")
 @click.option(
     "--enforce-eager", is_flag=True,
@@ -66,6 +95,7 @@ def serve(ctx, **options) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    options = _from_version(options)
     missing = [name for name in ("model", "template") if not options[name]]
     if missing:
         raise click.UsageError(
@@ -75,10 +105,29 @@ def serve(ctx, **options) -> None:
     _serve(**options)
 
 
+def _from_version(options: dict) -> dict:
+    """--model models:/...: the version's folders, name and template (unless given)."""
+    uri = options.pop("tracking_uri")
+    if not str(options["model"]).startswith("models:/"):
+        return options
+    from medfactory.tracking.serving import served  # MLflow: only for a version
+
+    version = served(str(options["model"]), uri)
+    adapter = f" with adapter {version.adapter}" if version.adapter else ""
+    click.echo(f"serving {version.version}: {version.model}{adapter}", err=True)
+    options["model"] = Path(version.model)
+    options["template"] = options["template"] or version.template
+    if version.adapter is None:
+        options["served_model_name"] = options["served_model_name"] or version.name
+    else:
+        options["adapter"] = (f"{version.name}={version.adapter}", *options["adapter"])
+    return options
+
+
 def _serve(
     model, adapter, template, port, host, api_key, served_model_name, max_model_len,
-    gpu_memory_utilization, tensor_parallel_size, backend, enforce_eager, chat_template,
-    thinking, foreground, no_verify, timeout,
+    gpu_memory_utilization, tensor_parallel_size, pipeline_parallel_size, data_parallel_size,
+    max_num_seqs, backend, enforce_eager, chat_template, thinking, foreground, no_verify, timeout,
 ) -> None:  # fmt: skip
     from deploy.server import ServerSpec, parse_adapters
     from deploy.serving import serve as start_serving
@@ -92,7 +141,9 @@ def _serve(
         served_model_name=served_model_name, max_model_len=max_model_len,
         chat_template=chat_template, template=template, enable_thinking=thinking,
         adapters=adapters, api_key=api_key, gpu_memory_utilization=gpu_memory_utilization,
-        tensor_parallel_size=tensor_parallel_size, enforce_eager=enforce_eager,
+        tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size,
+        data_parallel_size=data_parallel_size, max_num_seqs=max_num_seqs,
+        enforce_eager=enforce_eager,
     )  # fmt: skip
     spinner = _Spinner(f"starting {backend} on {spec.base_url} (log in {_state_dir()})")
     with spinner:

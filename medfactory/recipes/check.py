@@ -35,7 +35,7 @@ def render_arguments(header: str) -> tuple[str, str, str, list[str], dict, str |
     if argv[:3] != ["medfactory", "recipe", "render"]:
         raise RecipeError("first line is not a `medfactory recipe render` command")
     options: dict[str, list[str]] = {"--model": [], "--method": [], "--stage": [], "--dataset": [],
-                                     "--reward": []}  # fmt: skip
+                                     "--reward": [], "--report-to": []}  # fmt: skip
     pairs, args = [], iter(argv[3:])
     for arg in args:
         if arg in options:
@@ -53,6 +53,13 @@ def render_arguments(header: str) -> tuple[str, str, str, list[str], dict, str |
     )
 
 
+def report_to_of(header: str) -> str:
+    """The --report-to of a recipe's render command (none when not given)."""
+    argv = shlex.split(header.removeprefix(HEADER))
+    given = (b for a, b in zip(argv, argv[1:], strict=False) if a == "--report-to")
+    return next(given, "none")
+
+
 def _stale(path: Path, text: str, registry: dict) -> list[str]:
     first = text.splitlines()[0] if text else ""
     if not first.startswith(HEADER):
@@ -60,7 +67,8 @@ def _stale(path: Path, text: str, registry: dict) -> list[str]:
             f"{path}: no `{HEADER.strip()} medfactory recipe render ...` first line; re-render it"
         ]
     preset, method, stage, names, overrides, reward = render_arguments(first)
-    expected = render(preset, method, stage, names, overrides, registry=registry, reward=reward)
+    expected = render(preset, method, stage, names, overrides, registry=registry, reward=reward,
+                      report_to=report_to_of(first))  # fmt: skip
     problems = []
     if recipe_path(preset, stage, method).resolve() != path.resolve():
         problems.append(f"{path}: its command writes {recipe_path(preset, stage, method)}")

@@ -4,6 +4,10 @@ Training goes through LLaMA-Factory's own torchrun path for several GPUs or
 nodes (`FORCE_TORCHRUN`, `NNODES`, `NODE_RANK`, `NPROC_PER_NODE`, `MASTER_ADDR`,
 `MASTER_PORT`), and reuses the tokenized dataset of an earlier run with the same
 data, tokenizer and template (`tokenized_path`).
+
+A finished `train`, `predict` or `export` is recorded on MLflow and the model it made
+registered as a version (medfactory/tracking); a store that does not answer costs one
+warning, never the run, unless tracking is required (then it is checked before the start).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -23,6 +28,8 @@ from converters.registry import INFO_FILE, read_registry
 from deploy.process import log_tail
 from medfactory import paths
 from medfactory.recipes.render import yaml_value
+from medfactory.tracking.errors import TrackingError
+from medfactory.tracking.settings import Tracking
 
 # Recipe keys that change what tokenisation produces.
 TOKENIZATION_KEYS = (
@@ -148,6 +155,55 @@ def run_recipe(
             f"last lines of {log_path}:\n{log_tail(log_path)}"
         )
     return log_path
+
+
+@dataclass
+class Finished:
+    """A run that finished: its log, where it was recorded, what could not be recorded."""
+
+    log: Path
+    recorded: object = None  # medfactory.tracking.record.Recorded
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_and_record(
+    command: str,
+    recipe: Path,
+    overrides: dict[str, object] | None = None,
+    distributed: Distributed | None = None,
+    tracking: Tracking | None = None,
+) -> Finished:
+    """`run_recipe`, then the run recorded and its model registered (tracking on)."""
+    tracking = tracking or Tracking(enabled=False)
+    if tracking.enabled and tracking.required:  # before hours of training, not after
+        from medfactory.tracking.client import open_client
+
+        open_client(tracking.resolved_uri)
+    started = time.time()
+    overrides = dict(overrides or {})
+    log = run_recipe(command, recipe, overrides, distributed=distributed)
+    finished = Finished(log)
+    if not tracking.enabled or distributed and distributed.node_rank != 0:
+        return finished  # one node records a distributed run: rank 0, which saves it
+    arguments = {**read_recipe(recipe), **overrides}
+    try:
+        from medfactory.tracking.record import record_run
+
+        finished.recorded = record_run(
+            command, Path(recipe).resolve(), arguments, tracking, started
+        )
+        finished.warnings += finished.recorded.warnings
+    except TrackingError as error:
+        if tracking.required:
+            raise
+        finished.warnings.append(f"{error}; the run's output is kept, not recorded")
+    except Exception as error:  # noqa: BLE001 - a finished run is never lost to its record
+        if tracking.required:
+            raise
+        finished.warnings.append(
+            f"recording the run failed ({type(error).__name__}: {error}); its output is kept"
+        )
+    return finished
 
 
 def preflight(recipe: Path, arguments: dict, needs_device: bool = False) -> None:

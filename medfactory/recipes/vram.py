@@ -147,3 +147,115 @@ def estimate(
     tokens = batch * seq * (1 if stage in ("sft", "ppo") else 2)
     activations = tokens * (2 * h * L + 2 * (10 * h + 3 * m) + 14 * arch.vocab_size)
     return Estimate(parameters, trainable, weights, gradients, optimizer, activations, OVERHEAD)
+
+
+# --- serving ---------------------------------------------------------------------------
+#
+# What one GPU holds when vLLM serves P parameters with tensor parallel size t and
+# pipeline parallel size p (t x p GPUs a replica), for S sequences of up to n tokens
+# (--max-num-seqs, --max-model-len), with L layers, K KV heads of dimension d and b bytes
+# a value (2 for bf16/fp16; vLLM's dtype `auto` serves fp32 checkpoints in 16 bits):
+#
+#   weights      bP / (t p)  (each layer's matrices split t ways, the layers p ways;
+#                the embeddings are split t ways too)
+#   KV cache     2 ceil(L/p) max(1, K/t) d b S n  (keys and values of every token of
+#                every sequence; a GPU keeps the layers of its stage and its share of the
+#                KV heads, a whole head when there are fewer heads than GPUs)
+#   activations  one prefill chunk of C = 8192 tokens (vLLM's default
+#                max_num_batched_tokens for its API server) through one layer,
+#                bC(2h + 3m/t), and fp32 logits for S sequences, 4SV/t
+#   overhead     CUDA context, CUDA graphs, allocator: 1.5 GiB
+#
+# vLLM fills the card up to --gpu-memory-utilization (0.9) with KV cache; the estimate
+# says whether S full-length sequences fit, and how many full-length sequences the
+# rest of the card would hold. Unlike the training terms, these have not been checked
+# against a GPU run.
+
+SERVE_DTYPES = ("auto", "bfloat16", "float16", "float32")
+PREFILL_CHUNK = 8192
+BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+
+
+@dataclass(frozen=True)
+class ServeEstimate:
+    parameters: int
+    dtype: str
+    weights: float
+    kv_cache: float
+    kv_per_sequence: float
+    activations: float
+    overhead: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.kv_cache + self.activations + self.overhead
+
+    def verdicts(self, usable: float = 0.9) -> dict[int, bool]:
+        """Whether it fits each common card at vLLM's default --gpu-memory-utilization."""
+        return {card: self.total <= card * GIB * usable for card in CARDS}
+
+    def sequences(self, usable: float = 0.9) -> dict[int, int]:
+        """Full-length sequences the KV cache left on each card would hold (0: none)."""
+        fixed = self.weights + self.activations + self.overhead
+        return {card: max(0, int((card * GIB * usable - fixed) // self.kv_per_sequence))
+                for card in CARDS}  # fmt: skip
+
+
+def model_dtype(model: str) -> str:
+    """The dtype in a model's config.json (transformers 4: torch_dtype, 5: dtype); a
+    preset's, and a config without one, are bfloat16."""
+    path = Path(model)
+    config = path / "config.json" if path.is_dir() else path
+    if not config.is_file():
+        return "bfloat16"
+    fields = json.loads(config.read_text())
+    return str(fields.get("dtype") or fields.get("torch_dtype") or "bfloat16")
+
+
+def serving_dtype(config_dtype: str, requested: str = "auto") -> str:
+    """vLLM's --dtype rule: `auto` keeps a 16-bit checkpoint's dtype, serves fp32 in bf16."""
+    if requested not in SERVE_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(SERVE_DTYPES)}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    return config_dtype if config_dtype in ("bfloat16", "float16") else "bfloat16"
+
+
+def estimate_serving(
+    arch: Architecture,
+    max_model_len: int = 4096,
+    max_num_seqs: int = 256,
+    tp: int = 1,
+    pp: int = 1,
+    dtype: str = "bfloat16",
+) -> ServeEstimate:
+    for name, value in (("max_model_len", max_model_len), ("max_num_seqs", max_num_seqs),
+                        ("tp", tp), ("pp", pp)):  # fmt: skip
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if dtype not in BYTES:
+        raise ValueError(f"dtype must be one of {', '.join(BYTES)}, got {dtype!r}")
+    heads = arch.num_attention_heads
+    kv_heads = arch.num_key_value_heads or heads
+    if heads % tp:
+        raise ValueError(
+            f"tp {tp} must divide the {heads} attention heads (vLLM refuses it); "
+            f"try one of {', '.join(str(n) for n in range(1, heads + 1) if heads % n == 0)}"
+        )
+    if pp > arch.num_hidden_layers:
+        raise ValueError(f"pp {pp} is more stages than the {arch.num_hidden_layers} layers")
+    size = BYTES[dtype]
+    parameters, _ = count_parameters(arch)
+    head_dim = arch.head_dim or arch.hidden_size // heads
+    layers = -(-arch.num_hidden_layers // pp)  # the largest stage
+    per_token = 2 * layers * max(1, kv_heads // tp) * head_dim * size
+    per_sequence = float(per_token * max_model_len)
+    h, m = arch.hidden_size, arch.intermediate_size
+    activations = (
+        size * PREFILL_CHUNK * (2 * h + 3 * m / tp) + 4 * max_num_seqs * arch.vocab_size / tp
+    )
+    return ServeEstimate(
+        parameters=parameters, dtype=dtype, weights=size * parameters / (tp * pp),
+        kv_cache=per_sequence * max_num_seqs, kv_per_sequence=per_sequence,
+        activations=activations, overhead=OVERHEAD,
+    )  # fmt: skip

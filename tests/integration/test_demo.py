@@ -46,11 +46,14 @@ def copy(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def env(copy) -> dict:
     """The copy runs on this checkout's environments and shared fixtures."""
-    return {
-        **os.environ, "COLUMNS": "200", "MEDFACTORY_HOME": str(copy),
+    environment = {
+        **os.environ, "COLUMNS": "200", "MEDFACTORY_HOME": str(copy), "MLFLOW_TRACKING_URI": "",
         "MEDFACTORY_VENV": str(paths.train_venv()), "MEDFACTORY_VLLM_VENV": str(paths.vllm_venv()),
         "MEDFACTORY_FIXTURES": str(paths.fixtures_dir()),
+        "MEDFACTORY_TRACKING": "on",  # the demo records, into the copy's saves/mlflow
     }  # fmt: skip
+    del environment["MLFLOW_TRACKING_URI"]  # never a store outside the copy
+    return environment
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +196,23 @@ def _cmdline(process: psutil.Process) -> str:
         return " ".join(process.cmdline())
     except psutil.Error:  # gone, or a zombie, meanwhile
         return ""
+
+
+def test_the_demo_records_its_versions_and_their_lineage(demo, copy, env):
+    """train and export are MLflow runs with registered versions: the merged model's parent
+    is the adapter, and the adapter's lineage reaches the converted data's source files."""
+
+    def models(*args):
+        shown = subprocess.run([sys.executable, "-m", "medfactory", "models", *args, "--json"],
+                               cwd=copy, env=env, capture_output=True, text=True)  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)
+
+    assert (copy / "saves/mlflow/mlflow.db").is_file()
+    versions = models("list")
+    assert len(versions) == 2, versions
+    adapter = models("lineage", "saves/tiny/lora/sft")
+    merged = models("show", "saves/tiny/lora/merged")
+    assert merged["parent"]["version"] == adapter["version"]
+    sources = [s for d in adapter["datasets"] for s in d.get("sources", [])]
+    assert sources and all(len(s["sha256"]) == 64 for s in sources)

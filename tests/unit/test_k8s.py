@@ -1,0 +1,274 @@
+"""`deploy k8s`: manifests that pass the Kubernetes schemas, follow the options, keep the
+secrets in the Secret, and refuse bad input with one message."""
+
+import base64
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from deploy.chat_templates import chat_template_path
+from deploy.gateway import parse_arm
+from deploy.k8s.render import render, write_manifests
+from deploy.k8s.spec import DEMO_VERSIONS, K8sError, build_spec, parse_version
+
+REPO = Path(__file__).resolve().parents[2]
+# The schemas the manifests are checked against: a release current clusters run, with
+# strict validation (an unknown or misspelled field fails).
+KUBERNETES = "1.33.0"
+
+
+def documents(files: dict[str, str]) -> list[dict]:
+    return [doc for text in files.values() for doc in yaml.safe_load_all(text) if doc]
+
+
+def find(files, kind, name):
+    return next(d for d in documents(files) if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def container(deployment):
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.fixture(scope="module")
+def demo():
+    spec = build_spec([], [], review_study="r1", autoscale_max=4)
+    return spec, render(spec)
+
+
+def test_the_demo_passes_the_kubernetes_schemas(demo):
+    _, files = demo
+    kinds = set()
+    for doc in documents(files):
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+        kinds.add(doc["kind"])
+    assert kinds == {
+        "Namespace", "Secret", "PersistentVolumeClaim", "ConfigMap", "Service", "StatefulSet",
+        "Deployment", "HorizontalPodAutoscaler",
+    }  # fmt: skip
+
+
+def test_the_schema_check_is_not_a_no_op(demo):
+    deployment = find(demo[1], "Deployment", "medfactory-vllm-base")
+    container(deployment)["readinesProbe"] = {"httpGet": {"path": "/health", "port": 8000}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES, strict=True)
+
+
+def test_the_demo_versions_are_what_the_demo_trains():
+    recipe = yaml.safe_load((REPO / "llamafactory_configs/tiny/train_lora.yaml").read_text())
+    base, lora = DEMO_VERSIONS
+    assert base.model == lora.model == recipe["model_name_or_path"]
+    assert lora.adapter == recipe["output_dir"] and lora.rank == recipe["lora_rank"]
+    assert base.template == lora.template == recipe["template"]
+
+
+def test_vllm_serves_each_version_as_serve_does(demo):
+    spec, files = demo
+    lora = container(find(files, "Deployment", "medfactory-vllm-lora"))
+    args = lora["args"]
+    assert lora["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+    assert args[args.index("--model") + 1] == "/models/.cache/tiny-model"
+    assert args[args.index("--lora-modules") + 1] == "lora=/models/saves/tiny/lora/sft"
+    assert args[args.index("--max-lora-rank") + 1] == "8"
+    template = args[args.index("--chat-template") + 1]
+    assert template == "/etc/medfactory/chat/qwen.jinja"
+    # the mounted file is the one `serve` passes vLLM, byte for byte
+    configmap = find(files, "ConfigMap", "medfactory-chat-templates")
+    assert configmap["data"]["qwen.jinja"] == chat_template_path("qwen").read_text()
+    mounts = {m["name"]: m["mountPath"] for m in lora["volumeMounts"]}
+    assert mounts == {"models": "/models", "chat-templates": "/etc/medfactory/chat",
+                      "shm": "/dev/shm"}  # fmt: skip
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert lora[probe]["httpGet"]["path"] == "/health"
+    assert lora["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    volumes = find(files, "Deployment", "medfactory-vllm-lora")["spec"]["template"]["spec"]
+    claim = next(v for v in volumes["volumes"] if v["name"] == "models")
+    assert claim["persistentVolumeClaim"]["claimName"] == "medfactory-models"
+
+
+def test_the_gateways_arms_point_at_the_vllm_services_and_parse(demo):
+    _, files = demo
+    gateway = container(find(files, "Deployment", "medfactory-gateway"))
+    args = gateway["args"]
+    arms = [parse_arm(args[i + 1]) for i, a in enumerate(args) if a == "--arm"]
+    assert [(a.name, a.endpoint, a.model) for a in arms] == [
+        ("base", "http://medfactory-vllm-base:8000", "base"),
+        ("lora", "http://medfactory-vllm-lora:8000", "lora"),
+    ]
+    services = {d["metadata"]["name"] for d in documents(files) if d["kind"] == "Service"}
+    assert {"medfactory-vllm-base", "medfactory-vllm-lora", "medfactory-gateway",
+            "medfactory-chat", "medfactory-review", "medfactory-postgres"} == services  # fmt: skip
+    assert args[args.index("--db") + 1] == "$(MEDFACTORY_DATABASE_URL)"
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in gateway["env"]}
+    assert env == {"MEDFACTORY_DATABASE_URL": "database-url",
+                   "MEDFACTORY_GATEWAY_API_KEY": "gateway-api-key",
+                   "MEDFACTORY_API_KEY": "vllm-api-key"}  # fmt: skip
+
+
+def test_replicas_and_gpu_type_change_the_manifests():
+    plain = render(build_spec([], []))
+    scaled = render(
+        build_spec([], ["lora=3"], gpu_type="NVIDIA-H100-80GB-HBM3", tensor_parallel_size=2)
+    )
+    for files, lora, base in ((plain, 1, 1), (scaled, 3, 1)):
+        assert find(files, "Deployment", "medfactory-vllm-lora")["spec"]["replicas"] == lora
+        assert find(files, "Deployment", "medfactory-vllm-base")["spec"]["replicas"] == base
+    pod = find(scaled, "Deployment", "medfactory-vllm-lora")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert pod["containers"][0]["resources"]["requests"] == {"nvidia.com/gpu": 2}
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    plain_pod = find(plain, "Deployment", "medfactory-vllm-lora")["spec"]["template"]["spec"]
+    assert "nodeSelector" not in plain_pod
+    assert "--tensor-parallel-size" not in plain_pod["containers"][0]["args"]
+    for doc in documents(scaled):
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_the_autoscaler_reads_vllms_queue(demo):
+    _, files = demo
+    hpa = find(files, "HorizontalPodAutoscaler", "medfactory-vllm-lora")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "medfactory-vllm-lora"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "vllm_num_requests_waiting"
+    assert "vllm:num_requests_waiting" in files["21-autoscale-lora.yaml"]  # the adapter rule
+    assert not any("autoscale" in name for name in render(build_spec([], [])))
+
+
+def test_secrets_appear_only_base64_in_the_secret(tmp_path):
+    spec = build_spec([], [], review_study="r1", gateway_api_key="given-gateway-key-123")
+    written = write_manifests(spec, tmp_path / "k8s")
+    values = [v for v in vars(spec.secrets).values() if v]
+    assert len(values) == 5 and "given-gateway-key-123" in values
+    secret_file = tmp_path / "k8s" / "01-secret.yaml"
+    for path in written:
+        text = path.read_text()
+        for value in values:
+            assert value not in text, (path.name, value)
+            encoded = base64.b64encode(value.encode()).decode()
+            assert (encoded in text) == (path == secret_file), path.name
+    data = yaml.safe_load(secret_file.read_text())["data"]
+    decoded = {k: base64.b64decode(v).decode() for k, v in data.items()}
+    assert decoded["gateway-api-key"] == "given-gateway-key-123"
+    assert decoded["postgres-password"] in decoded["database-url"]
+    # every env value that is not a plain setting comes from the Secret
+    for doc in documents(render(spec)):
+        pod = doc.get("spec", {}).get("template", {}).get("spec", {})
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            for env in c.get("env", []):
+                assert "valueFrom" in env or env["name"] in ("HF_HUB_OFFLINE", "POSTGRES_USER",
+                                                            "POSTGRES_DB", "PGDATA")  # fmt: skip
+
+
+def test_two_renders_draw_different_secrets():
+    first, second = build_spec([], []), build_spec([], [])
+    assert first.secrets.gateway_api_key != second.secrets.gateway_api_key
+    assert first.secrets.postgres_password != second.secrets.postgres_password
+
+
+def test_an_external_database_has_no_postgresql_manifests():
+    url = "postgresql://med:s3cret-pw@db.hospital.internal:5432/medfactory"
+    spec = build_spec([], [], database_url=url)
+    files = render(spec)
+    assert "10-postgres.yaml" not in files
+    assert not any(d["kind"] == "StatefulSet" for d in documents(files))
+    data = yaml.safe_load(files["01-secret.yaml"])["data"]
+    assert base64.b64decode(data["database-url"]).decode() == url
+    assert "postgres-password" not in data
+    assert not any("s3cret-pw" in text for text in files.values())
+
+
+def test_given_versions_and_an_existing_claim(tmp_path):
+    spec = build_spec(
+        ["med=saves/med/merged,template=deepseekr1,weight=3", "base=models/r1-distill"], [],
+        models_claim="shared-models", namespace="wards",
+    )  # fmt: skip
+    files = render(spec)
+    assert "02-models-volume.yaml" not in files and "41-review.yaml" not in files
+    med = container(find(files, "Deployment", "medfactory-vllm-med"))["args"]
+    assert med[med.index("--reasoning-parser") + 1] == "deepseek_r1"
+    assert "/etc/medfactory/chat/deepseekr1.jinja" in med
+    assert {d["metadata"].get("namespace") for d in documents(files)} == {"wards", None}
+    gateway = container(find(files, "Deployment", "medfactory-gateway"))["args"]
+    assert "med=http://medfactory-vllm-med:8000,model=med,weight=3" in gateway
+
+
+@pytest.mark.parametrize(
+    "versions, replicas, options, message",
+    [
+        (["Lora=m"], [], {}, "the name must be lower-case"),
+        (["lora"], [], {}, "expected NAME=MODEL"),
+        (["a=/abs/model"], [], {}, "must be a path relative to the models volume"),
+        (["a=../up"], [], {}, "must be a path relative"),
+        (["a=m,template=nope"], [], {}, "no serving chat template for LLaMA-Factory template"),
+        (["a=m,adapter=not/here"], [], {}, "cannot read the LoRA rank .* add rank=R"),
+        (["a=m,rank=8"], [], {}, "rank=R goes with adapter=PATH"),
+        (["a=m,size=2"], [], {}, "'size=2' is not one of adapter="),
+        (["a=m,weight=0"], [], {}, "weight must be a positive number"),
+        (["a=m", "a=n"], [], {}, "each name once"),
+        ([], ["gpu=2"], {}, r"NAME one of the versions \(base, lora\)"),
+        ([], ["lora=0"], {}, "N must be a whole number from 1"),
+        ([], [], {"namespace": "Wards"}, "--namespace 'Wards'"),
+        ([], [], {"gpu_type": "H100 80GB"}, "--gpu-type 'H100 80GB'"),
+        ([], [], {"models_size": "lots"}, "--models-size 'lots'"),
+        ([], [], {"database_url": "sqlite:///x.db"}, "--database-url: expected postgresql://"),
+        ([], [], {"image": "my image"}, "--image 'my image'"),
+    ],
+)
+def test_bad_input_is_one_clear_error(versions, replicas, options, message):
+    with pytest.raises(K8sError, match=message):
+        build_spec(versions, replicas, **options)
+
+
+def test_an_adapter_here_gives_its_rank(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "adapter_config.json").write_text('{"r": 12}')
+    assert parse_version("v=base,adapter=lora").rank == 16  # the next rank vLLM takes
+
+
+def test_out_must_be_new_or_empty_and_force_replaces_only_yaml(tmp_path):
+    out = tmp_path / "k8s"
+    write_manifests(build_spec([], ["lora=2"]), out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(K8sError, match="not empty; .* --force"):
+        write_manifests(build_spec([], []), out)
+    write_manifests(build_spec(["solo=m"], []), out, force=True)
+    assert "notes.txt" in {p.name for p in out.iterdir()}
+    assert not (out / "20-vllm-lora.yaml").exists() and (out / "20-vllm-solo.yaml").exists()
+
+
+def test_the_command_writes_and_says_how_to_apply(tmp_path):
+    from medfactory.cli import cli
+
+    out = tmp_path / "k8s"
+    result = CliRunner().invoke(
+        cli, ["deploy", "k8s", "--out", str(out), "--replicas", "lora=3", "--gpu-type", "L40S"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"kubectl apply -f {out}" in result.output
+    secret = yaml.safe_load((out / "01-secret.yaml").read_text())["data"]
+    for value in secret.values():  # nothing secret is printed
+        assert base64.b64decode(value).decode() not in result.output
+    lora = yaml.safe_load_all((out / "20-vllm-lora.yaml").read_text())
+    assert [d for d in lora if d["kind"] == "Deployment"][0]["spec"]["replicas"] == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--replicas", "lora=x"], "--replicas 'lora=x': N must be a whole number"),
+        (["--version", "Bad=m"], "the name must be lower-case"),
+        (["--tensor-parallel-size", "0"], "Invalid value for '--tensor-parallel-size'"),
+    ],
+)
+def test_the_command_shows_one_message(tmp_path, args, message):
+    from medfactory.cli import cli
+
+    result = CliRunner().invoke(cli, ["deploy", "k8s", "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
