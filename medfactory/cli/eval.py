@@ -340,6 +340,10 @@ def _print_exam_comparison(result: dict, out: Path) -> None:
 @DB
 @click.option("--concurrency", default=8, show_default=True, help="Judge requests in flight.")
 @click.option(
+    "--max-tokens", default=512, show_default=True, type=click.IntRange(min=1),
+    help="Longest judge reply (HealthBench's is a short JSON object).",
+)  # fmt: skip
+@click.option(
     "--out",
     default="saves/judge",
     show_default=True,
@@ -349,7 +353,7 @@ def _print_exam_comparison(result: dict, out: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def judge(
     predictions, rubric, judge_endpoint, judge_model, judge_api_key, calibrate, db, concurrency,
-    out, as_json,
+    max_tokens, out, as_json,
 ) -> None:  # fmt: skip
     """Grade answers against physician-written rubrics with a judge model (HealthBench's way).
 
@@ -376,7 +380,7 @@ def judge(
     judge_server = Endpoint(judge_endpoint, api_key=judge_api_key, model=judge_model)
     report = judge_predictions(
         list(predictions), rubric, judge_server, out, concurrency, calibration,
-        _progress(enabled=not as_json),
+        _progress(enabled=not as_json), max_tokens,
     )  # fmt: skip
     if as_json:
         click.echo(dumps(report))

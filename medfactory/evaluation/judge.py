@@ -206,9 +206,9 @@ def parse_grade(text: str) -> dict | None:
 
 
 class Judge:
-    def __init__(self, replies: ParsedReplies, concurrency: int = 8):
+    def __init__(self, replies: ParsedReplies, concurrency: int = 8, max_tokens: int = MAX_TOKENS):
         """`replies`: the judge's endpoint, with its cache of judgments."""
-        self.replies, self.concurrency = replies, concurrency
+        self.replies, self.concurrency, self.max_tokens = replies, concurrency, max_tokens
 
     @property
     def endpoint(self):
@@ -243,7 +243,7 @@ class Judge:
         )
         grade, _cached = self.replies.ask(
             key, self.prompt(answer, criterion), parse_grade, keep_failures=False,
-            temperature=0.0, max_tokens=MAX_TOKENS,
+            temperature=0.0, max_tokens=self.max_tokens,
         )  # fmt: skip
         return grade
 
@@ -387,6 +387,7 @@ def judge_predictions(
     concurrency: int = 8,
     calibration: Calibration | None = None,
     progress: Progress = no_progress,
+    max_tokens: int = MAX_TOKENS,
 ) -> dict:
     """`eval judge`: grade each predictions file, compare them with the first, calibrate
     on a study; the report, also written to OUT/judge.json. `endpoint` is the judge's
@@ -394,7 +395,7 @@ def judge_predictions(
     rubrics = Rubrics.load(rubric)
     graded = [(path, answers_of(path, rubrics)) for path in predictions]
     endpoint.check()
-    grader = Judge(ParsedReplies(endpoint, Path(out) / JUDGMENTS_FILE), concurrency)
+    grader = Judge(ParsedReplies(endpoint, Path(out) / JUDGMENTS_FILE), concurrency, max_tokens)
     report = {"judge": grader.name, "rubric": rubrics.source, "runs": []}
     for path, answers in graded:
         total = sum(len(a.rubric) for a in answers)

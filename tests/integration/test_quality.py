@@ -50,7 +50,7 @@ def test_the_tiny_server_as_judge_yields_invalid_judgments_not_a_crash(tiny_serv
         cli,
         ["eval", "judge", str(predictions), "--rubric", "medical-default",
          "--judge-endpoint", tiny_server.spec.base_url, "--judge-api-key", "test-key",
-         "--concurrency", "16", "--out", str(tmp_path / "judge")],
+         "--concurrency", "16", "--max-tokens", "48", "--out", str(tmp_path / "judge")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "judge" / "judge.json").read_text())
