@@ -31,6 +31,38 @@ THINK = click.option(
 WORKERS = click.option("--workers", type=int, help="Processes [default: all cores].")
 
 
+def model_version(function):
+    """--model-version REF and --tracking-uri: the evaluation recorded on MLflow and its
+    figures attached to that version (`medfactory models show`). The version is looked up
+    before the evaluation starts."""
+
+    def checked(context, _parameter, ref):
+        if ref:
+            from medfactory.tracking.evaluations import check_version
+
+            check_version(ref, context.params.get("tracking_uri"))
+        return ref
+
+    function = click.option(
+        "--model-version", metavar="REF", callback=checked,
+        help="The recorded version evaluated (NAME@VERSION, NAME@ALIAS, models:/..., or its "
+        "output folder): the run is recorded and its figures attached to it.",
+    )(function)  # fmt: skip
+    return click.option(
+        "--tracking-uri", is_eager=True,
+        help="MLflow store of the version [default: as train's].",
+    )(function)  # fmt: skip
+
+
+def _attach(ref, uri, kind: str, report: dict, files: list[Path], options: dict) -> None:
+    if not ref:
+        return
+    from medfactory.tracking.evaluations import record_evaluation
+
+    attached = record_evaluation(ref, kind, report, files, options, uri)
+    click.echo(f"figures attached to {attached}", err=True)
+
+
 @click.group(cls=ExampleGroup)
 def eval_group() -> None:
     """Score predictions with LLaMA-Factory's BLEU-4 / ROUGE, and compare runs."""
@@ -64,7 +96,8 @@ def _print_scores(scores: dict, written: Path) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @THINK
 @WORKERS
-def predictions(file: Path, think: str | None, workers: int | None) -> None:
+@model_version
+def predictions(file: Path, think: str | None, workers: int | None, model_version, tracking_uri):
     """Score a generated_predictions.jsonl; write scores.json next to it.
 
     With the default --think keep the numbers equal LLaMA-Factory's
@@ -74,6 +107,8 @@ def predictions(file: Path, think: str | None, workers: int | None) -> None:
 
     scores = score_file(file, think or "keep", workers, _progress())
     _print_scores(scores, file.parent / SCORES_FILE)
+    _attach(model_version, tracking_uri, "predictions", scores, [file.parent / SCORES_FILE],
+            {"predictions": str(file), "think": think or "keep"})  # fmt: skip
 
 
 @with_example(
@@ -107,9 +142,11 @@ def predictions(file: Path, think: str | None, workers: int | None) -> None:
 )
 @THINK
 @WORKERS
+@model_version
 def endpoint(
     endpoint, dataset, dataset_dir, api_key, model_name, max_samples, concurrency,
-    temperature, max_tokens, out, rag, top, index_dir, think, workers,
+    temperature, max_tokens, out, rag, top, index_dir, think, workers, model_version,
+    tracking_uri,
 ) -> None:  # fmt: skip
     """Answer a test split through a served model, then score the answers.
 
@@ -140,6 +177,10 @@ def endpoint(
     )  # fmt: skip
     click.echo(f"predictions: {path}")
     _print_scores(scores, path.parent / SCORES_FILE)
+    _attach(model_version, tracking_uri, "endpoint", scores, [path.parent / SCORES_FILE],
+            {"endpoint": endpoint, "model": model_name, "dataset": dataset, "rag": rag,
+             "top": top if rag else None, "max_samples": max_samples,
+             "temperature": temperature, "max_tokens": max_tokens})  # fmt: skip
 
 
 @with_example(
@@ -207,7 +248,8 @@ def compare(files, names, out, think) -> None:
     help="Folder for safety.json [default: next to PREDICTIONS].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def safety(predictions, rules, examples, out, as_json) -> None:
+@model_version
+def safety(predictions, rules, examples, out, as_json, model_version, tracking_uri) -> None:
     """Rate of a model's answers breaking each safety rule: banned claims (保证治愈,
     无副作用, 100%有效, ...) and red-flag symptoms answered without a referral.
 
@@ -218,6 +260,8 @@ def safety(predictions, rules, examples, out, as_json) -> None:
 
     out = out or predictions.parent
     report = safety_of_predictions(predictions, rules, examples, out)
+    _attach(model_version, tracking_uri, "safety", report, [out / "safety.json"],
+            {"predictions": str(predictions), "rules": report["rules_file"]})  # fmt: skip
     if as_json:
         click.echo(dumps(report))
     else:
@@ -253,9 +297,10 @@ def safety(predictions, rules, examples, out, as_json) -> None:
     help="Output folder [default: saves/exam/BENCHMARK/MODEL].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@model_version
 def exam(
     endpoint, api_key, model_name, benchmark, data_dir, limit, concurrency, max_tokens, out,
-    as_json,
+    as_json, model_version, tracking_uri,
 ) -> None:  # fmt: skip
     """Multiple-choice accuracy of a served model, through EvalScope.
 
@@ -270,6 +315,9 @@ def exam(
         benchmark, Endpoint(endpoint, api_key=api_key, model=model_name), out, data_dir,
         limit, concurrency, max_tokens, _progress(),
     )  # fmt: skip
+    _attach(model_version, tracking_uri, "exam", report, [out / EXAM_FILE],
+            {"benchmark": benchmark, "endpoint": endpoint, "model": model_name, "limit": limit,
+             "max_tokens": max_tokens})  # fmt: skip
     if as_json:
         click.echo(dumps({k: v for k, v in report.items() if k != "per_question"}))
         return
@@ -351,9 +399,10 @@ def _print_exam_comparison(result: dict, out: Path) -> None:
     help="Folder for judge.json and the judgment cache (judgments.jsonl).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@model_version
 def judge(
     predictions, rubric, judge_endpoint, judge_model, judge_api_key, calibrate, db, concurrency,
-    max_tokens, out, as_json,
+    max_tokens, out, as_json, model_version, tracking_uri,
 ) -> None:  # fmt: skip
     """Grade answers against physician-written rubrics with a judge model (HealthBench's way).
 
@@ -369,6 +418,8 @@ def judge(
 
     if not predictions and not calibrate:
         raise click.UsageError("give PREDICTIONS files to grade, or --calibrate STUDY, or both")
+    if model_version and len(predictions) != 1:
+        raise click.UsageError("--model-version: give the one PREDICTIONS file of that version")
     calibration = None
     if calibrate:  # review's calibration, on the store, through the same judge
         store = open_db(db)
@@ -382,6 +433,9 @@ def judge(
         list(predictions), rubric, judge_server, out, concurrency, calibration,
         _progress(enabled=not as_json), max_tokens,
     )  # fmt: skip
+    _attach(model_version, tracking_uri, "judge", report, [out / JUDGE_FILE],
+            {"predictions": str(predictions[0]) if predictions else None, "rubric": rubric,
+             "judge": report["judge"]})  # fmt: skip
     if as_json:
         click.echo(dumps(report))
         return

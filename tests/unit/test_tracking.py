@@ -248,6 +248,31 @@ def test_a_prediction_run_attaches_its_scores_to_the_adapter_it_generated_with(w
     assert not any("runtime" in k or "per_second" in k or "_time" in k for k in scores)
 
 
+def test_an_evaluation_of_a_version_is_a_run_and_its_figures_attach_to_it(world, tmp_path):
+    client, uri = world["client"], world["uri"]
+    predictions = tmp_path / "generated_predictions.jsonl"
+    rows = [{"prompt": "头痛怎么办", "predict": "请就医，保证治愈", "label": "请就医"},
+            {"prompt": "发烧怎么办", "predict": "多喝水休息", "label": "多喝水"}]  # fmt: skip
+    predictions.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    version = ["--tracking-uri", uri, "--model-version"]
+    wrong = CliRunner().invoke(cli, ["eval", "predictions", str(predictions), *version, "x@7"])
+    assert wrong.exit_code == 1 and "no registered model named 'x'" in wrong.output
+    assert not (tmp_path / "scores.json").exists()  # refused before scoring
+    for command in (["predictions", "--workers", "1"], ["safety"]):
+        run = CliRunner().invoke(
+            cli, ["eval", command[0], str(predictions), *command[1:], *version, "tiny-med@1"]
+        )
+        assert run.exit_code == 0, run.output
+        assert "figures attached to tiny-med@1" in run.output
+    scored = json.loads((tmp_path / "scores.json").read_text())
+    attached = show_version(client, "tiny-med@1", uri)["scores"]
+    assert attached["predictions.bleu-4"] == pytest.approx(scored["bleu-4"])
+    assert attached["safety.flagged_rate"] == 0.5  # 保证治愈 in one of two answers
+    runs = client.search_runs([client.get_experiment_by_name("medfactory").experiment_id],
+                              "tags.evaluated = 'tiny-med@1'")  # fmt: skip
+    assert {r.data.tags["medfactory.command"] for r in runs} == {"eval predictions", "eval safety"}
+
+
 def test_serving_a_version_serves_an_adapter_on_its_base_under_the_models_name(world):
     adapter = served("models:/tiny-med/1", world["uri"])
     assert (adapter.version, adapter.name) == ("tiny-med@1", "tiny-med")
