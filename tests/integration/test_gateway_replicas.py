@@ -1,4 +1,4 @@
-"""Two vLLM replicas of the tiny model behind one gateway arm: affinity, a replica killed
+"""Three vLLM replicas of the tiny model behind one gateway arm: affinity, a replica killed
 and restarted, nothing lost but the stream that was cut."""
 
 import json
@@ -41,19 +41,24 @@ def turn(url: str, user: str, history: list[dict], number: int, stream: bool) ->
     return result
 
 
-def test_two_replicas_keep_conversations_survive_a_kill_and_take_the_replica_back(
+def test_three_replicas_keep_conversations_survive_a_kill_and_take_the_replica_back(
     ab_server, tiny_model, tmp_path
 ):
-    # A replica of its own, which this test kills and restarts; the shared server the other.
-    victim_port = free_port()
-    victim = Server(replica_spec(tiny_model, victim_port), tmp_path / "victim.log").start()
+    # Two replicas of their own (this test kills one), the shared server the third.
+    victim_port, other_port = free_port(), free_port()
+    with ThreadPoolExecutor(2) as pool:
+        started = list(pool.map(
+            lambda port: Server(replica_spec(tiny_model, port), tmp_path / f"{port}.log").start(),
+            (victim_port, other_port),
+        ))  # fmt: skip
+    victim, other = started
     victim_url, shared_url = victim.spec.base_url, ab_server.spec.base_url
-    replicas = [victim_url, shared_url]
+    replicas = [victim_url, other.spec.base_url, shared_url]
     store_url = f"sqlite:///{tmp_path / 'ab.db'}"
     try:
         with Gateway([f"r={'+'.join(replicas)},model=tiny"], store_url, tmp_path / "gw.log",
                      "--probe-interval", str(PROBE_INTERVAL)) as gateway:  # fmt: skip
-            users = [f"clinician-{i:02d}" for i in range(16)]
+            users = [f"clinician-{i:02d}" for i in range(30)]
             histories = {user: [] for user in users}
 
             def turns(number: int) -> list[dict]:
@@ -102,6 +107,7 @@ def test_two_replicas_keep_conversations_survive_a_kill_and_take_the_replica_bac
             errors = scrape(gateway.url).get(("medfactory_gateway_errors_total", (("arm", "r"),)))
     finally:
         victim.stop()
+        other.stop()
 
     assert all(r["status"] == 200 and "error" not in r for r in first + second + third + newcomers)
     assert events[-1] == "[DONE]" and "error" in json.loads(events[-2])  # the cut stream ends
