@@ -167,6 +167,7 @@ bench: $(TINY_MODEL)/config.json ## benchmarks, with ratios against their baseli
 	$(VENV)/bin/python benchmarks/deid.py
 	$(VENV)/bin/python benchmarks/sql.py
 	$(VENV)/bin/python benchmarks/rag.py
+	$(VENV)/bin/python benchmarks/tracking.py
 	$(VENV)/bin/python benchmarks/vram.py
 
 tiny-model: $(TINY_MODEL)/config.json ## build the tiny random-weight test model into .cache/tiny-model

@@ -36,11 +36,11 @@ def _print_json(value) -> None:
 
 @click.group(cls=ExampleGroup)
 def models() -> None:
-    """Model versions: list, show, lineage, card, promote.
+    """Model versions: list, show, lineage, card, promote, ui.
 
     Every `medfactory train` and `export` registers a version on MLflow; a version
     is named NAME@VERSION, NAME@ALIAS, models:/NAME@ALIAS or by its output folder.
-    `mlflow ui --backend-store-uri sqlite:///saves/mlflow/mlflow.db` shows the same store.
+    `medfactory models ui` shows the same store in MLflow's own UI.
     """
 
 
@@ -123,3 +123,22 @@ def promote(ref, alias, by, tracking_uri) -> None:
     done = set_alias(client, ref, uri, alias, by)
     moved = f" (was version {done['previous']})" if done["previous"] else ""
     click.echo(f"{done['version']} is now {alias}{moved}; by {done['by']} at {done['at']}")
+
+
+@with_example("medfactory models ui --port 5000")
+@models.command()
+@tracking_uri_option
+@click.option("--port", default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def ui(tracking_uri, port, host) -> None:
+    """MLflow's own UI on the same store: runs, registered models, versions, their tags.
+
+    Runs `mlflow server` from the project's environment in the foreground; Ctrl-C
+    stops it. A store that is an MLflow server (http://...) already has its UI.
+    """
+    from medfactory.cli.common import unwind_on_termination
+    from medfactory.tracking.settings import tracking_uri as resolve_uri
+    from medfactory.tracking.ui import run_ui
+
+    unwind_on_termination()  # the server it starts is stopped, not orphaned
+    run_ui(resolve_uri(tracking_uri), host, port, say=click.echo)

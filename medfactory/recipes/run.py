@@ -181,9 +181,14 @@ def run_and_record(
         open_client(tracking.resolved_uri)
     started = time.time()
     overrides = dict(overrides or {})
+    records = tracking.enabled and not (distributed and distributed.node_rank != 0)
+    if records and not tracking.required:  # MLflow's import, while the run works
+        from medfactory.tracking.client import preload
+
+        preload(tracking.resolved_uri)
     log = run_recipe(command, recipe, overrides, distributed=distributed)
     finished = Finished(log)
-    if not tracking.enabled or distributed and distributed.node_rank != 0:
+    if not records:
         return finished  # one node records a distributed run: rank 0, which saves it
     arguments = {**read_recipe(recipe), **overrides}
     try:

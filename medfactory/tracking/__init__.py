@@ -12,6 +12,7 @@ versions      list and show: versions with their aliases, parents and scores
 lineage       version <- run <- recipe + datasets <- source files / studies / experiments <- people
 card          the version's Hugging Face model card (README.md in its folder)
 promote       an alias set on a version, with who and when
+ui            MLflow's own UI (`mlflow server`) on the same store
 errors        what a user can fix, as one line each
 
 mlflow is imported inside the functions that talk to the store: a command that records

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,8 +14,12 @@ from pathlib import Path
 from medfactory.tracking.errors import TrackingUnreachable
 from medfactory.tracking.settings import artifact_root, is_local_file_store
 
+# Before MLflow is first imported: no usage data leaves the hospital's network.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 EXPERIMENT = "medfactory"
 PROBE_SECONDS = 5
+_preloading: list[threading.Thread] = []
+_preloaded: dict[str, object] = {}  # uri -> a client opened in the background
 
 
 def _quiet() -> None:
@@ -39,12 +44,42 @@ def _probe_server(uri: str) -> None:
         ) from None
 
 
+def preload(uri: str) -> None:
+    """Import MLflow (a second of a command's time) and open an existing embedded store in
+    the background while a run trains, so that recording it afterwards costs only its
+    writes. A new store is left to the recording, lest a run that fails at once cut
+    MLflow's migrations short; any failure here is open_client's to report."""
+
+    def work() -> None:
+        try:
+            if is_local_file_store(uri) and Path(uri.removeprefix("sqlite:///")).is_file():
+                client = _connect(uri)
+                client.search_registered_models(max_results=1)  # the registry's store too
+                _preloaded[uri] = client
+            else:
+                import mlflow.tracking.client  # noqa: F401
+        except Exception:  # noqa: BLE001, S110 - reported when the run is recorded
+            pass
+
+    thread = threading.Thread(target=work, name="mlflow-preload", daemon=True)
+    _preloading.append(thread)
+    thread.start()
+
+
 def open_client(uri: str):
     """An MlflowClient for tracking and registry on `uri`, after checking it answers."""
+    while _preloading:  # one import of MLflow at a time: wait for the background one
+        _preloading.pop().join()
+    if uri in _preloaded:
+        return _preloaded.pop(uri)
     if uri.startswith(("http://", "https://")):
         _probe_server(uri)
     if is_local_file_store(uri):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return _connect(uri)
+
+
+def _connect(uri: str):
     from mlflow import MlflowClient
 
     _quiet()  # after the import: importing mlflow sets its loggers' levels

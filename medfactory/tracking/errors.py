@@ -17,3 +17,11 @@ class UnknownVersion(TrackingError):
 
 class UnrecordedFolder(TrackingError):
     """A folder no recorded run produced."""
+
+
+class PortInUse(TrackingError):
+    """The port asked for MLflow's UI is taken."""
+
+
+class ServerExited(TrackingError):
+    """MLflow's server, started for its UI, stopped by itself."""

@@ -30,7 +30,7 @@ from medfactory.tracking.environment import git_commit, package_versions
 from medfactory.tracking.errors import TrackingUnreachable
 from medfactory.tracking.hashes import canonical_sha256, model_fingerprint
 from medfactory.tracking.refs import OUTPUT_TAG, folder_key, label, model_name, version_of_folder
-from medfactory.tracking.settings import Tracking, embedded_uri, saves_dir
+from medfactory.tracking.settings import Tracking, embedded_uri, is_server, saves_dir
 
 PARAM_CHARS = 6000  # MLflow's limit on a parameter's value
 TAG_CHARS = 5000
@@ -75,7 +75,9 @@ def record_run(
     folder = output_folder(command, arguments)
     if folder is not None and folder.is_dir():
         name = tracking.model_name or model_name(folder, saves_dir())
-        recorded.version = _register(client, name, folder, run_id, command, Path(recipe), arguments)
+        recorded.version = _register(
+            client, name, folder, run_id, command, Path(recipe), arguments, is_server(uri)
+        )
     elif arguments.get("do_predict"):
         recorded.evaluated = _attach_predictions(client, arguments)
     return recorded
@@ -186,7 +188,9 @@ def _metrics(folder: Path | None) -> list[tuple[str, float, int, int]]:
     return found
 
 
-def _register(client, name, folder: Path, run_id, command, recipe: Path, arguments) -> str:
+def _register(
+    client, name, folder: Path, run_id, command, recipe: Path, arguments, on_server: bool
+) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -213,8 +217,11 @@ def _register(client, name, folder: Path, run_id, command, recipe: Path, argumen
         ),  # fmt: skip
         "created_by": _user(),
     }
+    # A server refuses a local path outside the run's artifacts as a version's source (its
+    # own files are not the trainer's); there the source is the run, the folder its tag.
+    source = f"runs:/{run_id}/{folder.name}" if on_server else str(folder)
     version = client.create_model_version(
-        name, source=str(folder), run_id=run_id,
+        name, source=source, run_id=run_id,
         tags={k: _text(v, TAG_CHARS) for k, v in tags.items() if v not in (None, "")},
         description=f"{command} of {recipe.name}",
     )  # fmt: skip

@@ -36,8 +36,18 @@ def embedded_artifacts() -> Path:
 
 
 def tracking_uri(option: str | None = None) -> str:
-    """--tracking-uri, else MLFLOW_TRACKING_URI, else the embedded SQLite store."""
-    return option or os.environ.get("MLFLOW_TRACKING_URI") or embedded_uri()
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the embedded SQLite store. A plain
+    postgresql:// URL is read with psycopg 3, the driver installed (SQLAlchemy would look
+    for psycopg2)."""
+    uri = option or os.environ.get("MLFLOW_TRACKING_URI") or embedded_uri()
+    if uri.startswith("postgresql://"):
+        return "postgresql+psycopg://" + uri.removeprefix("postgresql://")
+    return uri
+
+
+def is_server(uri: str) -> bool:
+    """An MLflow tracking server, reached over HTTP (as opposed to a database or a file)."""
+    return uri.startswith(("http://", "https://"))
 
 
 def is_local_file_store(uri: str) -> bool:
