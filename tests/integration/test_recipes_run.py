@@ -1,4 +1,6 @@
-"""The tiny model through train -> predict -> export, from rendered recipes, on CPU."""
+"""The tiny model through train -> predict -> export, from rendered recipes, on CPU, each
+run recorded on MLflow: the adapter and the merged model are versions, the prediction's
+scores attach to the adapter."""
 
 import json
 import shutil
@@ -9,7 +11,11 @@ from safetensors import safe_open
 
 from medfactory.evaluation.scoring import score_predictions
 from medfactory.recipes.render import render
-from medfactory.recipes.run import CommandFailed, run_recipe
+from medfactory.recipes.run import CommandFailed, run_and_record, run_recipe
+from medfactory.tracking.client import open_client
+from medfactory.tracking.lineage import lineage
+from medfactory.tracking.settings import Tracking
+from medfactory.tracking.versions import show_version
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = ["huatuo_sample", "medical_o1_sample"]
@@ -28,16 +34,19 @@ def recipe(tmp_path, stage, data_dir, tiny_model, **overrides) -> Path:
 
 def test_train_predict_export(tiny_model, data_dir, tmp_path):
     sft, predict, merged = tmp_path / "sft", tmp_path / "predict", tmp_path / "merged"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = Tracking(uri=uri, model_name="tiny-it")
     train_args = {
         "output_dir": str(sft),
         "max_samples": 8,
         "eval_strategy": "no",
         "save_steps": 1000,
     }
-    log = run_recipe(
-        "train", recipe(tmp_path, "train", data_dir, tiny_model, **train_args), echo=False
+    trained = run_and_record(
+        "train", recipe(tmp_path, "train", data_dir, tiny_model, **train_args), tracking=tracking
     )
-    assert "Tokenized dataset is saved at" in log.read_text()
+    assert "Tokenized dataset is saved at" in trained.log.read_text()
+    assert trained.recorded.version == "tiny-it@1" and trained.warnings == []
     losses = [json.loads(x)["loss"] for x in (sft / "trainer_log.jsonl").open() if '"loss"' in x]
     assert len(losses) >= 2 and all(0 < loss < 20 for loss in losses)
     with safe_open(sft / "adapter_model.safetensors", "pt") as adapter:
@@ -49,9 +58,11 @@ def test_train_predict_export(tiny_model, data_dir, tmp_path):
     assert "Loaded tokenized dataset from" in log.read_text()
 
     predict_args = {"adapter_name_or_path": str(sft), "output_dir": str(predict), "max_samples": 6}
-    run_recipe(
-        "train", recipe(tmp_path, "predict", data_dir, tiny_model, **predict_args), echo=False
-    )
+    predicted = run_and_record(
+        "train", recipe(tmp_path, "predict", data_dir, tiny_model, **predict_args),
+        tracking=tracking,
+    )  # fmt: skip
+    assert predicted.recorded.version is None and predicted.recorded.evaluated == "tiny-it@1"
     rows = [json.loads(x) for x in (predict / "generated_predictions.jsonl").open()]
     assert len(rows) == 12  # 6 from each test split
     assert all(set(r) >= {"prompt", "predict", "label"} and r["label"] for r in rows)
@@ -62,9 +73,11 @@ def test_train_predict_export(tiny_model, data_dir, tmp_path):
         assert ours[metric] == pytest.approx(scores[f"predict_{metric}"], abs=1e-9)
 
     export_args = {"adapter_name_or_path": str(sft), "export_dir": str(merged)}
-    run_recipe(
-        "export", recipe(tmp_path, "export", data_dir, tiny_model, **export_args), echo=False
-    )
+    exported = run_and_record(
+        "export", recipe(tmp_path, "export", data_dir, tiny_model, **export_args),
+        tracking=tracking,
+    )  # fmt: skip
+    assert exported.recorded.version == "tiny-it@2"
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(merged)
@@ -76,6 +89,19 @@ def test_train_predict_export(tiny_model, data_dir, tmp_path):
     )  # fmt: skip
     out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
     assert out.shape[1] == prompt["input_ids"].shape[1] + 5
+
+    # The versions: the merged model's parent is the adapter, whose lineage names its data
+    # and base, and which carries the prediction's scores.
+    client = open_client(uri)
+    adapter = show_version(client, str(sft), uri)
+    assert adapter["stage"] == "sft" and adapter["parent"] is None
+    assert adapter["scores"]["predict.bleu-4"] == pytest.approx(scores["predict_bleu-4"])
+    assert show_version(client, "tiny-it@2", uri)["parent"]["version"] == "tiny-it@1"
+    tree = lineage(client, "tiny-it@2", uri)
+    assert tree["parent"]["base_model"]["path"] == str(tiny_model.resolve())
+    used = {d["name"]: (d["context"], d["now"]) for d in tree["parent"]["datasets"]}
+    assert used == {f"{d}_{split}": (context, "same") for d in DATA
+                    for split, context in (("train", "train"), ("val", "eval"))}  # fmt: skip
 
 
 def test_a_failing_run_shows_the_log_tail_and_the_recipe(tiny_model, data_dir, tmp_path):
