@@ -216,3 +216,36 @@ def test_the_demo_records_its_versions_and_their_lineage(demo, copy, env):
     assert merged["parent"]["version"] == adapter["version"]
     sources = [s for d in adapter["datasets"] for s in d.get("sources", [])]
     assert sources and all(len(s["sha256"]) == 64 for s in sources)
+    assert {d["context"] for d in adapter["datasets"]} == {"train", "eval"}
+    # The tuned predictions' scores are attached to the adapter they came from.
+    theirs = json.loads((copy / "saves/tiny/lora/predict/predict_results.json").read_text())
+    scores = models("show", "saves/tiny/lora/sft")["scores"]
+    assert scores["predict.bleu-4"] == pytest.approx(theirs["predict_bleu-4"])
+
+
+def test_the_demo_adapter_learnt_and_its_merge_keeps_no_lora(demo, copy):
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with safe_open(copy / "saves/tiny/lora/sft/adapter_model.safetensors", "pt") as adapter:
+        assert any(adapter.get_tensor(k).abs().sum() > 0 for k in adapter.keys() if "lora_B" in k)  # noqa: SIM118
+    merged = copy / "saves/tiny/lora/merged"
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "头痛怎么办？"}], add_generation_prompt=True, return_dict=True,
+        return_tensors="pt",
+    )  # fmt: skip
+    out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] == prompt["input_ids"].shape[1] + 5
+
+
+def test_training_again_on_the_same_data_reuses_the_tokenized_dataset(demo, copy, env):
+    again = subprocess.run(
+        [sys.executable, "-m", "medfactory", "train", "llamafactory_configs/tiny/train_lora.yaml",
+         "--no-tracking", "max_steps=1", "output_dir=saves/tiny/again"],
+        cwd=copy, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "Loaded tokenized dataset from" in again.stdout + again.stderr

@@ -19,11 +19,11 @@ DOCS = Path(__file__).resolve().parents[2] / "dataset_info" / "samples" / "docum
 def test_the_tiny_model_drafts_gibberish_and_every_chunk_is_accounted_for(tiny_server, tmp_path):
     chunks = [
         c for p in sorted(DOCS.iterdir())
-        for c in chunk_document(str(p), read_document(p), 300, 60)
+        for c in chunk_document(str(p), read_document(p), 600, 100)
     ]  # fmt: skip
     args = ["data", "synthesize", str(DOCS), "--endpoint", tiny_server.spec.base_url,
             "--api-key", "test-key", "--name", "tiny_drafts", "--dataset-dir", str(tmp_path),
-            "--chunk-chars", "300", "--overlap", "60", "--max-tokens", "128", "--json"]  # fmt: skip
+            "--chunk-chars", "600", "--overlap", "100", "--max-tokens", "32", "--json"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)

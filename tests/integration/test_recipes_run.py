@@ -1,21 +1,15 @@
-"""The tiny model through train -> predict -> export, from rendered recipes, on CPU, each
-run recorded on MLflow: the adapter and the merged model are versions, the prediction's
-scores attach to the adapter."""
+"""Rendered recipes run on CPU: a failing run, a misspelled key, two nodes through
+LLaMA-Factory's torchrun path. (train -> predict -> export itself runs in the demo's
+test, tests/integration/test_demo.py.)"""
 
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-from safetensors import safe_open
 
-from medfactory.evaluation.scoring import score_predictions
 from medfactory.recipes.render import render
-from medfactory.recipes.run import CommandFailed, run_and_record, run_recipe
-from medfactory.tracking.client import open_client
-from medfactory.tracking.lineage import lineage
-from medfactory.tracking.settings import Tracking
-from medfactory.tracking.versions import show_version
+from medfactory.recipes.run import CommandFailed, run_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = ["huatuo_sample", "medical_o1_sample"]
@@ -30,78 +24,6 @@ def recipe(tmp_path, stage, data_dir, tiny_model, **overrides) -> Path:
     path = tmp_path / f"{stage}.yaml"
     path.write_text(text)
     return path
-
-
-def test_train_predict_export(tiny_model, data_dir, tmp_path):
-    sft, predict, merged = tmp_path / "sft", tmp_path / "predict", tmp_path / "merged"
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracking = Tracking(uri=uri, model_name="tiny-it")
-    train_args = {
-        "output_dir": str(sft),
-        "max_samples": 8,
-        "eval_strategy": "no",
-        "save_steps": 1000,
-    }
-    trained = run_and_record(
-        "train", recipe(tmp_path, "train", data_dir, tiny_model, **train_args), tracking=tracking
-    )
-    assert "Tokenized dataset is saved at" in trained.log.read_text()
-    assert trained.recorded.version == "tiny-it@1" and trained.warnings == []
-    losses = [json.loads(x)["loss"] for x in (sft / "trainer_log.jsonl").open() if '"loss"' in x]
-    assert len(losses) >= 2 and all(0 < loss < 20 for loss in losses)
-    with safe_open(sft / "adapter_model.safetensors", "pt") as adapter:
-        assert any(adapter.get_tensor(k).abs().sum() > 0 for k in adapter.keys() if "lora_B" in k)  # noqa: SIM118
-
-    # The same data again: the tokenized dataset is reused, not rebuilt (one step shows it).
-    again = {**train_args, "output_dir": str(tmp_path / "again"), "max_steps": 1}
-    log = run_recipe("train", recipe(tmp_path, "train", data_dir, tiny_model, **again), echo=False)
-    assert "Loaded tokenized dataset from" in log.read_text()
-
-    predict_args = {"adapter_name_or_path": str(sft), "output_dir": str(predict), "max_samples": 6}
-    predicted = run_and_record(
-        "train", recipe(tmp_path, "predict", data_dir, tiny_model, **predict_args),
-        tracking=tracking,
-    )  # fmt: skip
-    assert predicted.recorded.version is None and predicted.recorded.evaluated == "tiny-it@1"
-    rows = [json.loads(x) for x in (predict / "generated_predictions.jsonl").open()]
-    assert len(rows) == 12  # 6 from each test split
-    assert all(set(r) >= {"prompt", "predict", "label"} and r["label"] for r in rows)
-    scores = json.loads((predict / "predict_results.json").read_text())
-    # Our scoring of LLaMA-Factory's predictions gives LLaMA-Factory's own numbers.
-    ours = score_predictions(predict / "generated_predictions.jsonl", workers=1)
-    for metric in ("bleu-4", "rouge-1", "rouge-2", "rouge-l"):
-        assert ours[metric] == pytest.approx(scores[f"predict_{metric}"], abs=1e-9)
-
-    export_args = {"adapter_name_or_path": str(sft), "export_dir": str(merged)}
-    exported = run_and_record(
-        "export", recipe(tmp_path, "export", data_dir, tiny_model, **export_args),
-        tracking=tracking,
-    )  # fmt: skip
-    assert exported.recorded.version == "tiny-it@2"
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(merged)
-    tokenizer = AutoTokenizer.from_pretrained(merged)
-    assert not any("lora" in name for name, _ in model.named_parameters())
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "头痛怎么办？"}], add_generation_prompt=True, return_dict=True,
-        return_tensors="pt",
-    )  # fmt: skip
-    out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
-    assert out.shape[1] == prompt["input_ids"].shape[1] + 5
-
-    # The versions: the merged model's parent is the adapter, whose lineage names its data
-    # and base, and which carries the prediction's scores.
-    client = open_client(uri)
-    adapter = show_version(client, str(sft), uri)
-    assert adapter["stage"] == "sft" and adapter["parent"] is None
-    assert adapter["scores"]["predict.bleu-4"] == pytest.approx(scores["predict_bleu-4"])
-    assert show_version(client, "tiny-it@2", uri)["parent"]["version"] == "tiny-it@1"
-    tree = lineage(client, "tiny-it@2", uri)
-    assert tree["parent"]["base_model"]["path"] == str(tiny_model.resolve())
-    used = {d["name"]: (d["context"], d["now"]) for d in tree["parent"]["datasets"]}
-    assert used == {f"{d}_{split}": (context, "same") for d in DATA
-                    for split, context in (("train", "train"), ("val", "eval"))}  # fmt: skip
 
 
 def test_a_failing_run_shows_the_log_tail_and_the_recipe(tiny_model, data_dir, tmp_path):
