@@ -16,11 +16,15 @@ An arm may have several replicas (`URL+URL`, deploy/replicas.py): a request
 that fails before its answer starts is tried once more on another replica.
 An arm may retrieve (`rag=INDEX`): the augmenter the caller hands in puts the
 passages before the question, and the record keeps their sources.
+
+Who calls is settled before anything else (deploy/auth.py: a shared key, personal
+tokens, or a trusted sign-on proxy); with personal tokens the user is the token's,
+whatever the body says. Per-user limits (deploy/limits.py) answer 429 with
+Retry-After, counted per arm.
 """
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import time
@@ -28,7 +32,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
+from deploy.auth import Authenticator, Refused, chat_user
 from deploy.client import Endpoint, EndpointError
+from deploy.limits import UserLimits
 from deploy.replicas import Replica, ReplicaPool
 from deploy.urls import URLError, parse_url
 
@@ -228,6 +234,10 @@ class Metrics:
         self.feedback = Counter(
             f"{prefix}feedback", "Thumbs up and down", ["arm", "rating"], registry=self.registry
         )
+        self.rate_limited = Counter(
+            f"{prefix}rate_limited", "Requests refused by a per-user limit (429)", ["arm"],
+            registry=self.registry,
+        )  # fmt: skip
         self.unrecorded = Counter(
             f"{prefix}unrecorded", "Exchanges the store could not take", ["arm"],
             registry=self.registry,
@@ -251,7 +261,9 @@ class Metrics:
             by_replica, registry=self.registry,
         )  # fmt: skip
         for arm in arms:  # every arm shows up from the first scrape, at zero
-            for series in (self.requests, self.errors, self.ttft, self.latency):
+            for series in (
+                self.requests, self.errors, self.ttft, self.latency, self.rate_limited
+            ):  # fmt: skip
                 series.labels(arm.name)
             for kind in ("prompt", "completion"):
                 self.tokens.labels(arm.name, kind)
@@ -282,7 +294,7 @@ class Metrics:
 
 
 def openai_error(message: str, kind: str = "invalid_request_error", param: str | None = None,
-                 code: int | None = None) -> dict:  # fmt: skip
+                 code: int | str | None = None) -> dict:  # fmt: skip
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -295,9 +307,12 @@ def create_app(
     timeout: float = 600.0,
     augmenters: dict[str, Augment] | None = None,
     probe_interval: float = PROBE_INTERVAL,
+    authenticator: Authenticator | None = None,
+    limits: UserLimits | None = None,
 ):
     """The FastAPI app; `arms` as settled by `check_arms`, `augmenters` by arm name for the
-    arms that retrieve."""
+    arms that retrieve; `authenticator` settles who calls (default: `api_key` alone),
+    `limits` the per-user limits."""
     import aiohttp
     from fastapi import Depends, FastAPI, Request
     from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -340,27 +355,32 @@ def create_app(
         for client in clients.values():
             await client.close()
 
-    class Unauthorized(Exception):
-        pass
+    auth = authenticator or Authenticator("none", api_key)
+    limits = limits or UserLimits()
+    refusal_kinds = {401: "authentication_error", 403: "permission_error"}
 
     # A dependency, not a middleware: Starlette's HTTP middleware re-streams every
     # response through a memory channel, a cost on every token.
-    async def require_key(request: Request) -> None:
-        if api_key and request.url.path != "/health":
-            sent = request.headers.get("authorization", "")
-            if not hmac.compare_digest(sent.encode(), f"Bearer {api_key}".encode()):
-                raise Unauthorized
+    async def identify(request: Request) -> None:
+        if request.url.path == "/health":
+            return
+        peer = request.client.host if request.client else None
+        if auth.mode == "users":  # the directory is a database: off the event loop
+            caller = await asyncio.to_thread(auth.identify, request.headers, peer)
+        else:
+            caller = auth.identify(request.headers, peer)
+        request.state.caller = caller
 
     app = FastAPI(
         title="medfactory A/B gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
-        openapi_url=None, dependencies=[Depends(require_key)],
+        openapi_url=None, dependencies=[Depends(identify)],
     )  # fmt: skip
     app.state.metrics = metrics
 
-    @app.exception_handler(Unauthorized)
-    async def refuse(_request, _error):
-        message = "missing or wrong API key (Authorization: Bearer KEY)"
-        return JSONResponse(openai_error(message, "authentication_error"), status_code=401)
+    @app.exception_handler(Refused)
+    async def refuse(_request, error: Refused):
+        kind = refusal_kinds.get(error.status, "invalid_request_error")
+        return JSONResponse(openai_error(error.message, kind), status_code=error.status)
 
     async def arm_for(user: str) -> Arm:
         name = assigned.get(user)
@@ -409,6 +429,7 @@ def create_app(
         return None, None
 
     async def finish(exchange: Exchange) -> None:
+        limits.release(exchange.user)
         exchange.latency = time.time() - exchange.started
         metrics.observe(exchange)
         try:
@@ -442,7 +463,8 @@ def create_app(
             return JSONResponse(openai_error("the body is not JSON"), status_code=400)
         if not isinstance(body, dict):
             return JSONResponse(openai_error("the body must be a JSON object"), status_code=400)
-        user = body.get("user")
+        # A signed-in caller is the user, whatever the body says.
+        user = chat_user(request.state.caller) or body.get("user")
         if not isinstance(user, str) or not user.strip() or len(user) > MAX_USER:
             message = (
                 f"'user' is required (at most {MAX_USER} characters): the A/B gateway "
@@ -454,6 +476,13 @@ def create_app(
             message = "'messages' must be a non-empty list of chat messages"
             return JSONResponse(openai_error(message, param="messages"), status_code=400)
         arm = await arm_for(user)
+        if limits.active and (wait := limits.admit(user)) is not None:
+            metrics.rate_limited.labels(arm.name).inc()
+            message = f"rate limit reached for user {user!r}; try again in {wait} s"
+            return JSONResponse(
+                openai_error(message, "requests", code="rate_limit_exceeded"), status_code=429,
+                headers={"Retry-After": str(wait)},
+            )  # fmt: skip
         stream = bool(body.get("stream"))
         exchange = Exchange(
             experiment, user, arm.name, arm.model,
@@ -461,13 +490,14 @@ def create_app(
             messages, stream, started=started,
         )  # fmt: skip
         headers = {ARM_HEADER: arm.name}
-        forwarded = {**body, "model": arm.model}
+        forwarded = {**body, "model": arm.model, "user": user}
         if arm.name in augmenters:
             try:
                 forwarded["messages"], exchange.passages = await asyncio.to_thread(
                     augmenters[arm.name], messages
                 )
             except ValueError as error:
+                limits.release(user)
                 return JSONResponse(
                     openai_error(str(error), param="messages"), status_code=400, headers=headers
                 )
@@ -523,7 +553,7 @@ def create_app(
     class FeedbackIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
         id: str
-        user: str
+        user: str | None = None  # required unless the caller signed in
         rating: Literal[1, -1] | None = None
         correction: str = ""
         comment: str = ""
@@ -537,13 +567,16 @@ def create_app(
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
             )
             return JSONResponse(openai_error(f"feedback: {problems}"), status_code=400)
+        user = chat_user(request.state.caller) or given.user
+        if not user:
+            return JSONResponse(openai_error("feedback: user: Field required"), status_code=400)
         if given.rating is None and not given.correction.strip() and not given.comment.strip():
             message = "feedback needs a rating (1 or -1), a correction or a comment"
             return JSONResponse(openai_error(message), status_code=400)
-        item = Feedback(given.id, given.user, given.rating, given.correction, given.comment)
+        item = Feedback(given.id, user, given.rating, given.correction, given.comment)
         arm = await asyncio.to_thread(recorder.feedback, item)
         if arm is None:
-            message = f"no completion {given.id!r} was given to user {given.user!r}"
+            message = f"no completion {given.id!r} was given to user {user!r}"
             return JSONResponse(openai_error(message, "not_found_error"), status_code=404)
         if given.rating is not None:
             metrics.feedback.labels(arm, "up" if given.rating > 0 else "down").inc()

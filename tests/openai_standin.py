@@ -3,7 +3,8 @@
 The hosted judges and models our users call cannot be reached from the test
 machine; this stands at that network boundary, so the real client code
 (EvalScope's, ours) runs unchanged up to it. `reply(body)` returns the
-assistant's text for one chat-completions request; every request is kept.
+assistant's text for one chat-completions request (a list of texts: one choice each, as
+for vLLM's `n`); every request is kept.
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ class StandIn:
                 with standin._lock:
                     standin.requests.append(body)
                 text = standin.reply(body)
+                texts = text if isinstance(text, list) else [text]  # a list: `n` choices
                 self._send(200, {
                     "id": f"chatcmpl-{len(standin.requests)}", "object": "chat.completion",
                     "created": int(time.time()), "model": body.get("model", standin.model),
                     "choices": [{
-                        "index": 0, "finish_reason": "stop",
+                        "index": index, "finish_reason": "stop",
                         "message": {"role": "assistant", "content": text},
-                    }],
+                    } for index, text in enumerate(texts)],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                 })  # fmt: skip
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 from medfactory.ab.recorder import exchanges_since
-from medfactory.exports import Example, Export, split_chat
+from medfactory.access.audit import export_details, record
+from medfactory.exports import Example, Export, split_chat, write_export
 from medfactory.store.db import Store
 
 
@@ -43,6 +44,17 @@ def ab_export(store: Store, experiment: str, since: float | None = None) -> Expo
         elif not row["correction"]:
             export.skipped["no feedback"] += 1
     return export
+
+
+def export_experiment(
+    store: Store, experiment: str, since: float | None, name: str, dataset_dir, fmt: str,
+    split: tuple[float, ...], seed: int, force: bool, actor: str = "",
+) -> dict:  # fmt: skip
+    """`ab export`: the experiment's training data written and registered; the summary."""
+    summary = write_export(ab_export(store, experiment, since), dataset_dir, name, fmt, split,
+                           seed, force)  # fmt: skip
+    record(store, actor, "ab-export", experiment, export_details(summary, name))
+    return summary
 
 
 def _provenance(experiment: str, row: dict) -> dict:

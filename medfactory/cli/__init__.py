@@ -12,16 +12,20 @@ import click
 from converters.download import DownloadError
 from converters.records import SourceError
 from converters.registry import RegistryError
+from deploy.auth import AuthError
 from deploy.chat_templates import TemplateError
 from deploy.client import EndpointError
 from deploy.gateway import GatewayError
 from deploy.instances import NoSuchInstance
 from deploy.monitor import MonitorError
 from deploy.process import ServerStartError
+from deploy.tls import TLSError
 from medfactory.ab.chat import ChatError
+from medfactory.access.errors import AccessError
 from medfactory.cli import cluster as cluster_commands
 from medfactory.cli import models as models_commands
 from medfactory.cli.ab import ab, chat, gateway, monitor
+from medfactory.cli.access import audit, users
 from medfactory.cli.common import ExampleGroup, with_example
 from medfactory.cli.data import data
 from medfactory.cli.demo import demo
@@ -34,6 +38,7 @@ from medfactory.cli.review import review
 from medfactory.cli.reward import reward
 from medfactory.cli.run import export, predict, train
 from medfactory.cli.serve import serve, verify_command
+from medfactory.cli.verifiable import attach as attach_sampling
 from medfactory.cli.vram import vram
 from medfactory.cli.webui import webui
 from medfactory.dev.demo import DemoFailed
@@ -51,6 +56,8 @@ USER_ERRORS = (
     *REVIEW_ERRORS,
     *cluster_commands.ERRORS,
     *models_commands.ERRORS,
+    AccessError,
+    AuthError,
     ChatError,
     CommandFailed,
     DemoFailed,
@@ -70,6 +77,7 @@ USER_ERRORS = (
     ServerStartError,
     SourceError,
     TemplateError,
+    TLSError,
     WebUIError,
 )
 
@@ -92,6 +100,7 @@ def cli() -> None:
     """
 
 
+attach_sampling(data)  # data sample; data convert exam|medical-o1-verifiable
 cli.add_command(with_example("medfactory data convert huatuo FILE.jsonl --name huatuo")(data))
 cli.add_command(
     with_example("medfactory recipe render --model tiny --dataset huatuo_sample")(recipe)
@@ -120,6 +129,8 @@ cli.add_command(with_example("medfactory dev tiny-model .cache/tiny-model")(dev)
 cli.add_command(with_example("medfactory reward serve --verifier safety")(reward))
 cli.add_command(with_example("medfactory deploy k8s --out k8s/")(cluster_commands.deploy))
 cli.add_command(with_example("medfactory models list")(models_commands.models))
+cli.add_command(with_example("medfactory users add dr.li --role clinician")(users))
+cli.add_command(with_example("medfactory audit verify")(audit))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from deploy.gateway import PROBE_INTERVAL
+from medfactory.cli.access import AS
 from medfactory.cli.common import DB, URL, ExampleGroup, export_options, open_db, with_example
 from medfactory.locales import DEFAULT_LANGUAGE, LANGUAGES
 
@@ -28,6 +29,33 @@ def _old_name(_ctx, _param, value: str | None) -> str | None:
 
 
 OLD_NAME = click.option("--name", "old_name", hidden=True, callback=_old_name)
+
+
+def _rate(_ctx, _param, value: str | None):
+    from deploy.limits import LimitError, parse_rate
+
+    try:
+        return parse_rate(value) if value else None
+    except LimitError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def tls_options(function):
+    """--tls-cert, --tls-key: uvicorn's own TLS for a server of ours."""
+    for option in (
+        click.option(
+            "--tls-key",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Its private key (PEM).",
+        ),  # fmt: skip
+        click.option(
+            "--tls-cert",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Serve HTTPS with this certificate (PEM; with --tls-key).",
+        ),  # fmt: skip
+    ):
+        function = option(function)
+    return function
 
 
 def experiment_of(experiment: str, old_name: str | None) -> str:
@@ -55,6 +83,28 @@ def experiment_of(experiment: str, old_name: str | None) -> str:
 @click.option("--api-key", envvar="MEDFACTORY_GATEWAY_API_KEY", help="Require this key of clients.")
 @click.option("--backend-api-key", envvar="MEDFACTORY_API_KEY", help="The arms' servers' API key.")
 @click.option(
+    "--auth", type=click.Choice(["none", "users", "proxy"]), default="none", show_default=True,
+    help="Who calls: none (the body's user; --api-key if given), users (each user's own "
+    "token from `medfactory users`), proxy (X-Forwarded-User from --trusted-proxy).",
+)  # fmt: skip
+@click.option(
+    "--trusted-proxy", "trusted_proxies", multiple=True, metavar="CIDR",
+    help="With --auth proxy: the sign-on proxy's address or network (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--rate-limit", callback=_rate, metavar="N/min",
+    help="Requests per user: N/s, N/min or N/h; over it, 429 with Retry-After.",
+)  # fmt: skip
+@click.option(
+    "--max-concurrent-per-user", type=click.IntRange(min=1),
+    help="Answers in flight at once per user; over it, 429.",
+)  # fmt: skip
+@click.option(
+    "--store-scrubbed", is_flag=True,
+    help="Store prompts and answers after the identifier scrub (clients get them as is).",
+)  # fmt: skip
+@tls_options
+@click.option(
     "--index-dir", type=click.Path(file_okay=False, path_type=Path),
     help="Folder of the indexes of rag= arms [default: the project's saves/rag/].",
 )  # fmt: skip
@@ -64,8 +114,9 @@ def experiment_of(experiment: str, old_name: str | None) -> str:
 )  # fmt: skip
 @DB
 def gateway(
-    arms, experiment, old_name, port, host, api_key, backend_api_key, index_dir, probe_interval,
-    db,
+    arms, experiment, old_name, port, host, api_key, backend_api_key, auth, trusted_proxies,
+    rate_limit, max_concurrent_per_user, store_scrubbed, tls_cert, tls_key, index_dir,
+    probe_interval, db,
 ) -> None:  # fmt: skip
     """An OpenAI-compatible gateway that splits users between versions and records it all.
 
@@ -84,15 +135,23 @@ def gateway(
     \b
       --arm tuned=http://gpu1:8000+http://gpu2:8000,model=lora
       --arm rag=http://gpu3:8000,model=tiny,rag=guidelines,top=3
+
+    With --auth users each client sends its own token (Authorization: Bearer)
+    and is that user, whatever the body says; the chat page sends its service
+    token and names the signed-in clinician in X-Medfactory-User.
     """
     from deploy.gateway import parse_arm
-    from medfactory.ab.serve import serve_gateway
+    from medfactory.ab.serve import Access, serve_gateway
 
     parsed = [parse_arm(arm) for arm in arms]
     experiment = experiment_of(experiment, old_name)
+    access = Access(
+        auth, api_key, tuple(trusted_proxies), rate_limit, max_concurrent_per_user,
+        store_scrubbed,
+    )  # fmt: skip
     serve_gateway(
         parsed, experiment, open_db(db), host, port, api_key, backend_api_key, click.echo,
-        index_dir, probe_interval,
+        index_dir, probe_interval, access, tls_cert, tls_key,
     )  # fmt: skip
 
 
@@ -101,25 +160,38 @@ def gateway(
 @click.option("--gateway", "gateway_url", required=True, type=URL(), help="The A/B gateway's URL.")
 @click.option("--port", default=7870, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--api-key", envvar="MEDFACTORY_GATEWAY_API_KEY", help="The gateway's --api-key.")
+@click.option(
+    "--gateway-api-key", "--api-key", "api_key", envvar="MEDFACTORY_GATEWAY_API_KEY",
+    help="The gateway's --api-key, or the page's service key (`medfactory users add chatpage "
+    "--role service`): clinicians then sign in by their personal links.",
+)  # fmt: skip
 @click.option("--access-code", envvar="MEDFACTORY_ACCESS_CODE", help="Shared code to log in.")
 @click.option("--max-tokens", default=512, show_default=True, help="Longest answer.")
 @click.option(
     "--lang", type=click.Choice(list(LANGUAGES)), default=DEFAULT_LANGUAGE, show_default=True,
     help="The page's language: zh (Simplified Chinese) or en.",
 )  # fmt: skip
-def chat(gateway_url, port, host, api_key, access_code, max_tokens, lang) -> None:
+@tls_options
+@DB
+def chat(
+    gateway_url, port, host, api_key, access_code, max_tokens, lang, tls_cert, tls_key, db
+) -> None:  # fmt: skip
     """A chat page for clinicians: streamed answers, thumbs, better answers; no version shown.
 
     Each clinician logs in with a name (and --access-code when given), which
-    is the user the gateway assigns to a version. Ctrl-C stops it.
+    is the user the gateway assigns to a version. Given a service key of the
+    store's users (--gateway-api-key, the gateway's --auth users), clinicians
+    sign in by their personal links BASE/signin/TOKEN instead. Ctrl-C stops it.
     """
     from deploy.process import port_in_use
     from medfactory.ab.chat import serve_chat_page
 
     if port_in_use(host, port):
         raise click.ClickException(f"port {port} on {host} is already in use; pass another --port")
-    serve_chat_page(gateway_url, host, port, api_key, access_code, max_tokens, click.echo, lang)
+    serve_chat_page(
+        gateway_url, host, port, api_key, access_code, max_tokens, click.echo, lang, db,
+        tls_cert, tls_key,
+    )  # fmt: skip
 
 
 @click.group(cls=ExampleGroup)
@@ -134,18 +206,22 @@ def ab() -> None:
 @click.option("--since", help="Only exchanges from then: 2026-12-01, 2026-12-01T09:30, 2h, 7d.")
 @click.option("--out", type=click.Path(path_type=Path), help="[default: saves/ab/EXPERIMENT]")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@AS
 @DB
-def report(experiment, old_name, since, out, as_json, db) -> None:
+def report(experiment, old_name, since, out, as_json, as_name, db) -> None:
     """Per arm: users, answers, thumbs-up and error rates with their intervals per answer and
     per clinician (clustered), the differences and their tests, corrections, TTFT and
     latency; report.md/json/png."""
     from medfactory import paths
     from medfactory.ab.recorder import parse_since
     from medfactory.ab.report import markdown, write_ab_report
+    from medfactory.access.roles import acting_user
 
     experiment = experiment_of(experiment, old_name)
     out = out or paths.PROJECT_ROOT / "saves" / "ab" / experiment
-    result = write_ab_report(open_db(db), experiment, out, parse_since(since))
+    store = open_db(db)
+    acting_user(store, as_name, "report", "ab-report", experiment)
+    result = write_ab_report(store, experiment, out, parse_since(since))
     if as_json:
         click.echo(json.dumps(result, indent=1, ensure_ascii=False))
         return
@@ -200,21 +276,51 @@ def monitor(
 @EXPERIMENT
 @click.option("--since", help="Only exchanges from then: 2026-12-01, 2026-12-01T09:30, 2h, 7d.")
 @export_options
+@AS
 @DB
-def export(experiment, since, name, dataset_dir, fmt, split, seed, force, as_json, db) -> None:
+def export(
+    experiment, since, name, dataset_dir, fmt, split, seed, force, as_json, as_name, db
+) -> None:
     """Thumbs as KTO data, corrections as SFT data and DPO pairs, registered for training.
 
     Failed exchanges and answers without feedback are skipped and counted.
     Every text is scrubbed of identifiers.
     """
-    from medfactory.ab.export import ab_export
+    from medfactory.ab.export import export_experiment
     from medfactory.ab.recorder import parse_since
+    from medfactory.access.roles import acting_user
     from medfactory.cli.tables import print_export_summary
-    from medfactory.exports import write_export
 
-    result = ab_export(open_db(db), experiment, parse_since(since))
-    summary = write_export(result, dataset_dir, name, fmt, split, seed, force)
+    store = open_db(db)
+    actor = acting_user(store, as_name, "export")
+    summary = export_experiment(store, experiment, parse_since(since), name, dataset_dir, fmt,
+                                split, seed, force, actor)  # fmt: skip
     if as_json:
         click.echo(json.dumps(summary, indent=1, ensure_ascii=False))
     else:
         print_export_summary(summary)
+
+
+@with_example("medfactory ab purge --older-than 90d --as dr.admin")
+@ab.command()
+@EXPERIMENT
+@click.option("--before", help="Purge conversations before this date: 2026-09-01.")
+@click.option("--older-than", help="Purge conversations older than this age: 90d.")
+@AS
+@DB
+def purge(experiment, before, older_than, as_name, db) -> None:
+    """Delete the texts of old conversations (messages, answers, corrections, comments) and
+    keep what `ab report` counts (arm, user, thumbs, errors, tokens, latencies)."""
+    from medfactory.ab.purge import purge_conversations
+    from medfactory.ab.recorder import parse_since
+    from medfactory.access.roles import acting_user
+
+    if bool(before) == bool(older_than):
+        raise click.UsageError("give one of --before DATE or --older-than AGE (e.g. 90d)")
+    store = open_db(db)
+    actor = acting_user(store, as_name, "purge")
+    done = purge_conversations(store, experiment, parse_since(before or older_than), actor)
+    click.echo(
+        f"{experiment}: purged the texts of {done['exchanges']} exchanges and "
+        f"{done['feedback_texts']} feedback texts; counts, thumbs and latencies kept"
+    )

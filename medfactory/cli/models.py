@@ -6,7 +6,7 @@ import json
 
 import click
 
-from medfactory.cli.common import ExampleGroup, with_example
+from medfactory.cli.common import DB, ExampleGroup, open_db, with_example
 from medfactory.tracking.errors import TrackingError
 
 # The errors a user can fix that these commands raise; shown without a traceback.
@@ -115,12 +115,13 @@ def card(ref, tracking_uri, lang, license_id) -> None:
 @click.option("--alias", required=True, help="The alias to set, e.g. production.")
 @click.option("--by", help="Who promotes [default: the OS user].")
 @tracking_uri_option
-def promote(ref, alias, by, tracking_uri) -> None:
-    """Point an alias at a version, recording who and when."""
+@DB
+def promote(ref, alias, by, tracking_uri, db) -> None:
+    """Point an alias at a version, recording who and when (also in the store's audit log)."""
     from medfactory.tracking.promote import promote as set_alias
 
     client, uri = _client(tracking_uri)
-    done = set_alias(client, ref, uri, alias, by)
+    done = set_alias(client, ref, uri, alias, by, audit_store=open_db(db))
     moved = f" (was version {done['previous']})" if done["previous"] else ""
     click.echo(f"{done['version']} is now {alias}{moved}; by {done['by']} at {done['at']}")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from medfactory.cli.access import AS
 from medfactory.cli.common import DB, ExampleGroup, export_options, with_example
 from medfactory.cli.common import open_db as _store
 from medfactory.locales import DEFAULT_LANGUAGE, LANGUAGES
@@ -86,24 +87,36 @@ def create(
     "--lang", type=click.Choice(list(LANGUAGES)), default=DEFAULT_LANGUAGE, show_default=True,
     help="The page's language: zh (Simplified Chinese) or en.",
 )  # fmt: skip
+@click.option(
+    "--tls-cert", type=click.Path(dir_okay=False, path_type=Path),
+    help="Serve HTTPS with this certificate (PEM; with --tls-key).",
+)  # fmt: skip
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="Its key (PEM).")
 @DB
-def serve(name, host, port, lang, db) -> None:
+def serve(name, host, port, lang, tls_cert, tls_key, db) -> None:
     """Serve the rating page; prints one fresh personal link per rater and the arbiter.
 
-    Links printed earlier stop working. Ctrl-C stops the server.
+    Links printed earlier stop working. Raters who are users of the store
+    (`medfactory users`) may sign in by their own links, BASE/signin/TOKEN,
+    instead. Ctrl-C stops the server.
     """
     from deploy.process import port_in_use
+    from deploy.tls import check_tls, plain_http_warning, scheme
     from medfactory.review.page import serve_page
     from medfactory.review.studies import issue_links
 
+    ssl_options = check_tls(tls_cert, tls_key)
     if port_in_use(host, port):
         raise click.ClickException(f"port {port} on {host} is already in use; pass another --port")
     store = _store(db)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    for rater, link in issue_links(store, name, f"http://{shown}:{port}").items():
+    base = f"{scheme(bool(ssl_options))}://{shown}:{port}"
+    for rater, link in issue_links(store, name, base).items():
         click.echo(f"{rater:>16}  {link}")
+    if warning := plain_http_warning(host, bool(ssl_options)):
+        click.echo(warning)
     click.echo("Ctrl-C stops the page")
-    serve_page(store, host, port, lang)
+    serve_page(store, host, port, lang, name, ssl_options)
 
 
 @with_example("medfactory review status r1")
@@ -132,15 +145,19 @@ def status(name, db) -> None:
 @click.argument("name")
 @click.option("--out", type=click.Path(path_type=Path), help="[default: saves/review/NAME]")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@AS
 @DB
-def report(name, out, as_json, db) -> None:
+def report(name, out, as_json, as_name, db) -> None:
     """Win rates with intervals, scores, agreement, position bias; report.md/json/png."""
     from medfactory import paths
+    from medfactory.access.roles import acting_user
     from medfactory.reporting import dumps
     from medfactory.review.report import report_markdown, write_report
 
     out = out or paths.PROJECT_ROOT / "saves" / "review" / name
-    result = write_report(_store(db), name, out)
+    store = _store(db)
+    acting_user(store, as_name, "report", "review-report", name)
+    result = write_report(store, name, out)
     if as_json:
         click.echo(dumps(result))
         return
@@ -190,8 +207,9 @@ def import_(name, file, rater, db) -> None:
 @review.command()
 @click.argument("study")
 @export_options
+@AS
 @DB
-def export(study, name, dataset_dir, fmt, split, seed, force, as_json, db) -> None:
+def export(study, name, dataset_dir, fmt, split, seed, force, as_json, as_name, db) -> None:
     """Final verdicts as DPO pairs, corrected answers as SFT data, registered for training.
 
     Chosen is the answer the final verdict (the arbiter's, or every rater's)
@@ -200,11 +218,14 @@ def export(study, name, dataset_dir, fmt, split, seed, force, as_json, db) -> No
     edited) as SFT data, each with its source in a `source` column; rejected and
     unsettled drafts are skipped and counted. Every text is scrubbed of identifiers.
     """
+    from medfactory.access.roles import acting_user
     from medfactory.cli.tables import print_export_summary
     from medfactory.reporting import dumps
     from medfactory.review.exports import export_study
 
-    summary = export_study(_store(db), study, dataset_dir, name, fmt, split, seed, force)
+    store = _store(db)
+    actor = acting_user(store, as_name, "export")
+    summary = export_study(store, study, dataset_dir, name, fmt, split, seed, force, actor)
     if as_json:
         click.echo(dumps(summary))
     else:

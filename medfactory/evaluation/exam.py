@@ -94,6 +94,23 @@ BENCHMARKS = {
 def read_exam_file(path: Path) -> list[dict]:
     """The questions of a CSV or JSONL exam, checked: question, A, B, ... (or `options`),
     answer, and optionally id and subject."""
+    questions, seen = [], {}
+    for number, row in read_exam_rows(path):
+        question = exam_question(path, number, row)
+        key = (question["subject"], question["id"])
+        if key in seen:
+            raise ExamError(
+                f"{path}:{number}: id {question['id']!r} again (first on line {seen[key]}); "
+                "give every question of a subject its own id"
+            )
+        seen[key] = number
+        questions.append(question)
+    return questions
+
+
+def read_exam_rows(path: Path) -> list[tuple[int, object]]:
+    """(line number, row) of a CSV or JSONL exam, unchecked; a file that cannot be read
+    as one is an ExamError."""
     if not path.is_file():
         raise ExamError(
             f"{path}: no such exam file; pass a CSV or JSONL file or a --benchmark name"
@@ -121,21 +138,11 @@ def read_exam_file(path: Path) -> list[dict]:
         raise ExamError(f"{path}: an exam file is .csv or .jsonl")
     if not rows:
         raise ExamError(f"{path}: no questions in the file")
-    questions, seen = [], {}
-    for number, row in rows:
-        question = _question(path, number, row)
-        key = (question["subject"], question["id"])
-        if key in seen:
-            raise ExamError(
-                f"{path}:{number}: id {question['id']!r} again (first on line {seen[key]}); "
-                "give every question of a subject its own id"
-            )
-        seen[key] = number
-        questions.append(question)
-    return questions
+    return rows
 
 
-def _question(path: Path, number: int, row: object) -> dict:
+def exam_question(path: Path, number: int, row: object) -> dict:
+    """One row checked: id, subject, question, options and the answer's letter."""
     where = f"{path}:{number}"
     if not isinstance(row, dict):
         raise ExamError(f"{where}: not an object with question, options and answer")

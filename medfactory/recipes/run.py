@@ -215,7 +215,9 @@ def preflight(recipe: Path, arguments: dict, needs_device: bool = False) -> None
     """`recipe check`'s parse with LLaMA-Factory's own parser, before anything starts:
     a misspelled key is one line naming it and its closest known key, not a traceback.
     With `needs_device` (train, predict), a recipe for a GPU on a machine without one is
-    one line too."""
+    one line too, and so is a PPO recipe's reward server that does not answer."""
+    if needs_device:
+        check_reward_server(recipe, arguments)
     try:
         from medfactory.recipes.check import cuda_available, llamafactory_problems
 
@@ -229,6 +231,35 @@ def preflight(recipe: Path, arguments: dict, needs_device: bool = False) -> None
     # nvidia-smi binary would be quicker but misses CUDA_VISIBLE_DEVICES="" and broken drivers.
     if needs_device and (keys := gpu_only_keys(arguments)) and not cuda_available():
         raise CommandFailed(cpu_hint(recipe, keys))
+
+
+def check_reward_server(recipe: Path, arguments: dict, timeout: float = 10.0) -> None:
+    """A PPO recipe's `reward_model` URL (`reward_model_type: api`) answers a reward
+    request, before the models load: LLaMA-Factory would post to it only after loading
+    them, and fail with a traceback. The request is an empty batch, `{"model": "model",
+    "messages": []}`, which scores nothing and must come back as `{"scores": [...]}`."""
+    if arguments.get("stage") != "ppo" or arguments.get("reward_model_type") != "api":
+        return
+    import requests
+
+    url = str(arguments.get("reward_model") or "")
+    try:
+        reply = requests.post(url, json={"model": "model", "messages": []}, timeout=timeout)
+        problem = None if reply.ok else f"it answered HTTP {reply.status_code}"
+        if problem is None and not isinstance(reply.json().get("scores"), list):
+            problem = 'its answer has no "scores" list'
+    except requests.ConnectionError:
+        problem = "nothing answers there"
+    except requests.Timeout:
+        problem = f"no answer in {timeout:g} s"
+    except (requests.RequestException, ValueError, AttributeError) as error:
+        problem = f"not a reward server ({type(error).__name__})"
+    if problem:
+        raise CommandFailed(
+            f"{recipe}: reward_model {url} does not answer a reward request ({problem}); "
+            "start the reward server (`medfactory reward serve --port PORT --verifier ...`) "
+            "or fix reward_model; nothing was started"
+        )
 
 
 # Recipe keys that only work on a CUDA GPU, and the override that turns each off.

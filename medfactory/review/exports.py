@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from medfactory.access.audit import export_details, record
 from medfactory.exports import Example, Export, split_chat, write_export
 from medfactory.review.settled import Reviewed
 from medfactory.review.studies import find_study
@@ -57,12 +58,16 @@ def review_export(store: Store, study_name: str) -> Export:
     return export
 
 
-def export_study(store: Store, study_name: str, dataset_dir: Path, name: str, fmt: str,
-                 split: tuple[float, ...], seed: int, force: bool) -> dict:  # fmt: skip
+def export_study(
+    store: Store, study_name: str, dataset_dir: Path, name: str, fmt: str,
+    split: tuple[float, ...], seed: int, force: bool, actor: str = "",
+) -> dict:  # fmt: skip
     """`review export`: the study's training data written and registered; the summary."""
-    return write_export(
+    summary = write_export(
         review_export(store, study_name), dataset_dir, name, fmt, split, seed, force
     )
+    record(store, actor, "review-export", study_name, export_details(summary, name))
+    return summary
 
 
 def _provenance(study_name, item, state, raters, names, verdict, ratings) -> dict:

@@ -10,7 +10,9 @@ A personal link `/r/TOKEN` is exchanged for an HttpOnly, SameSite=Strict
 cookie; only the token's hash is stored, and the access log is off so the
 token is never written anywhere. Every form carries a CSRF token bound to the
 rater (an HMAC under a secret drawn at start-up) and a submit key: a form sent
-twice is stored once.
+twice is stored once. A user of the store's directory who is a rater (or the
+arbiter) of the study served signs in by their personal link `/signin/TOKEN`
+instead, into a cookie of its own, looked up again on every request.
 
 Every string the page shows comes from the language's catalogue
 (`medfactory.locales`, jinja2's i18n extension); the values the forms post
@@ -46,6 +48,9 @@ from medfactory.review.rating import (
 from medfactory.store.db import Rater, Store, Study
 
 COOKIE = "medfactory_review"
+SIGNIN_COOKIE = "medfactory_signin"  # a directory user's personal token
+# The directory's roles that may rate or arbitrate here (a clinician's link opens no queue).
+REVIEW_ROLES = ("rater", "lead")
 # The posted value of each verdict stays the same in every language; only its label changes.
 VERDICT_LABELS = (
     ("1", N_("Answer 1 better")),
@@ -64,7 +69,11 @@ AXIS_LABELS = {
 ROLE_LABELS = {"system": N_("System prompt"), "user": N_("User"), "assistant": N_("Assistant")}
 
 
-def create_app(store: Store, lang: str = DEFAULT_LANGUAGE) -> FastAPI:
+def create_app(
+    store: Store, lang: str = DEFAULT_LANGUAGE, study: str | None = None, secure: bool = False
+) -> FastAPI:
+    """The page; `study`: the study whose raters may sign in by their directory links;
+    `secure`: served over TLS (the cookies are then sent only over it)."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     secret = secrets.token_bytes(32)
     catalogue = translations(lang)
@@ -95,14 +104,33 @@ def create_app(store: Store, lang: str = DEFAULT_LANGUAGE) -> FastAPI:
             secret, f"{rater.id}:{rater.token_hash}".encode(), hashlib.sha256
         ).hexdigest()
 
-    def who(request: Request) -> tuple[Rater | None, Study | None]:
-        token = request.cookies.get(COOKIE)
-        if not token:
+    def directory_rater(token: str | None) -> tuple[Rater | None, object]:
+        """The served study's rater of this directory token, and the token's user."""
+        from sqlalchemy import select
+
+        from medfactory.access.web import page_user
+
+        user = page_user(store, token, REVIEW_ROLES) if study else None
+        if user is None:
             return None, None
         with store.session() as session:
-            rater = rater_by_token(session, token)
-            study = session.get(Study, rater.study_id) if rater else None
-        return rater, study
+            rater = session.scalar(
+                select(Rater).join(Study, Study.id == Rater.study_id)
+                .where(Study.name == study, Rater.name == user.name)
+            )  # fmt: skip
+        return rater, user
+
+    def who(request: Request) -> tuple[Rater | None, Study | None]:
+        token = request.cookies.get(COOKIE)
+        with store.session() as session:
+            rater = rater_by_token(session, token) if token else None
+        if rater is None and request.cookies.get(SIGNIN_COOKIE):
+            rater, _user = directory_rater(request.cookies.get(SIGNIN_COOKIE))
+        if rater is None:
+            return None, None
+        with store.session() as session:
+            found = session.get(Study, rater.study_id)
+        return rater, found
 
     def unknown() -> HTMLResponse:
         return message(
@@ -128,7 +156,23 @@ def create_app(store: Store, lang: str = DEFAULT_LANGUAGE) -> FastAPI:
         if rater is None:
             return message(_("This link is not valid"), _("Ask for a new personal link."), 403)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=90 * 86400)
+        response.set_cookie(
+            COOKIE, token, httponly=True, samesite="strict", max_age=90 * 86400, secure=secure
+        )
+        response.delete_cookie(SIGNIN_COOKIE)
+        return response
+
+    @app.get("/signin/{token}")
+    def sign_in(token: str):
+        from medfactory.access.web import record_sign_in, set_session
+
+        rater, user = directory_rater(token)
+        if rater is None:
+            return message(_("This link is not valid"), _("Ask for a new personal link."), 403)
+        record_sign_in(store, user, f"review {study}")
+        response = RedirectResponse("/", status_code=303)
+        set_session(response, SIGNIN_COOKIE, token, secure)
+        response.delete_cookie(COOKIE)
         return response
 
     @app.get("/")
@@ -240,9 +284,15 @@ def _submission(form, axes: list[str]) -> Submission:
     )
 
 
-def serve_page(store: Store, host: str, port: int, lang: str = DEFAULT_LANGUAGE) -> None:
-    """Serve until Ctrl-C; the access log stays off so no link token is ever logged."""
+def serve_page(
+    store: Store, host: str, port: int, lang: str = DEFAULT_LANGUAGE, study: str | None = None,
+    ssl_options: dict | None = None,
+) -> None:  # fmt: skip
+    """Serve until Ctrl-C; the access log stays off so no link token is ever logged.
+    `ssl_options`: uvicorn's, as deploy.tls.check_tls gives them."""
     import uvicorn
 
-    app = create_app(store, lang)
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+    app = create_app(store, lang, study, secure=bool(ssl_options))
+    uvicorn.run(
+        app, host=host, port=port, access_log=False, log_level="warning", **(ssl_options or {})
+    )

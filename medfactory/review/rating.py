@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from medfactory.access.audit import record
 from medfactory.review.errors import NotYours, RatingError
 from medfactory.review.studies import find_study, token_hash
 from medfactory.store.db import (
@@ -402,8 +403,10 @@ def arbitrate(
                     submit_key=submit_key,
                 )
             )
+            who, what = arbiter.name, f"{study.name} item {position}"
     except IntegrityError:
         return
+    record(store, who, "arbitration", what, {"verdict": verdict})
 
 
 def status(store: Store, name: str) -> dict:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from medfactory.access.audit import os_user, record
 from medfactory.review.errors import SheetError
 from medfactory.review.rating import (
     RatingError,
@@ -381,4 +382,6 @@ def import_sheet(store: Store, name: str, path: Path, rater_name: str) -> dict:
         submissions.append((position, submission))
     for position, submission in submissions:  # an unchanged row stores nothing new
         submit(store, rater_id, position, submission, submit_key=None, source="sheet")
+    details = {"rater": rater_name, "file": path.name, "rated": len(submissions)}
+    record(store, os_user(), "sheet-imported", name, details)
     return {"rated": len(submissions), "rows": len(rows)}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from medfactory.access.audit import os_user, record
 from medfactory.evaluation.compare import run_names
 from medfactory.evaluation.scoring import conversation_of, read_predictions
 from medfactory.review.errors import StudyError
@@ -132,6 +133,9 @@ def create_study(store: Store, spec: StudySpec) -> dict:
                         item_id=item.id, rater_id=people[r].id, left_first=rng.random() < 0.5
                     )
                 )
+    record(
+        store, os_user(), "study-created", spec.name, {"raters": raters, "arbiter": spec.arbiter}
+    )
     return {
         "study": spec.name,
         "kind": kind,

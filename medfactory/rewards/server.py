@@ -18,6 +18,7 @@ from collections import Counter
 from pydantic import BaseModel
 
 PATH = "/score"
+OUTCOMES = ("right", "wrong", "unreadable", "unkeyed", "unjudged", "scored")
 log = logging.getLogger("medfactory.rewards")
 
 
@@ -63,7 +64,7 @@ class Scorer:
     def stats(self) -> dict:
         with self.lock:
             return {"verifier": self.verifier.name, "scored": sum(
-                self.outcomes[o] for o in ("right", "wrong", "unreadable", "unkeyed", "scored")
+                self.outcomes[o] for o in OUTCOMES
             ), "outcomes": dict(self.outcomes), "unkeyed": list(self.unkeyed)}  # fmt: skip
 
 

@@ -3,13 +3,18 @@
 - `choice`: the letter read from the response (EvalScope's reader, the one `eval exam`
   scores with) against the key: +1 right, 0 wrong;
 - `match`: the response's final answer, normalised, equal to the reference: +1, else 0;
+  with a judge, an answer that does not match exactly is +1 when the judge says it is
+  equivalent to the reference;
+- `judge`: the rubric judge's HealthBench score of the answer, scaled to [-1, 1]
+  (medfactory/rewards/judging.py);
 - `model`: a trained reward model's score (medfactory/rewards/model.py);
 - `safety`: 0, less the safety penalty when the safety lint flags the answer; with any
   other verifier, `safety_penalty` > 0 subtracts the same penalty from its score.
 
 A response no answer can be read from scores `format_penalty` and is counted as
 unreadable, never an error; a prompt the answer key does not cover scores 0 and is
-counted as unkeyed, so that the log names it.
+counted as unkeyed, so that the log names it; an answer the judge gave no usable grade
+for scores 0 and is counted as unjudged.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from medfactory.rewards.errors import RewardError
 from medfactory.rewards.keys import AnswerKey, read_choice_key, read_match_key
 from medfactory.rewards.text import final_answer, split
 
-VERIFIERS = ("choice", "match", "model", "safety")
+VERIFIERS = ("choice", "match", "judge", "model", "safety")
 FORMAT_PENALTY = -1.0
 # "答案：B", "Answer: 42", "final answer is ..."; the text after the last one is the answer
 ANSWER_MARKER = re.compile(r"(?:final answer|answer|答案|最终答案)\s*(?:is|为|是)?\s*[:：]?\s*",
@@ -34,7 +39,7 @@ ANSWER_MARKER = re.compile(r"(?:final answer|answer|答案|最终答案)\s*(?:is
 @dataclass(frozen=True)
 class Scored:
     score: float
-    outcome: str  # right, wrong, unreadable, unkeyed or scored (model, safety)
+    outcome: str  # right, wrong, unreadable, unkeyed, unjudged or scored (judge, model, safety)
     prompt_id: str = ""
     unsafe: tuple[str, ...] = field(default=())  # ids of the safety rules it broke
 
@@ -102,12 +107,71 @@ class ChoiceVerifier(Verifier):
 class MatchVerifier(Verifier):
     name = "match"
 
+    def __init__(self, key: AnswerKey, format_penalty: float = FORMAT_PENALTY, equivalence=None):
+        super().__init__(key, format_penalty)
+        self.equivalence = equivalence  # judging.Equivalence, asked when the match fails
+
     def judge(self, response: str, entry) -> Scored:
         answer = normalise(match_answer(response))
         if not answer:
             return Scored(self.format_penalty, "unreadable", entry.id)
-        right = answer == normalise(entry.answer)
+        right = answer == normalise(entry.answer) or bool(
+            self.equivalence and self.equivalence.same(response, entry.answer)
+        )
         return Scored(1.0 if right else 0.0, "right" if right else "wrong", entry.id)
+
+
+class RubricVerifier(Verifier):
+    """`judge`: each answer graded on its rubric (the one for every prompt, or the
+    HealthBench entry whose prompt appears in the text), the criteria judged at once."""
+
+    name = "judge"
+
+    def __init__(self, judge, rubrics, format_penalty: float = FORMAT_PENALTY):
+        super().__init__(None, format_penalty)
+        self.grader, self.rubrics = judge, rubrics
+
+    def rubric_for(self, text: str) -> tuple[tuple, str | None, str]:
+        """(rubric, the question located in the text, its prompt id); no rubric: ()."""
+        if self.rubrics.default:
+            return self.rubrics.default, None, ""
+        squashed = " ".join(text.split())
+        found = [e for e in self.rubrics.entries if " ".join(e["question"].split()) in squashed]
+        if not found:
+            return (), None, ""
+        entry = max(found, key=lambda e: len(e["question"]))
+        return entry["rubric"], entry["question"], str(entry.get("prompt_id") or entry["where"])
+
+    def score_all(self, texts: list[str]) -> list[Scored]:
+        from medfactory.evaluation.judge import Answer, item_score
+        from medfactory.rewards.judging import scaled
+        from medfactory.rewards.text import prompt_messages
+
+        results: list[Scored | None] = [None] * len(texts)
+        asked: list[tuple[int, str, Answer]] = []
+        for i, text in enumerate(texts):
+            rubric, question, prompt_id = self.rubric_for(text)
+            if not rubric:
+                results[i] = Scored(0.0, "unkeyed")
+                continue
+            response = final_answer(split(text, question)[1])
+            if not response:
+                results[i] = Scored(self.format_penalty, "unreadable", prompt_id)
+                continue
+            chat = tuple((m["role"], m["content"]) for m in prompt_messages(text, question))
+            asked.append((i, prompt_id, Answer(prompt_id, chat, response, rubric)))
+        grades = self.grader.grade_all([answer for _, _, answer in asked])
+        for (i, prompt_id, answer), graded in zip(asked, grades, strict=True):
+            score = item_score(answer.rubric, graded)
+            results[i] = (
+                Scored(0.0, "unjudged", prompt_id)
+                if score is None
+                else Scored(scaled(score["overall"]), "scored", prompt_id)
+            )
+        return results
+
+    def score(self, text: str) -> Scored:
+        return self.score_all([text])[0]
 
 
 class ZeroVerifier(Verifier):
@@ -159,10 +223,16 @@ def build_verifier(
     format_penalty: float = FORMAT_PENALTY,
     reward_model: Path | None = None,
     base: str | None = None,
+    judge=None,
 ):
-    """The verifier `reward serve --verifier NAME` scores with."""
+    """The verifier `reward serve --verifier NAME` scores with; `judge` (a
+    judging.JudgeSpec) for `judge`, and for `match` to ask when the exact match fails."""
     if name not in VERIFIERS:
         raise RewardError(f"unknown verifier {name!r}; known: {', '.join(VERIFIERS)}")
+    if name == "judge" and judge is None:
+        raise RewardError("--verifier judge needs --judge-endpoint URL (and --rubric)")
+    if judge is not None and name not in ("judge", "match"):
+        raise RewardError(f"--judge-endpoint is for --verifier judge or match, not {name}")
     if name in ("choice", "match") and answers is None:
         raise RewardError(f"--verifier {name} needs --answers FILE (the answer key)")
     if name == "model" and reward_model is None:
@@ -172,7 +242,18 @@ def build_verifier(
     if name == "choice":
         verifier = ChoiceVerifier(read_choice_key(Path(answers)), format_penalty)
     elif name == "match":
-        verifier = MatchVerifier(read_match_key(Path(answers)), format_penalty)
+        key = read_match_key(Path(answers))
+        if judge is None:
+            verifier = MatchVerifier(key, format_penalty)
+        else:
+            from medfactory.rewards.judging import Equivalence
+
+            verifier = MatchVerifier(key, format_penalty, Equivalence(judge.open()))
+    elif name == "judge":
+        from medfactory.evaluation.judge import Rubrics
+
+        rubrics = Rubrics.load(judge.rubric)  # a bad rubric before the judge is reached
+        verifier = RubricVerifier(judge.open(), rubrics, format_penalty)
     elif name == "model":
         from medfactory.rewards.model import RewardModel
 

@@ -35,7 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from medfactory.review.errors import StoreError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_DB = "saves/review/review.db"
 # A stored verdict is relative to the item's pair of versions, never to what was shown.
 VERDICTS = ("left", "right", "tie", "both_bad")
@@ -199,7 +199,41 @@ class ExchangeFeedback(Base):
     current: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
 
 
+class UserRow(Base):
+    """A person or service of the access directory (medfactory.access.users)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256, never the token
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class AuditRow(Base):
+    """One entry of the append-only audit log; `hash` chains it to the entry before."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(128), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
 LIVE_AB_TABLES = (Experiment, ArmUser, ExchangeRow, ExchangeFeedback)
+ACCESS_TABLES = (UserRow, AuditRow)
+
+
+def _add_access(operations) -> None:
+    Base.metadata.create_all(
+        operations.get_bind(), tables=[model.__table__ for model in ACCESS_TABLES]
+    )
 
 
 def _add_live_ab(operations) -> None:
@@ -236,6 +270,7 @@ def _add_replicas_and_passages(operations) -> None:
 # Operations bound to the open connection.
 MIGRATIONS: dict[int, Callable] = {
     2: _add_live_ab, 3: _add_single_answer_studies, 4: _add_replicas_and_passages,
+    5: _add_access,
 }  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import json
 import re
 import time
 
+from medfactory.access.audit import record
 from medfactory.tracking.errors import TrackingError
 from medfactory.tracking.refs import label, model_aliases, resolve
 
@@ -16,7 +17,10 @@ from medfactory.tracking.refs import label, model_aliases, resolve
 ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,255}")
 
 
-def promote(client, ref: str, uri: str, alias: str, by: str | None = None) -> dict:
+def promote(
+    client, ref: str, uri: str, alias: str, by: str | None = None, audit_store=None
+) -> dict:
+    """Set the alias; with `audit_store` (the review store) also an entry in its audit log."""
     if not ALIAS.fullmatch(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
         raise TrackingError(
             f"--alias {alias!r}: use letters, digits, '_' and '-', starting with a letter "
@@ -37,6 +41,8 @@ def promote(client, ref: str, uri: str, alias: str, by: str | None = None) -> di
         json.dumps({"by": by, "at": entry["at"]}),
     )  # fmt: skip
     client.set_registered_model_tag(version.name, f"audit.{int(now * 1000)}", json.dumps(entry))
+    if audit_store is not None:
+        record(audit_store, by, "version-promoted", f"{version.name}@{version.version}", entry)
     return {**entry, "version": label(version)}
 
 

@@ -49,11 +49,11 @@ def assert_gradio_speaks(browser, lang: str) -> None:
     assert not any(footer in text for other, footer in GRADIO_FOOTER.items() if other != lang)
 
 
-def start_chat_page(gateway_url: str, log, lang: str):
+def start_chat_page(gateway_url: str, log, lang: str, *extra: str):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "medfactory", "chat", "--gateway", gateway_url, "--port",
-         str(port), "--access-code", "ward-7", "--max-tokens", "12", *options(lang)],
+         str(port), "--access-code", "ward-7", "--max-tokens", "12", *options(lang), *extra],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
@@ -183,3 +183,49 @@ def test_two_clinicians_chat_rate_and_correct_and_the_report_counts_exactly_that
     corrected = [r for r in rows if r["correction"]]
     assert [(r["user"], r["correction"]) for r in corrected] == [(first, better)]
     assert corrected[0]["id"] == max(r["id"] for r in rows if r["user"] == first)  # last reply
+
+
+def test_a_clinician_signs_in_by_link_and_is_the_gateway_user_hostile_text_shown_as_text(
+    tiny_server, browser, tmp_path
+):
+    from selenium.webdriver.common.by import By
+
+    from medfactory.access.users import add_user
+
+    store_url = f"sqlite:///{tmp_path / 'ab.db'}"
+    store = open_store(store_url)
+    _doctor, token = add_user(store, "dr.zhang", "clinician")
+    _page, service = add_user(store, "chatpage", "service")
+    arms = [f"{ARMS[0]}={tiny_server.spec.base_url},model=tiny"]
+    hostile = '<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script> 头痛怎么办'
+    with (
+        Gateway(arms, store_url, tmp_path / "gateway.log", "--auth", "users") as gateway,
+        (tmp_path / "chat.log").open("w") as log,
+    ):
+        process, url = start_chat_page(
+            gateway.url, log, "en", "--gateway-api-key", service, "--db", store_url
+        )
+        try:
+            browser.get(url)  # no link yet: no name to type, no chat
+            needs = t("en", "This page needs the link you were given.")
+            wait(browser, lambda: browser.find_element(By.ID, "login-message").text == needs)
+            assert not any(
+                f.is_displayed() for f in browser.find_elements(By.CSS_SELECTOR, NAME_FIELD)
+            )
+            assert requests.get(f"{url}signin/forged-token", timeout=10).status_code == 403
+            browser.get(f"{url}signin/{token}")
+            box = browser.find_element(By.CSS_SELECTOR, "#question textarea")
+            wait(browser, box.is_displayed)
+            box.send_keys(hostile)
+            browser.find_element(By.ID, "send").click()
+            wait(browser, lambda: len(mine(store_url, "dr.zhang")) == 1)
+            wait(browser, lambda: "头痛怎么办" in browser.find_element(By.ID, "chat").text)
+            shown = browser.find_element(By.ID, "chat").text
+            assert '<img src=x onerror="window.pwned=1">' in shown and "<script>" in shown
+            assert not browser.find_elements(By.CSS_SELECTOR, "#chat img[src='x']")
+            assert browser.execute_script("return window.pwned === undefined")
+        finally:
+            stop_group(process.pid, grace=5, reap=process.poll)
+    rows = exchanges_since(open_store(store_url), "ab")
+    assert [r["user"] for r in rows] == ["dr.zhang"]  # the signed-in user, never a typed name
+    assert rows[0]["messages"][-1]["content"] == hostile  # the model got it as written

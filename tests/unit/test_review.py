@@ -494,7 +494,7 @@ def test_a_store_from_a_newer_medfactory_is_refused(tmp_path):
     open_store(url).close()
     with open_store(url).session() as session:
         session.get(store_module.Meta, "schema_version").value = "99"
-    with pytest.raises(StoreError, match="schema 99, newer than this medfactory's 4; upgrade"):
+    with pytest.raises(StoreError, match="schema 99, newer than this medfactory's 5; upgrade"):
         open_store(url)
 
 
@@ -503,7 +503,7 @@ def test_a_schema_1_store_is_upgraded_in_place_and_keeps_its_studies(tmp_path):
     columns of single-answer studies (schema 3)."""
     import sqlalchemy as sa
 
-    from medfactory.store.db import LIVE_AB_TABLES
+    from medfactory.store.db import ACCESS_TABLES, LIVE_AB_TABLES
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     old = open_store(url)
@@ -514,7 +514,7 @@ def test_a_schema_1_store_is_upgraded_in_place_and_keeps_its_studies(tmp_path):
         ),
     )
     with old.engine.begin() as connection:  # back to what schema 1 wrote
-        for model in reversed(LIVE_AB_TABLES):
+        for model in reversed((*LIVE_AB_TABLES, *ACCESS_TABLES)):
             model.__table__.drop(connection)
         for table, column in (
             ("studies", "kind"),
@@ -531,7 +531,7 @@ def test_a_schema_1_store_is_upgraded_in_place_and_keeps_its_studies(tmp_path):
         version = connection.execute(sa.text("select value from medfactory_meta")).scalar()
         kinds = connection.execute(sa.text("select kind from studies")).scalars().all()
         columns = {c["name"] for c in sa.inspect(connection).get_columns("arbitrations")}
-    assert {m.__tablename__ for m in LIVE_AB_TABLES} <= tables and version == "4"
+    assert {m.__tablename__ for m in LIVE_AB_TABLES} <= tables and version == "5"
     assert kinds == ["pair"] and "correction" in columns
     assert status(store, "kept")["raters"] == {"d1": {"done": 0, "assigned": 12}}
 

@@ -163,7 +163,8 @@ def test_readers():
     ("arguments", "message"),
     [
         ({"name": "choice"}, "--verifier choice needs --answers FILE"),
-        ({"name": "judge"}, "unknown verifier 'judge'; known: choice, match, model, safety"),
+        ({"name": "grpo"}, "unknown verifier 'grpo'; known: choice, match, judge, model, safety"),
+        ({"name": "judge"}, "--verifier judge needs --judge-endpoint URL"),
         ({"name": "model"}, "--verifier model needs --reward-model DIR"),
         ({"name": "model", "reward_model": "/nonexistent"}, "no value_head.safetensors"),
         ({"name": "match", "answers": "/nonexistent.csv"}, "no such answer key"),

@@ -219,6 +219,18 @@ def test_promote_sets_the_alias_with_who_and_when_and_every_ref_form_resolves(wo
     assert rows[2]["aliases"] == ["production"] and rows[2]["parent"] == "tiny-med@1"
 
 
+def test_a_promotion_is_an_entry_of_the_stores_audit_log(world, tmp_path):
+    from medfactory.access.audit import entries, verify
+    from medfactory.store.db import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    promote(world["client"], "tiny-med@1", world["uri"], "audited", by="dr.wang", audit_store=store)
+    [entry] = entries(store)
+    assert (entry.actor, entry.action) == ("dr.wang", "version-promoted")
+    assert entry.target == "tiny-med@1"
+    assert entry.details["alias"] == "audited" and verify(store).broken is None
+
+
 def test_an_attached_evaluation_shows_beside_the_parents(world):
     client, uri = world["client"], world["uri"]
     attach_scores(client, resolve(client, "tiny-med@1", uri), "exam", {"accuracy": 0.5})
