@@ -14,7 +14,7 @@ from pathlib import Path
 
 from converters.registry import file_sha256
 from medfactory.tracking.refs import OUTPUT_TAG, label, resolve
-from medfactory.tracking.versions import iso, run_of
+from medfactory.tracking.versions import base_model_of, iso, run_of
 
 PEOPLE_WORDS = {"raters": "raters", "arbiters": "arbiters", "chat_users": "chat users"}
 
@@ -39,11 +39,7 @@ def _node(client, version, uri: str, seen: set[str]) -> dict:
             "recipe_sha256": tags.get("recipe_sha256", ""),
             "git_commit": run_tags.get("mlflow.source.git.commit", ""),
         },
-        "base_model": {
-            k.removeprefix("base_model").lstrip("_") or "name": v
-            for k, v in tags.items()
-            if k.startswith("base_model")
-        },  # fmt: skip
+        "base_model": base_model_of(tags),
         "datasets": _datasets(client, version.run_id) if run else [],
         "parent": None,
     }

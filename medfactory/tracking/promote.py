@@ -4,12 +4,11 @@ overwritten, so the history of promotions stays readable after the alias moves o
 
 from __future__ import annotations
 
-import getpass
 import json
 import re
 import time
 
-from medfactory.access.audit import record
+from medfactory.access.audit import os_user, record
 from medfactory.tracking.errors import TrackingError
 from medfactory.tracking.refs import label, model_aliases, resolve
 
@@ -28,7 +27,7 @@ def promote(
         )
     version = resolve(client, ref, uri)
     previous = model_aliases(client.get_registered_model(version.name)).get(alias)
-    by = by or _os_user()
+    by = by or os_user()
     now = time.time()
     entry = {
         "alias": alias, "version": int(version.version), "by": by,
@@ -49,10 +48,3 @@ def promote(
 def audit_entries(client, name: str) -> list[dict]:
     tags = client.get_registered_model(name).tags or {}
     return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith("audit.")]
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

@@ -24,6 +24,7 @@ import yaml
 
 from converters.registry import file_sha256
 from medfactory import paths
+from medfactory.access.audit import os_user
 from medfactory.tracking import datasets as used
 from medfactory.tracking.client import experiment_id, open_client
 from medfactory.tracking.environment import git_commit, package_versions
@@ -215,7 +216,7 @@ def _register(
             if parent
             else {}
         ),  # fmt: skip
-        "created_by": _user(),
+        "created_by": os_user(),
     }
     # A server refuses a local path outside the run's artifacts as a version's source (its
     # own files are not the trainer's); there the source is the run, the folder its tag.
@@ -262,15 +263,6 @@ def base_model(client, arguments: dict, parent) -> dict:
 def _local(model: str) -> bool:
     path = Path(model).expanduser()
     return path.is_absolute() and path.exists() or (paths.PROJECT_ROOT / path).exists()
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _text(value: object, limit: int) -> str:

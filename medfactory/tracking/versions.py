@@ -26,6 +26,12 @@ def iso(milliseconds: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(int(milliseconds) / 1000))
 
 
+def base_model_of(tags: dict) -> dict:
+    """A version's base_model* tags as {name, path, sha256, ...}."""
+    return {k.removeprefix("base_model").lstrip("_") or "name": v
+            for k, v in tags.items() if k.startswith("base_model")}  # fmt: skip
+
+
 def run_of(client, version):
     if not version.run_id:
         return None
@@ -91,11 +97,7 @@ def show_version(client, ref: str, uri: str) -> dict:
         "command": tags.get("command", ""),
         "stage": tags.get("stage", ""),
         "finetuning_type": tags.get("finetuning_type", ""),
-        "base_model": {
-            k.removeprefix("base_model").lstrip("_") or "name": v
-            for k, v in tags.items()
-            if k.startswith("base_model")
-        },  # fmt: skip
+        "base_model": base_model_of(tags),
         "parent": parent,
         "recipe": {
             "path": tags.get("recipe", ""),
