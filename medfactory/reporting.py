@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 
@@ -26,6 +27,19 @@ def write_json(path: Path, data) -> Path:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(dumps(data) + "\n", encoding="utf-8")
     temporary.replace(path)
+    return path
+
+
+def write_jsonl(path: Path, rows: Iterable) -> Path:
+    """One JSON object per line at `path`, written whole: a temporary file renamed over the
+    old one, so a reader never sees half a file and a failure leaves the old one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    with temporary.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    os.replace(temporary, path)
     return path
 
 

@@ -260,7 +260,17 @@ def lint(target, dataset_dir, rules, examples, out, as_json) -> None:
     "--model", "--model-name", "model", help="The drafting model [default: the server's last]."
 )
 @click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="The server's API key.")
-@click.option("--name", required=True, help="Name of the draft set (NAME.drafts.jsonl).")
+@click.option(
+    "--name", required=True, help="Name of the draft set (NAME.drafts.jsonl, NAME.exam.jsonl)."
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["qa", "exam"]),
+    default="qa",
+    show_default=True,
+    help="qa: question-answer drafts for training; exam: multiple-choice questions (stem, "
+    "4-5 options, key, source passage) for `eval exam`, kept out of training data.",
+)
 @DATASET_DIR
 @click.option("--questions", default=3, show_default=True, help="Questions asked per chunk.")
 @click.option("--chunk-chars", default=1500, show_default=True, help="Target chunk size.")
@@ -287,20 +297,29 @@ def lint(target, dataset_dir, rules, examples, out, as_json) -> None:
 @RULES
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def synthesize(
-    docs, endpoint, model, api_key, name, dataset_dir, questions, chunk_chars, overlap,
+    docs, endpoint, model, api_key, name, kind, dataset_dir, questions, chunk_chars, overlap,
     concurrency, max_tokens, min_grounding, min_answer_chars, retry_unusable, encoding, rules,
     as_json,
 ) -> None:  # fmt: skip
-    """Draft question-answer pairs from medical documents with a model, and check them.
+    """Draft question-answer pairs (or exam questions) from medical documents with a
+    model, and check them.
 
     DOCS are Markdown, text, PDF and DOCX files, or folders of them. Each is cut into
     chunks by headings, paragraphs and sentences; the model writes --questions pairs per
     chunk, each grounded in it (prompts in templates/synthesis/). Drafts that are short,
     make a banned claim, are not grounded in their chunk, or repeat a question are
     dropped with the reason; the rest go to DATASET_DIR/NAME.drafts.jsonl for doctors
-    to review (`medfactory review create --drafts`). A rerun asks only for the chunks
-    it has no reply for (and needs no server when it has them all); a chunk whose reply
-    was not usable is kept with that reply and asked again with --retry-unusable.
+    to review (`medfactory review create --drafts`).
+
+    With --kind exam the model writes single-best-answer questions. One is dropped
+    when its key is not among its 4-5 options, or when the passage does not support
+    the key's option (--min-grounding); the rest go to DATASET_DIR/NAME.exam.jsonl, an
+    `eval exam --benchmark` file that doctors review the same way; their export writes
+    an exam, never training data.
+
+    A rerun asks only for the chunks it has no reply for (and needs no server when it
+    has them all); a chunk whose reply was not usable is kept with that reply and asked
+    again with --retry-unusable.
     """
     from deploy.client import Endpoint
     from medfactory.cli.progress import count_progress
@@ -312,7 +331,7 @@ def synthesize(
         name=name, dataset_dir=dataset_dir, questions=questions, chunk_chars=chunk_chars,
         overlap=overlap, concurrency=concurrency, max_tokens=max_tokens,
         checks=CheckOptions(min_answer_chars=min_answer_chars, min_grounding=min_grounding),
-        rules=rules, encoding=encoding, retry_unusable=retry_unusable,
+        rules=rules, encoding=encoding, retry_unusable=retry_unusable, kind=kind,
     )  # fmt: skip
     server = Endpoint(endpoint, api_key=api_key, model=model)  # checked when a request is due
     progress = partial(count_progress, enabled=not as_json)

@@ -230,3 +230,41 @@ def export(study, name, dataset_dir, fmt, split, seed, force, as_json, as_name, 
         click.echo(dumps(summary))
     else:
         print_export_summary(summary)
+
+
+@with_example("medfactory review export-exam cardio_exam --out saves/exams/cardio.jsonl")
+@review.command("export-exam")
+@click.argument("study")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="The exam file to write (JSONL, for `eval exam --benchmark`).",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@AS
+@DB
+def export_exam(study, out, as_json, as_name, db) -> None:
+    """The accepted and edited questions of an exam study, as an exam file.
+
+    A study of `data synthesize --kind exam` questions is never training data
+    (`review export` refuses it). Its settled questions, with the options and key
+    as the doctors left them, go to OUT in the format `eval exam --benchmark OUT`
+    reads; rejected and unsettled ones are counted, and an edit that cannot be
+    read as options A, B, ... and an answer line is named with its item.
+    """
+    from medfactory.access.roles import acting_user
+    from medfactory.reporting import dumps
+    from medfactory.review.exports import export_exam as write_exam
+
+    store = _store(db)
+    actor = acting_user(store, as_name, "export")
+    summary = write_exam(store, study, out, actor)
+    if as_json:
+        click.echo(dumps(summary))
+        return
+    skipped = ", ".join(f"{n} {why}" for why, n in summary["skipped"].items()) or "none"
+    click.echo(
+        f"{out}: {summary['questions']} questions ({summary['edited']} as edited); "
+        f"left out: {skipped}"
+    )
+    for item in summary["unreadable"]:
+        click.echo(f"  item {item['item']}: the edit is not readable: {item['why']}")

@@ -104,7 +104,8 @@ def _share(value: float) -> str:
 
 
 def print_synthesis_summary(data: dict) -> None:
-    table = facts_table(f"drafts {data['name']}")
+    what = "exam questions" if data.get("kind") == "exam" else "drafts"
+    table = facts_table(f"{what} {data['name']}")
     table.add_row("documents / chunks", f"{data['documents']} / {data['chunks']}")
     table.add_row("requests this run", f"{data['requests']:,}")
     table.add_row("chunks answered in earlier runs", f"{data['chunks_from_earlier_runs']:,}")
@@ -114,7 +115,7 @@ def print_synthesis_summary(data: dict) -> None:
             "unusable replies waiting",
             f"{data['unusable_waiting']:,} (kept with the reply; ask again with --retry-unusable)",
         )
-    table.add_row("drafts", f"{data['drafts']:,}")
+    table.add_row(what, f"{data['drafts']:,}")
     table.add_row("kept for review", f"{data['kept']:,}")
     for reason, count in data["dropped"].items():
         table.add_row(f"dropped: {reason}", f"{count:,}")

@@ -3,8 +3,9 @@
 A blind A/B study lines prediction files up (same prompts, same order), draws
 the items and, with more than two versions, a pair per item; each rater sees
 the two answers in an order of their own. A single-answer study takes a
-model's question-answer drafts (`data synthesize`): each draft is accepted,
-edited or rejected. Either way each item goes to `overlap` raters, always the
+model's question-answer drafts, or its multiple-choice exam questions
+(`data synthesize --kind exam`, shown with their options and key): each draft
+is accepted, edited or rejected. Either way each item goes to `overlap` raters, always the
 least loaded. Everything drawn follows from `seed`.
 """
 
@@ -22,9 +23,11 @@ from sqlalchemy import select
 
 from medfactory.access.audit import os_user, record
 from medfactory.evaluation.compare import run_names
+from medfactory.evaluation.exam import exam_question
 from medfactory.evaluation.scoring import conversation_of, read_predictions
 from medfactory.review.errors import StudyError
 from medfactory.store.db import Assignment, Item, Rater, Store, Study, Version
+from medfactory.synthesis.exam import is_exam_draft, options_text
 
 DEFAULT_AXES = ("accuracy", "safety", "completeness", "communication")  # HealthBench's
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -167,7 +170,8 @@ def created_line(made: dict) -> str:
 
 
 def read_drafts(path: Path) -> list[dict]:
-    """The drafts of `data synthesize` (question, answer, and their source), checked."""
+    """The drafts of `data synthesize` (question, answer, and their source), checked; or
+    its exam questions (question, options, answer letter), checked as `eval exam` does."""
     path = Path(path)
     if not path.is_file():
         raise StudyError(
@@ -189,7 +193,14 @@ def read_drafts(path: Path) -> list[dict]:
             and draft["answer"].strip()
         ):
             raise StudyError(f"{path}:{number}: a draft needs a non-empty question and answer")
+        if is_exam_draft(draft):
+            exam_question(path, number, draft)  # its options and key, as `eval exam` reads them
         drafts.append(draft)
+    if len({is_exam_draft(draft) for draft in drafts}) > 1:
+        raise StudyError(
+            f"{path}: exam questions and question-answer drafts in one file; review them "
+            "in two studies"
+        )
     if not drafts:
         raise StudyError(f"{path}: no drafts in the file; nothing to review")
     return drafts
@@ -201,10 +212,14 @@ def _draft_item(study_id: int, position: int, line: int, draft: dict, version_id
         **(draft.get("source") if isinstance(draft.get("source"), dict) else {}),
         "chunk_text": draft.get("chunk_text") or "",
     }
+    stem, answer = draft["question"].strip(), draft["answer"].strip()
+    if is_exam_draft(draft):  # the options and the key are what a doctor checks and edits
+        source["exam"] = {"subject": draft.get("subject"), "id": draft.get("id")}
+        answer = options_text(draft["options"], answer.upper(), stem)
     return Item(
         study_id=study_id, position=position, line=line + 1,
-        conversation=[{"role": "user", "content": draft["question"].strip()}],
-        left_id=version_id, right_id=version_id, left_answer=draft["answer"].strip(),
+        conversation=[{"role": "user", "content": stem}],
+        left_id=version_id, right_id=version_id, left_answer=answer,
         right_answer="", source=source,
     )  # fmt: skip
 

@@ -20,8 +20,6 @@ records never moves a question between training and held-out.
 
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from converters.registry import (
     source_files,
 )
 from converters.split import assign_split
+from medfactory.reporting import write_jsonl
 
 KINDS = ("medical-o1-verifiable", "exam")
 QUESTION, ANSWER = "Open-ended Verifiable Question", "Ground-True Answer"
@@ -179,7 +178,7 @@ def convert_prompt_set(kind: str, path: Path, options: PromptSetOptions) -> dict
     rejects_path = dataset_dir / f"{options.name}.rejects.jsonl"
     if not kept["train"]:
         if rejects:
-            _write_lines(rejects_path, rejects)
+            write_jsonl(rejects_path, rejects)
         reasons = ", ".join(f"{r} {n}" for r, n in summary["rejected"].items()) or "no records"
         raise SourceError(
             f"{path}: no training prompt could be made ({summary['read']} read: {reasons}); "
@@ -215,7 +214,7 @@ def _publish(
     def move_files() -> None:
         for what, target in files.items():
             if rows[what]:
-                _write_lines(target, rows[what])
+                write_jsonl(target, rows[what])
             else:
                 target.unlink(missing_ok=True)
 
@@ -236,13 +235,3 @@ def _publish(
              before_write=move_files, describe=describe)  # fmt: skip
     summary["files"] = {what: str(target) for what, target in files.items() if rows[what]}
     return summary
-
-
-def _write_lines(path: Path, rows: list) -> None:
-    """Whole or not at all: a temporary file renamed over the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    with temporary.open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    os.replace(temporary, path)

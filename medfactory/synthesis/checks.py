@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from converters.safety import SafetyRules
@@ -58,50 +59,82 @@ def _minhash(text: str):
     return signature
 
 
+class QuestionIndex:
+    """The questions kept so far, to find a new one asked before: exactly (after folding
+    case, spaces and punctuation) or nearly (MinHash LSH over character 3-grams)."""
+
+    def __init__(self, near_duplicate: float = 0.8):
+        from datasketch import MinHashLSH
+
+        self.near_duplicate = near_duplicate
+        self.seen: dict[str, str] = {}  # folded question -> the id that asked it first
+        self.index = MinHashLSH(threshold=near_duplicate, num_perm=PERMUTATIONS)
+        self.signatures: dict[str, object] = {}
+
+    def repeat_of(self, draft: dict) -> tuple[str, str] | None:
+        """(reason, detail) when the draft's question was asked before, else None."""
+        key = folded(draft["question"])
+        if key in self.seen:
+            return "duplicate", f"the question of {self.seen[key]}"
+        signature = _minhash(key)
+        similar = [
+            other for other in self.index.query(signature)
+            if signature.jaccard(self.signatures[other]) >= self.near_duplicate
+        ]  # fmt: skip
+        if similar:
+            return "near_duplicate", f"like the question of {similar[0]}"
+        return None
+
+    def add(self, draft: dict) -> None:
+        key = folded(draft["question"])
+        self.seen[key] = draft["id"]
+        self.signatures[draft["id"]] = signature = _minhash(key)
+        self.index.insert(draft["id"], signature)
+
+
+def banned_claim(rules: SafetyRules, question: str, answer: str) -> tuple[str, str] | None:
+    """(reason, detail) for the first banned claim of the safety rules, else None."""
+    claims = [v for v in rules.check([(question, answer)]) if v.kind == "banned_claim"]
+    return (f"banned_claim:{claims[0].rule}", f"{claims[0].matched!r}") if claims else None
+
+
 def check_drafts(
     drafts: list[dict], rules: SafetyRules, options: CheckOptions = CheckOptions()
 ) -> tuple[list[dict], list[dict]]:
     """(kept drafts, dropped drafts each with `reason` and `detail`), in draft order."""
-    from datasketch import MinHashLSH
 
-    kept, dropped = [], []
-    seen: dict[str, str] = {}  # folded question -> the id that asked it first
-    index = MinHashLSH(threshold=options.near_duplicate, num_perm=PERMUTATIONS)
-    signatures = {}
-
-    def drop(draft: dict, reason: str, detail: str) -> None:
-        dropped.append({**draft, "reason": reason, "detail": detail})
-
-    for draft in drafts:
+    def fault(draft: dict) -> tuple[str, str] | None:
         question, answer = draft["question"], draft["answer"]
         if not question or not answer:
-            drop(draft, "empty", "no question" if not question else "no answer")
-            continue
+            return "empty", "no question" if not question else "no answer"
         if len(answer) < options.min_answer_chars:
-            drop(draft, "too_short", f"{len(answer)} characters < {options.min_answer_chars}")
-            continue
-        claims = [v for v in rules.check([(question, answer)]) if v.kind == "banned_claim"]
-        if claims:
-            drop(draft, f"banned_claim:{claims[0].rule}", f"{claims[0].matched!r}")
-            continue
+            return "too_short", f"{len(answer)} characters < {options.min_answer_chars}"
+        if claim := banned_claim(rules, question, answer):
+            return claim
         score = grounding(answer, draft["chunk_text"])
         if score < options.min_grounding:
-            drop(draft, "ungrounded", f"grounding {score:.2f} < {options.min_grounding}")
-            continue
-        key = folded(question)
-        if key in seen:
-            drop(draft, "duplicate", f"the question of {seen[key]}")
-            continue
-        signature = _minhash(key)
-        similar = [
-            other for other in index.query(signature)
-            if signature.jaccard(signatures[other]) >= options.near_duplicate
-        ]  # fmt: skip
-        if similar:
-            drop(draft, "near_duplicate", f"like the question of {similar[0]}")
-            continue
-        seen[key] = draft["id"]
-        index.insert(draft["id"], signature)
-        signatures[draft["id"]] = signature
-        kept.append({**draft, "grounding": round(score, 3)})
+            return "ungrounded", f"grounding {score:.2f} < {options.min_grounding}"
+        return None
+
+    def graded(draft: dict) -> dict:
+        return {**draft, "grounding": round(grounding(draft["answer"], draft["chunk_text"]), 3)}
+
+    return sift(drafts, fault, QuestionIndex(options.near_duplicate), graded)
+
+
+def sift(
+    drafts: list[dict],
+    fault: Callable[[dict], tuple[str, str] | None],
+    asked: QuestionIndex,
+    kept_as: Callable[[dict], dict],
+) -> tuple[list[dict], list[dict]]:
+    """(kept drafts, as `kept_as` writes them; dropped drafts with the `reason` and
+    `detail` of their first fault, or of asking a question kept before), in draft order."""
+    kept, dropped = [], []
+    for draft in drafts:
+        if reason := fault(draft) or asked.repeat_of(draft):
+            dropped.append({**draft, "reason": reason[0], "detail": reason[1]})
+        else:
+            asked.add(draft)
+            kept.append(kept_as(draft))
     return kept, dropped

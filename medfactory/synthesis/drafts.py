@@ -52,14 +52,20 @@ class Prompts:
         ).strip()
 
 
-def parse_pairs(reply: str) -> list[dict] | None:
-    """The reply's question-answer pairs, or None when it is not exactly the JSON asked for."""
+def parse_json_array(reply: str) -> list | None:
+    """The reply as a non-empty JSON array (a ```json fence around it is accepted), or None."""
     fenced = _FENCE.match(reply or "")
     try:
-        pairs = json.loads(fenced.group(1) if fenced else reply)
+        items = json.loads(fenced.group(1) if fenced else reply)
     except (json.JSONDecodeError, TypeError):
         return None
-    if not isinstance(pairs, list) or not pairs:
+    return items if isinstance(items, list) and items else None
+
+
+def parse_pairs(reply: str) -> list[dict] | None:
+    """The reply's question-answer pairs, or None when it is not exactly the JSON asked for."""
+    pairs = parse_json_array(reply)
+    if pairs is None:
         return None
     for pair in pairs:
         if not (
@@ -110,6 +116,7 @@ class Drafting:
     concurrency: int = 4
     max_tokens: int = 2048
     prompts: Prompts = Prompts()
+    parse: Callable[[str], list[dict] | None] = parse_pairs  # the reply's drafts, or None
     retry_unusable: bool = False  # ask again the chunks whose kept reply was not usable
     before_request: Callable[[], None] = lambda: None
 
@@ -130,7 +137,7 @@ class Drafting:
         if self.due(key):
             self.before_request()
         pairs, cached = self.replies.ask(
-            key, prompt, parse_pairs, keep_failures=True, retry_failures=self.retry_unusable,
+            key, prompt, self.parse, keep_failures=True, retry_failures=self.retry_unusable,
             temperature=0.7, max_tokens=self.max_tokens,
         )  # fmt: skip
         if pairs is not None:
@@ -155,27 +162,29 @@ def _source(chunk: Chunk) -> dict:
             "start": chunk.start, "end": chunk.end}  # fmt: skip
 
 
-def drafts_of(chunks: list[Chunk], results: list[Drafted]) -> tuple[list[dict], list[dict]]:
-    """Every pair as a draft that keeps its source; and a row for each chunk without a
-    usable reply, with the model's reply when there was one."""
+def drafts_of(
+    chunks: list[Chunk], results: list[Drafted], shape: str = "{question, answer}"
+) -> tuple[list[dict], list[dict]]:
+    """Every pair (or question) as a draft that keeps its source; and a row for each chunk
+    without a usable reply (not a JSON array of `shape` objects), with the model's reply
+    when there was one."""
     drafts, unusable = [], []
     for chunk, result in zip(chunks, results, strict=True):
         if result.pairs is None:
             unusable.append({
                 "id": f"{Path(chunk.file).name}#{chunk.index}", "question": "", "answer": "",
-                "source": _source(chunk), "chunk_text": chunk.text, **_unusable(result),
+                "source": _source(chunk), "chunk_text": chunk.text, **_unusable(result, shape),
             })  # fmt: skip
             continue
         for number, pair in enumerate(result.pairs, 1):
             drafts.append({
                 "id": f"{Path(chunk.file).name}#{chunk.index}.{number}",
-                "question": pair["question"], "answer": pair["answer"],
-                "source": _source(chunk), "chunk_text": chunk.text,
+                **pair, "source": _source(chunk), "chunk_text": chunk.text,
             })  # fmt: skip
     return drafts, unusable
 
 
-def _unusable(result: Drafted) -> dict:
+def _unusable(result: Drafted, shape: str) -> dict:
     if not result.kept:
         return {
             "reason": "refused",
@@ -185,7 +194,7 @@ def _unusable(result: Drafted) -> dict:
         }
     return {
         "reason": "unparseable",
-        "detail": "the reply is not a JSON array of {question, answer} objects; ask again "
+        "detail": f"the reply is not a JSON array of {shape} objects; ask again "
         "with --retry-unusable",
         "reply": result.reply,  # None only for a reply kept before replies were kept whole
     }

@@ -1,18 +1,18 @@
 """`data synthesize`: documents in, checked drafts out, every one accounted for.
 
-The kept drafts go to DATASET_DIR/NAME.drafts.jsonl, the dropped ones with
-their reason to NAME.drafts.dropped.jsonl, with a row for each chunk without a
-usable reply (the model's reply in it); the model's replies are kept in
-DATASET_DIR/.synthesis/NAME/responses.jsonl, which is what makes a rerun cheap,
-and the model they came from in run.json beside it. Doctors then review the
-kept drafts (`review create --drafts`).
+The kept drafts go to DATASET_DIR/NAME.drafts.jsonl (with `--kind exam`,
+multiple-choice questions to NAME.exam.jsonl, an `eval exam` file), the dropped
+ones with their reason to NAME.drafts.dropped.jsonl (NAME.exam.dropped.jsonl),
+with a row for each chunk without a usable reply (the model's reply in it); the
+model's replies are kept in DATASET_DIR/.synthesis/NAME/responses.jsonl, which is
+what makes a rerun cheap, and the model they came from in run.json beside it.
+Doctors then review the kept drafts (`review create --drafts`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -24,9 +24,17 @@ from converters.records import SourceError
 from converters.safety import SafetyRules
 from deploy.client import Endpoint, EndpointError
 from deploy.replies import ParsedReplies
-from medfactory.reporting import write_json
+from medfactory.reporting import write_json, write_jsonl
 from medfactory.synthesis.checks import CheckOptions, check_drafts
-from medfactory.synthesis.drafts import CheckOnce, Drafting, drafts_of
+from medfactory.synthesis.drafts import (
+    PROMPTS,
+    CheckOnce,
+    Drafting,
+    Prompts,
+    drafts_of,
+    parse_pairs,
+)
+from medfactory.synthesis.exam import check_questions, parse_questions
 
 # (description, total chunks) -> a context yielding advance(n)
 CountProgress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
@@ -35,6 +43,30 @@ CountProgress = Callable[[str, int], AbstractContextManager[Callable[[int], None
 @contextlib.contextmanager
 def no_progress(_description: str, _total: int) -> Iterator[Callable[[int], None]]:
     yield lambda n=1: None
+
+
+@dataclass(frozen=True)
+class DraftKind:
+    """What is drafted: its prompts, how a reply is read and its drafts checked, and
+    the files they go to (NAME.FILES.jsonl, NAME.FILES.dropped.jsonl)."""
+
+    prompts: Prompts
+    parse: Callable[[str], list[dict] | None]
+    check: Callable  # (drafts, safety rules, CheckOptions) -> (kept, dropped)
+    files: str
+    shape: str  # a usable reply is a JSON array of these objects
+
+
+KINDS = {
+    "qa": DraftKind(Prompts(), parse_pairs, check_drafts, "drafts", "{question, answer}"),
+    "exam": DraftKind(
+        Prompts(PROMPTS / "exam"),
+        parse_questions,
+        check_questions,
+        "exam",
+        "{question, options, answer}",
+    ),  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +82,7 @@ class SynthesisOptions:
     rules: Path | None = None
     encoding: str | None = None  # of the text documents [default: detected]
     retry_unusable: bool = False  # ask again the chunks whose kept reply was not usable
+    kind: str = "qa"  # a KINDS name: question-answer drafts, or exam questions
 
 
 def documents(inputs: list[Path]) -> list[Path]:
@@ -102,28 +135,30 @@ def synthesize(
 ) -> dict:
     """Draft, check and write; the summary that accounts for every chunk and draft."""
     rules = SafetyRules.load(options.rules)
+    kind = KINDS[options.kind]
     folder = Path(options.dataset_dir)
     state = folder / ".synthesis" / options.name
     replies = ParsedReplies(endpoint, state / "responses.jsonl")
     drafting = Drafting(
         replies, options.questions, options.concurrency, options.max_tokens,
-        retry_unusable=options.retry_unusable,
+        prompts=kind.prompts, parse=kind.parse, retry_unusable=options.retry_unusable,
     )  # fmt: skip
     checked = _settle_model(endpoint, drafting, chunks, state / "run.json")
     drafting.before_request = CheckOnce(endpoint, done=checked)
     results = drafting.draft_all(chunks, on_progress)
-    drafts, unusable = drafts_of(chunks, results)
-    kept, dropped = check_drafts(drafts, rules, options.checks)
+    drafts, unusable = drafts_of(chunks, results, kind.shape)
+    kept, dropped = kind.check(drafts, rules, options.checks)
     files = {
-        "drafts": folder / f"{options.name}.drafts.jsonl",
-        "dropped": folder / f"{options.name}.drafts.dropped.jsonl",
+        "drafts": folder / f"{options.name}.{kind.files}.jsonl",
+        "dropped": folder / f"{options.name}.{kind.files}.dropped.jsonl",
     }
     for rows, path in ((kept, files["drafts"]), (dropped + unusable, files["dropped"])):
-        _write_lines(path, rows)
+        write_jsonl(path, rows)
     if replies.asked:
         write_json(state / "run.json", {"model": endpoint.model})
     return {
         "name": options.name,
+        "kind": options.kind,
         "documents": len({chunk.file for chunk in chunks}),
         "chunks": len(chunks),
         "requests": replies.asked,
@@ -166,13 +201,3 @@ def _read_json(path: Path) -> dict:
     except (OSError, json.JSONDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _write_lines(path: Path, rows: list[dict]) -> None:
-    """Whole or not at all: a temporary file renamed over the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    with temporary.open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
