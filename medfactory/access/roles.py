@@ -12,10 +12,12 @@ from medfactory.access.errors import AccessError, Forbidden
 from medfactory.access.users import get_user, has_users, list_users
 from medfactory.store.db import Store
 
-# What each permission is for: reading reports, exporting people's data, managing
-# users and the audit log, deleting conversations.
+# What each permission is for: reading reports, making review studies and moving
+# raters' sheets, exporting people's data, managing users and the audit log,
+# deleting conversations.
 PERMISSIONS = {
     "report": ("lead", "admin"),
+    "study": ("lead", "admin"),
     "export": ("lead", "admin"),
     "users": ("admin",),
     "audit": ("admin",),

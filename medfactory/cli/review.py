@@ -52,9 +52,10 @@ def review() -> None:
     show_default=True,
     help="Score axes, 1-5 for each answer.",
 )
+@AS
 @DB
 def create(
-    name, first, second, drafts, more, raters, arbiter, overlap, items, seed, axes, db
+    name, first, second, drafts, more, raters, arbiter, overlap, items, seed, axes, as_name, db
 ) -> None:
     """Make a study from prediction files over the same prompts, or from drafts.
 
@@ -64,6 +65,7 @@ def create(
     With --drafts each item is one drafted question and answer, shown with the
     passage it was drafted from, to accept, edit or reject.
     """
+    from medfactory.access.roles import acting_user
     from medfactory.review.studies import StudySpec, create_study, created_line
 
     if drafts and (first or second or more):
@@ -75,7 +77,9 @@ def create(
         raters=raters.split(","), arbiter=arbiter, overlap=overlap, items=items, seed=seed,
         axes=tuple(a.strip() for a in axes.split(",") if a.strip()), drafts=drafts,
     )  # fmt: skip
-    click.echo(created_line(create_study(_store(db), spec)))
+    store = _store(db)
+    actor = acting_user(store, as_name, "study")
+    click.echo(created_line(create_study(store, spec, actor)))
 
 
 @with_example("medfactory review serve r1 --port 8300")
@@ -171,18 +175,22 @@ def report(name, out, as_json, as_name, db) -> None:
 @click.option("--rater", required=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help=".xlsx or .csv")  # fmt: skip
+@AS
 @DB
-def sheet(name, rater, out, db) -> None:
+def sheet(name, rater, out, as_name, db) -> None:
     """Write a rater's blind sheet (their earlier ratings filled in).
 
     A .csv sheet's first row is a legend of the allowed values; the import skips it.
     """
     import shlex
 
+    from medfactory.access.roles import acting_user
     from medfactory.review.sheets import write_sheet
 
-    rows = write_sheet(_store(db), name, rater, out)
+    store = _store(db)
+    rows = write_sheet(store, name, rater, out, acting_user(store, as_name, "study"))
     again = ["medfactory", "review", "import", name, str(out), "--rater", rater]
+    again += ["--as", as_name] if as_name else []
     again += ["--db", db] if db else []
     click.echo(f"wrote {out}: {rows} items for {rater}; once filled in, import it with:")
     click.echo(f"  {shlex.join(again)}")
@@ -193,13 +201,16 @@ def sheet(name, rater, out, db) -> None:
 @click.argument("name")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--rater", required=True)
+@AS
 @DB
-def import_(name, file, rater, db) -> None:
+def import_(name, file, rater, as_name, db) -> None:
     """Read a filled sheet back: every row checked (its answers in this rater's own order),
     then stored as that rater's ratings; a sheet of another rater's is refused whole."""
+    from medfactory.access.roles import acting_user
     from medfactory.review.sheets import import_sheet
 
-    result = import_sheet(_store(db), name, file, rater)
+    store = _store(db)
+    result = import_sheet(store, name, file, rater, acting_user(store, as_name, "study"))
     click.echo(f"{file}: {result['rated']} rated rows stored for {rater}")
 
 

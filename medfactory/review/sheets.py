@@ -106,8 +106,9 @@ def _conversation_text(messages: list[dict]) -> str:
     return "\n\n".join(f"[{m['role']}] {m['content']}" for m in messages)
 
 
-def write_sheet(store: Store, name: str, rater_name: str, path: Path) -> int:
-    """The rater's queue as a blind sheet (their earlier ratings filled in); returns rows."""
+def write_sheet(store: Store, name: str, rater_name: str, path: Path, actor: str = "") -> int:
+    """The rater's queue as a blind sheet (their earlier ratings filled in); returns rows.
+    The sheet carries model answers out of the store, so it is audited."""
     with store.session() as session:
         study = find_study(session, name)
         rater = find_rater(session, study, rater_name)
@@ -148,6 +149,8 @@ def write_sheet(store: Store, name: str, rater_name: str, path: Path) -> int:
             writer.writerows(rows)
     else:
         raise SheetError(f"{path}: write a .xlsx or .csv sheet")
+    record(store, actor or os_user(), "sheet-written", name,
+           {"rater": rater_name, "file": path.name, "rows": len(rows)})  # fmt: skip
     return len(rows)
 
 
@@ -309,7 +312,7 @@ class _Orders:
         )
 
 
-def import_sheet(store: Store, name: str, path: Path, rater_name: str) -> dict:
+def import_sheet(store: Store, name: str, path: Path, rater_name: str, actor: str = "") -> dict:
     """Check every row first (against the rater's own order of the answers), then store
     each rated row as that rater's rating."""
     path = Path(path)
@@ -383,5 +386,5 @@ def import_sheet(store: Store, name: str, path: Path, rater_name: str) -> dict:
     for position, submission in submissions:  # an unchanged row stores nothing new
         submit(store, rater_id, position, submission, submit_key=None, source="sheet")
     details = {"rater": rater_name, "file": path.name, "rated": len(submissions)}
-    record(store, os_user(), "sheet-imported", name, details)
+    record(store, actor or os_user(), "sheet-imported", name, details)
     return {"rated": len(submissions), "rows": len(rows)}

@@ -70,7 +70,7 @@ def line_up(paths: list[Path]) -> list[list[dict]]:
     return runs
 
 
-def create_study(store: Store, spec: StudySpec) -> dict:
+def create_study(store: Store, spec: StudySpec, actor: str = "") -> dict:
     """Make the study; returns what was made: versions, items drawn (and how many the
     files hold, for an --items beyond them) and each rater's share."""
     if not NAME_RULE.fullmatch(spec.name):
@@ -136,9 +136,8 @@ def create_study(store: Store, spec: StudySpec) -> dict:
                         item_id=item.id, rater_id=people[r].id, left_first=rng.random() < 0.5
                     )
                 )
-    record(
-        store, os_user(), "study-created", spec.name, {"raters": raters, "arbiter": spec.arbiter}
-    )
+    details = {"raters": raters, "arbiter": spec.arbiter}
+    record(store, actor or os_user(), "study-created", spec.name, details)
     return {
         "study": spec.name,
         "kind": kind,

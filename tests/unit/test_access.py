@@ -262,3 +262,33 @@ def test_a_study_and_an_ab_export_are_audited_with_what_and_how_many_rows(store,
     assert log[0][1:3] == ("study-created", "s1") and log[0][3]["raters"] == ["d1", "d2"]
     assert log[1][:3] == ("lee", "ab-export", "ab") and log[1][3]["name"] == "ab_fb"
     assert log[1][3]["rows"] == sum(sum(splits.values()) for splits in written.values()) > 0
+
+
+def test_studies_and_raters_sheets_are_a_leads_and_recorded_under_them(store, db, tmp_path):
+    rows = [{"prompt": f"<|im_start|>user\nq{i}<|im_end|>\n<|im_start|>assistant\n",
+             "predict": "{v} " + str(i), "label": ""} for i in range(2)]  # fmt: skip
+    files = []
+    for version in ("a", "b"):
+        path = tmp_path / version / "generated_predictions.jsonl"
+        path.parent.mkdir()
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows).replace("{v}", version))
+        files.append(str(path))
+    add_user(store, "boss", "admin")
+    add_user(store, "lee", "lead")
+    add_user(store, "doc", "clinician")
+    create = ("review", "create", "s2", "--a", files[0], "--b", files[1], "--raters", "d1,d2")
+    sheet = tmp_path / "d1.csv"
+    steps = (create, ("review", "sheet", "s2", "--rater", "d1", "--out", str(sheet)),
+             ("review", "import", "s2", str(sheet), "--rater", "d1"))  # fmt: skip
+    for args in steps:
+        unnamed = run(db, *args)
+        assert unnamed.exit_code == 1 and "--as NAME" in unnamed.output, args
+        refused = run(db, *args, "--as", "doc")
+        assert refused.exit_code == 1 and "403: doc is a clinician" in refused.output, args
+        done = run(db, *args, "--as", "lee")
+        assert done.exit_code == 0, (args, done.output)
+    assert "--as lee" in run(db, *steps[1], "--as", "lee").output  # the import line to run
+    log = [(e.actor, e.action, e.target) for e in entries(store)]
+    assert log[:3] == [("lee", "study-created", "s2"), ("lee", "sheet-written", "s2"),
+                       ("lee", "sheet-imported", "s2")]  # fmt: skip
+    assert entries(store)[1].details == {"rater": "d1", "file": "d1.csv", "rows": 2}
