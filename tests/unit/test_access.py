@@ -43,6 +43,19 @@ def run(db, *args):
     return CliRunner().invoke(cli, [*args, "--db", f"sqlite:///{db}"])
 
 
+def prediction_files(folder, count: int) -> list:
+    """Two versions' generated_predictions.jsonl over the same `count` prompts."""
+    rows = [{"prompt": f"<|im_start|>user\nq{i}<|im_end|>\n<|im_start|>assistant\n",
+             "predict": "{v} " + str(i), "label": ""} for i in range(count)]  # fmt: skip
+    files = []
+    for version in ("a", "b"):
+        path = folder / version / "generated_predictions.jsonl"
+        path.parent.mkdir()
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows).replace("{v}", version))
+        files.append(path)
+    return files
+
+
 def test_a_token_is_stored_only_as_its_sha256(store, db):
     user, token = add_user(store, "dr.li", "clinician", "li@example.org")
     assert user.role == "clinician" and len(token) >= 40
@@ -243,14 +256,7 @@ def test_a_schema_4_store_gains_users_and_audit(db):
 def test_a_study_and_an_ab_export_are_audited_with_what_and_how_many_rows(store, db, tmp_path):
     from medfactory.review.studies import StudySpec, create_study
 
-    rows = [{"prompt": f"<|im_start|>user\nq{i}<|im_end|>\n<|im_start|>assistant\n",
-             "predict": "{v} " + str(i), "label": ""} for i in range(3)]  # fmt: skip
-    files = []
-    for version in ("a", "b"):
-        path = tmp_path / version / "generated_predictions.jsonl"
-        path.parent.mkdir()
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows).replace("{v}", version))
-        files.append(path)
+    files = prediction_files(tmp_path, 3)
     create_study(store, StudySpec("s1", files, ["d1", "d2"], overlap=1))
     _exchanges(store)
     add_user(store, "lee", "lead")
@@ -265,14 +271,7 @@ def test_a_study_and_an_ab_export_are_audited_with_what_and_how_many_rows(store,
 
 
 def test_studies_and_raters_sheets_are_a_leads_and_recorded_under_them(store, db, tmp_path):
-    rows = [{"prompt": f"<|im_start|>user\nq{i}<|im_end|>\n<|im_start|>assistant\n",
-             "predict": "{v} " + str(i), "label": ""} for i in range(2)]  # fmt: skip
-    files = []
-    for version in ("a", "b"):
-        path = tmp_path / version / "generated_predictions.jsonl"
-        path.parent.mkdir()
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows).replace("{v}", version))
-        files.append(str(path))
+    files = [str(path) for path in prediction_files(tmp_path, 2)]
     add_user(store, "boss", "admin")
     add_user(store, "lee", "lead")
     add_user(store, "doc", "clinician")
