@@ -67,21 +67,26 @@ class URL(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
-# Options shared by several commands; each is applied last-first so --help lists
-# them in the order written here, reversed.
+def options(*decorators: Callable) -> Callable:
+    """Several click options as one decorator; --help lists them in the order given."""
+
+    def apply(function: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
 
 
-def server_client(function: Callable) -> Callable:
-    """--endpoint, --api-key, --model-name: how a command reaches a running server."""
-    for option in (
-        click.option("--model-name", help="Served model name [default: the server's last listed]."),
-        click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="The server's API key."),
-        click.option(
-            "--endpoint", required=True, type=URL(), help="Base URL of an OpenAI-compatible server."
-        ),
-    ):
-        function = option(function)
-    return function
+# Options shared by several commands.
+
+server_client = options(
+    click.option(
+        "--endpoint", required=True, type=URL(), help="Base URL of an OpenAI-compatible server."
+    ),
+    click.option("--api-key", envvar="MEDFACTORY_API_KEY", help="The server's API key."),
+    click.option("--model-name", help="Served model name [default: the server's last listed]."),
+)  # --endpoint, --api-key, --model-name: how a command reaches a running server
 
 
 # One rule for every command: the project's dataset_info/ (or $MEDFACTORY_DATASET_DIR),
@@ -102,15 +107,11 @@ RULES = click.option(
 )
 
 
-def registered_split(function: Callable) -> Callable:
-    """--dataset, --dataset-dir: a split registered in DATASET_DIR/dataset_info.json."""
-    dataset_dir = DATASET_DIR
-    dataset = click.option(
-        "--dataset", required=True, help="A registered split, e.g. huatuo_sample_test."
-    )
-    for option in (dataset_dir, dataset):
-        function = option(function)
-    return function
+# --dataset, --dataset-dir: a split registered in DATASET_DIR/dataset_info.json.
+registered_split = options(
+    click.option("--dataset", required=True, help="A registered split, e.g. huatuo_sample_test."),
+    DATASET_DIR,
+)
 
 
 # The feedback store every review and A/B command reads and writes.
@@ -136,32 +137,30 @@ def _split_ratios(_ctx, _param, value: str) -> tuple[float, ...]:
         raise click.BadParameter(str(error)) from None
 
 
-def export_options(function: Callable) -> Callable:
-    """How `review export` and `ab export` write and register what they export."""
-    for option in (
-        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
-        click.option("--force", is_flag=True, help="Replace datasets of the same names."),
-        click.option("--seed", default=42, show_default=True, help="Seed of the split."),
-        click.option(
-            "--split",
-            default="0.8,0.1,0.1",
-            show_default=True,
-            callback=_split_ratios,
-            help="train,val,test ratios.",
-        ),  # fmt: skip
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["sharegpt", "alpaca"]),
-            default="sharegpt",
-            show_default=True,
-            help="LLaMA-Factory format (KTO data is always ShareGPT).",
-        ),  # fmt: skip
-        DATASET_DIR,
-        click.option("--name", required=True, help="Datasets NAME_dpo|kto|sft_train/_val/_test."),
-    ):
-        function = option(function)
-    return function
+def dataset_format(help: str = "LLaMA-Factory dataset format.") -> Callable:
+    """--format sharegpt|alpaca, of what a command writes and registers."""
+    return click.option(
+        "--format", "fmt", type=click.Choice(["sharegpt", "alpaca"]), default="sharegpt",
+        show_default=True, help=help,
+    )  # fmt: skip
+
+
+# How `review export` and `ab export` write and register what they export.
+export_options = options(
+    click.option("--name", required=True, help="Datasets NAME_dpo|kto|sft_train/_val/_test."),
+    DATASET_DIR,
+    dataset_format("LLaMA-Factory format (KTO data is always ShareGPT)."),
+    click.option(
+        "--split",
+        default="0.8,0.1,0.1",
+        show_default=True,
+        callback=_split_ratios,
+        help="train,val,test ratios.",
+    ),  # fmt: skip
+    click.option("--seed", default=42, show_default=True, help="Seed of the split."),
+    click.option("--force", is_flag=True, help="Replace datasets of the same names."),
+    click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+)
 
 
 def unwind_on_termination() -> None:

@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from converters.sources import SOURCES
-from medfactory.cli.common import DATASET_DIR, RULES, URL, ExampleGroup, with_example
+from medfactory.cli.common import (
+    DATASET_DIR,
+    RULES,
+    URL,
+    ExampleGroup,
+    dataset_format,
+    with_example,
+)
 from medfactory.cli.sql import WithSqlSource
 from medfactory.reporting import dumps
 
@@ -45,14 +52,7 @@ def download(source: str, subset: str | None, dest: Path, endpoint: str | None) 
 @data.command()
 @click.argument("source", type=click.Choice(list(SOURCES)))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["sharegpt", "alpaca"]),
-    default="sharegpt",
-    show_default=True,
-    help="LLaMA-Factory dataset format.",
-)
+@dataset_format()
 @click.option(
     "--name", required=True, help="Dataset name; splits register as NAME_train/_val/_test."
 )

@@ -15,6 +15,7 @@ from medfactory.cli.common import (
     URL,
     ExampleGroup,
     open_db,
+    options,
     registered_split,
     server_client,
     with_example,
@@ -29,6 +30,32 @@ THINK = click.option(
     "(reported separately); keep: score the raw text.",
 )
 WORKERS = click.option("--workers", type=int, help="Processes [default: all cores].")
+
+
+# --rag INDEX, --top K and --index-dir, as `eval endpoint` and `eval exam` take them.
+rag_options = options(
+    click.option(
+        "--rag",
+        metavar="INDEX",
+        help="Retrieve from this index (`medfactory rag index`) and put the passages "
+        "before each question.",
+    ),
+    click.option("--top", default=3, show_default=True, help="Passages per question, with --rag."),
+    click.option(
+        "--index-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Folder of the indexes, with --rag [default: the project's saves/rag/].",
+    ),
+)
+
+
+def _augmenter(rag: str | None, top: int, index_dir: Path | None):
+    """The index opened before any request (a missing one is one line), or None."""
+    if not rag:
+        return None
+    from medfactory.rag import augmenter
+
+    return augmenter(rag, top, index_dir)
 
 
 def model_version(function):
@@ -128,18 +155,7 @@ def predictions(file: Path, think: str | None, workers: int | None, model_versio
     type=click.Path(path_type=Path),
     help="Output folder [default: saves/eval/DATASET].",
 )
-@click.option(
-    "--rag",
-    metavar="INDEX",
-    help="Retrieve from this index (`medfactory rag index`) and put the passages before "
-    "each question.",
-)
-@click.option("--top", default=3, show_default=True, help="Passages per question, with --rag.")
-@click.option(
-    "--index-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of the indexes, with --rag [default: the project's saves/rag/].",
-)
+@rag_options
 @THINK
 @WORKERS
 @model_version
@@ -164,11 +180,7 @@ def endpoint(
     from medfactory.evaluation.generate import evaluate_endpoint
     from medfactory.evaluation.scoring import SCORES_FILE
 
-    augment = None
-    if rag:
-        from medfactory.rag import augmenter
-
-        augment = augmenter(rag, top, index_dir)
+    augment = _augmenter(rag, top, index_dir)
     path, scores = evaluate_endpoint(
         Endpoint(endpoint, api_key=api_key, model=model_name), dataset, dataset_dir, out,
         max_samples=max_samples, concurrency=concurrency, temperature=temperature,
@@ -271,7 +283,8 @@ def safety(predictions, rules, examples, out, as_json, model_version, tracking_u
 
 @with_example(
     "medfactory eval exam --endpoint http://127.0.0.1:8000 --benchmark ceval-medical\n"
-    "  medfactory eval exam --endpoint http://127.0.0.1:8000 --benchmark our_exam.csv"
+    "  medfactory eval exam --endpoint http://127.0.0.1:8000 --benchmark our_exam.csv "
+    "--rag guidelines"
 )
 @eval_group.command()
 @server_client
@@ -297,27 +310,33 @@ def safety(predictions, rules, examples, out, as_json, model_version, tracking_u
     help="Output folder [default: saves/exam/BENCHMARK/MODEL].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@rag_options
 @model_version
 def exam(
     endpoint, api_key, model_name, benchmark, data_dir, limit, concurrency, max_tokens, out,
-    as_json, model_version, tracking_uri,
+    as_json, rag, top, index_dir, model_version, tracking_uri,
 ) -> None:  # fmt: skip
     """Multiple-choice accuracy of a served model, through EvalScope.
 
     Accuracy per subject with Wilson 95 % intervals; writes OUT/exam.json (every
     question, the letter read from the answer, right or wrong). Compare a base and a
     fine-tune with `medfactory eval compare BASE/exam.json TUNED/exam.json`.
+
+    With --rag INDEX each question reaches the server with the top passages retrieved
+    for it (through a local relay in front of the server; the passages given are in
+    OUT/passages.jsonl): base, base+RAG, tuned and tuned+RAG sit the same exam.
     """
     from deploy.client import Endpoint
     from medfactory.evaluation.exam import EXAM_FILE, sit_exam
 
+    augment = _augmenter(rag, top, index_dir)
     report, out = sit_exam(
         benchmark, Endpoint(endpoint, api_key=api_key, model=model_name), out, data_dir,
-        limit, concurrency, max_tokens, _progress(),
+        limit, concurrency, max_tokens, _progress(), rag=(rag, augment) if rag else None,
     )  # fmt: skip
     _attach(model_version, tracking_uri, "exam", report, [out / EXAM_FILE],
             {"benchmark": benchmark, "endpoint": endpoint, "model": model_name, "limit": limit,
-             "max_tokens": max_tokens})  # fmt: skip
+             "max_tokens": max_tokens, "rag": rag, "top": top if rag else None})  # fmt: skip
     if as_json:
         click.echo(dumps({k: v for k, v in report.items() if k != "per_question"}))
         return

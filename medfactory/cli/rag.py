@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from medfactory.cli.common import ExampleGroup, with_example
+from medfactory.cli.common import ExampleGroup, options, with_example
 
 INDEX_DIR = click.option(
     "--index-dir",
@@ -18,30 +17,27 @@ TOP = click.option("--top", default=3, show_default=True, help="Passages to retr
 JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
-def retrieval_options(function: Callable) -> Callable:
-    """How `search` and `eval` rank: --mode, and where the query's embedding comes from."""
-    for option in (
-        click.option(
-            "--api-key",
-            envvar="MEDFACTORY_EMBEDDINGS_API_KEY",
-            help="The embeddings server's API key.",
-        ),  # fmt: skip
-        click.option(
-            "--embeddings-endpoint",
-            help="The embeddings server [default: the one the index was built with].",
-        ),
-        click.option(
-            "--mode",
-            type=click.Choice(["auto", "bm25", "dense", "hybrid"]),
-            default="auto",
-            show_default=True,
-            help="auto: BM25 and dense fused by reciprocal rank when the index holds vectors, "
-            "else BM25.",
-        ),
-        INDEX_DIR,
-    ):
-        function = option(function)
-    return function
+# How `search` and `eval` rank: --mode, and where the query's embedding comes from.
+retrieval_options = options(
+    INDEX_DIR,
+    click.option(
+        "--mode",
+        type=click.Choice(["auto", "bm25", "dense", "hybrid"]),
+        default="auto",
+        show_default=True,
+        help="auto: BM25 and dense fused by reciprocal rank when the index holds vectors, "
+        "else BM25.",
+    ),
+    click.option(
+        "--embeddings-endpoint",
+        help="The embeddings server [default: the one the index was built with].",
+    ),
+    click.option(
+        "--api-key",
+        envvar="MEDFACTORY_EMBEDDINGS_API_KEY",
+        help="The embeddings server's API key.",
+    ),  # fmt: skip
+)
 
 
 @click.group(cls=ExampleGroup)

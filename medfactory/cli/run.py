@@ -6,27 +6,23 @@ from pathlib import Path
 
 import click
 
-from medfactory.cli.common import with_example
+from medfactory.cli.common import options, with_example
 
 RECIPE = click.argument("recipe", type=click.Path(path_type=Path))
 OVERRIDES = click.argument("overrides", nargs=-1)
 
 
-def tracking_options(function):
-    """--tracking-uri, --no-tracking, --require-tracking, --model-name."""
-    options = (
-        click.option("--tracking-uri", help="MLflow store to record in [default: "
-                     "$MLFLOW_TRACKING_URI, else sqlite under saves/mlflow/]."),
-        click.option("--no-tracking", is_flag=True, help="Record nothing (also "
-                     "MEDFACTORY_TRACKING=off)."),
-        click.option("--require-tracking", is_flag=True, help="Fail, before starting, when "
-                     "the store does not answer (default: warn once, record locally)."),
-        click.option("--model-name", help="Registered model name [default: the output "
-                     "folder's path under saves/ without its last part, e.g. tiny-lora]."),
-    )  # fmt: skip
-    for option in reversed(options):
-        function = option(function)
-    return function
+# --tracking-uri, --no-tracking, --require-tracking, --model-name.
+tracking_options = options(
+    click.option("--tracking-uri", help="MLflow store to record in [default: "
+                 "$MLFLOW_TRACKING_URI, else sqlite under saves/mlflow/]."),
+    click.option("--no-tracking", is_flag=True, help="Record nothing (also "
+                 "MEDFACTORY_TRACKING=off)."),
+    click.option("--require-tracking", is_flag=True, help="Fail, before starting, when "
+                 "the store does not answer (default: warn once, record locally)."),
+    click.option("--model-name", help="Registered model name [default: the output "
+                 "folder's path under saves/ without its last part, e.g. tiny-lora]."),
+)  # fmt: skip
 
 
 def _run(command: str, recipe: Path, overrides, tracking: dict, distributed=None) -> None:

@@ -7,7 +7,7 @@ from functools import partial
 
 import click
 
-from medfactory.cli.common import URL, registered_split, with_example
+from medfactory.cli.common import URL, dataset_format, registered_split, with_example
 from medfactory.cli.reward import build_from_options, verifier_options
 from medfactory.reporting import dumps
 
@@ -47,14 +47,7 @@ def _split_ratios(_ctx, _param, value: str) -> tuple[float, ...]:
 @click.option("--temperature", default=0.8, show_default=True, help="Sampling temperature.")
 @click.option("--max-tokens", default=1024, show_default=True, help="Tokens per answer.")
 @click.option("--concurrency", default=4, show_default=True, help="Requests in flight.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["sharegpt", "alpaca"]),
-    default="sharegpt",
-    show_default=True,
-    help="LLaMA-Factory format of the exports.",
-)
+@dataset_format("LLaMA-Factory format of the exports.")
 @click.option(
     "--split", default="1", show_default=True, callback=_split_ratios,
     help="train,val,test ratios of the exports ('1': train only).",

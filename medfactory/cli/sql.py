@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from medfactory.cli.common import DATASET_DIR, RULES, with_example
+from medfactory.cli.common import DATASET_DIR, RULES, dataset_format, with_example
 
 
 @with_example(
@@ -54,14 +54,7 @@ from medfactory.cli.common import DATASET_DIR, RULES, with_example
     type=click.Path(dir_okay=False, path_type=Path),
     help="A YAML column map (columns:, roles:); --column wins.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["sharegpt", "alpaca"]),
-    default="sharegpt",
-    show_default=True,
-    help="LLaMA-Factory dataset format.",
-)
+@dataset_format()
 @click.option(
     "--name", required=True, help="Dataset name; splits register as NAME_train/_val/_test."
 )

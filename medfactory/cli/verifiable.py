@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from medfactory.cli.common import DATASET_DIR, with_example
+from medfactory.cli.common import DATASET_DIR, dataset_format, with_example
 from medfactory.reporting import dumps
 
 
@@ -27,14 +27,7 @@ def _prompt_set_command(kind: str, example: str, about: str) -> click.Command:
         help="The share of questions kept out of training, for evaluation after it.",
     )
     @click.option("--seed", default=42, show_default=True, help="Seed of the held-out split.")
-    @click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["sharegpt", "alpaca"]),
-        default="sharegpt",
-        show_default=True,
-        help="LLaMA-Factory dataset format.",
-    )
+    @dataset_format()
     @click.option("--system", default="", help="System prompt stored with every prompt.")
     @click.option("--force", is_flag=True, help="Replace registered entries of the same name.")
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -28,7 +29,7 @@ import numpy as np
 
 from medfactory.evaluation.errors import ExamError
 from medfactory.evaluation.progress import Progress, no_progress
-from medfactory.reporting import read_jsonl, write_json
+from medfactory.reporting import read_jsonl, write_json, write_jsonl
 from medfactory.stats.bootstrap import RESAMPLES, paired_bootstrap
 from medfactory.stats.intervals import wilson
 
@@ -347,10 +348,13 @@ def sit_exam(
     concurrency: int = 8,
     max_tokens: int = 512,
     progress: Progress = no_progress,
+    rag: tuple[str, Callable] | None = None,
 ) -> tuple[dict, Path]:
     """`eval exam`: check the benchmark, then the server (`endpoint`, a deploy.client
     Endpoint), run it; the report and the folder holding exam.json
-    [default: saves/exam/BENCHMARK/MODEL]."""
+    [default: saves/exam/BENCHMARK/MODEL]. With `rag` (the index's name and its
+    augmenter) EvalScope asks through a local relay that puts the retrieved passages
+    before each question; the passages given are kept in OUT/passages.jsonl."""
     check_benchmark(benchmark)
     model = endpoint.check()
     out = out or Path("saves/exam") / exam_name(benchmark) / model.replace("/", "_")
@@ -358,9 +362,22 @@ def sit_exam(
         benchmark=benchmark, endpoint=endpoint.url, model=model, api_key=endpoint.api_key,
         out=out, data_dir=data_dir, limit=limit, concurrency=concurrency, max_tokens=max_tokens,
     )  # fmt: skip
-    task = prepare_exam(run)
-    with progress(f"asking {model} ({exam_name(benchmark)}, EvalScope)", task.total) as advance:
-        return run_exam(task, on_progress=advance), out
+    with contextlib.ExitStack() as stack:
+        if rag:
+            from medfactory.rag.relay import Relay
+
+            relay = stack.enter_context(Relay(endpoint.url, rag[1]))
+            run = dataclasses.replace(run, endpoint=relay.url)
+        task = prepare_exam(run)
+        title = f"asking {model} ({exam_name(benchmark)}{' + ' + rag[0] if rag else ''}, EvalScope)"
+        with progress(title, task.total) as advance:
+            report = run_exam(task, on_progress=advance)
+    if rag:
+        write_jsonl(out / "passages.jsonl", relay.given)
+        report["endpoint"] = endpoint.url  # the server, not the relay in front of it
+        report["rag"] = {"index": rag[0], "questions_with_passages": len(relay.given)}
+        write_json(out / EXAM_FILE, report)
+    return report, out
 
 
 def _lines(path: Path) -> int:

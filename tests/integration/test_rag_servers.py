@@ -22,11 +22,13 @@ from deploy.process import free_port
 from deploy.server import Server, ServerSpec
 from medfactory import paths
 from medfactory.cli import cli
+from medfactory.evaluation.exam import read_exam_file
 from medfactory.rag import augmenter
 from medfactory.rag.search import Retriever
 
 REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = REPO / "dataset_info" / "samples" / "documents"
+EXAM = REPO / "dataset_info" / "samples" / "medical_exam_sample.csv"
 KEY = "embed-key"
 
 
@@ -207,3 +209,28 @@ def test_a_gateway_arm_on_a_missing_index_does_not_start(ab_server, tmp_path):
     with pytest.raises(AssertionError, match="nowhere"):
         Gateway(arms, f"sqlite:///{tmp_path / 'ab.db'}", tmp_path / "gw.log",
                 "--index-dir", str(tmp_path))  # fmt: skip
+
+
+def test_an_exam_with_retrieval_sends_each_question_with_its_passages(tiny_server, tmp_path):
+    """`eval exam --rag`: EvalScope asks through the relay, every question it asks gets
+    its passages, and the report names the server and the index."""
+    assert run("index", DOCUMENTS, "--name", "g", "--index-dir", tmp_path).exit_code == 0
+    out = tmp_path / "exam+rag"
+    result = CliRunner().invoke(
+        cli,
+        ["eval", "exam", "--endpoint", tiny_server.spec.base_url, "--api-key", "test-key",
+         "--model-name", "tiny", "--benchmark", str(EXAM), "--limit", "1", "--max-tokens", "8",
+         "--rag", "g", "--top", "2", "--index-dir", str(tmp_path), "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "exam.json").read_text())
+    asked = report["overall"]["questions"]
+    assert asked == len(report["subjects"]) >= 2  # --limit 1: one question a subject
+    assert report["endpoint"] == tiny_server.spec.base_url
+    assert report["rag"] == {"index": "g", "questions_with_passages": asked}
+    given = [json.loads(line) for line in (out / "passages.jsonl").open()]
+    retriever = Retriever.open("g", tmp_path)
+    for row in given:
+        assert row["passages"] == [p.source() for p in retriever.search(row["question"], 2)]
+    stems = {q["question"] for q in read_exam_file(EXAM)}
+    assert sum(any(stem in row["question"] for stem in stems) for row in given) == asked

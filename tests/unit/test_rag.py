@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from click.testing import CliRunner
 
 from medfactory.cli import cli
@@ -263,6 +264,34 @@ def test_a_question_nothing_matches_still_reaches_the_model(guidelines):
     )
     assert passages == []
     assert "没有检索到相关资料" in augmented[0]["content"]
+
+
+def test_the_relay_puts_the_passages_into_each_chat_request_and_keeps_them(guidelines):
+    """What `eval exam --rag` puts between EvalScope and the server."""
+    from openai_standin import StandIn, last_user_text
+
+    from medfactory.rag.relay import Relay
+
+    question = "血糖低于多少要马上吃糖？\nA. 3.9\nB. 7.0"
+    with StandIn(last_user_text, model="tiny") as server:
+        with Relay(server.url, augmenter("guidelines", top=2, index_dir=guidelines)) as relay:
+            models = requests.get(f"{relay.url}/v1/models", timeout=10)
+            reply = requests.post(
+                f"{relay.url}/v1/chat/completions", timeout=10,
+                json={"model": "tiny", "messages": [{"role": "user", "content": question}]},
+            )  # fmt: skip
+            refused = requests.post(f"{relay.url}/v1/chat/completions", data=b"{", timeout=10)
+        assert models.json()["data"] == [{"id": "tiny"}]
+        sent = reply.json()["choices"][0]["message"]["content"]  # the stand-in echoes it
+        assert server.requests[0]["messages"][0]["content"] == sent
+        assert "应立即口服15到20克葡萄糖" in sent and sent.rstrip().endswith("B. 7.0")
+        expected = augmenter("guidelines", top=2, index_dir=guidelines)(
+            [{"role": "user", "content": question}]
+        )[1]
+        assert relay.given == [{"question": question, "passages": expected}]
+        assert expected[0]["file"] == "diabetes.docx"
+        assert refused.status_code >= 400  # not JSON: passed on as it was, and refused there
+        assert len(server.requests) == 1
 
 
 # -- dense retrieval through an OpenAI-compatible /v1/embeddings ----------------------------
