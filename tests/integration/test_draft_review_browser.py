@@ -4,6 +4,7 @@ export holds what they accepted and how they corrected it, and LLaMA-Factory loa
 import json
 import shutil
 
+import pytest
 from language_helpers import assert_speaks, options, t
 from review_helpers import Page, medfactory
 from selenium.webdriver.common.by import By
@@ -130,3 +131,44 @@ def test_doctors_accept_edit_and_reject_drafts_and_the_export_loads(
     assert all(FIXED[2] in text for text in loaded["decoded"][1:2])
     assert screenshot.read_bytes()[:4] == b"\x89PNG"
     shutil.copy(screenshot, tmp_path / "drafts.png")
+
+
+EXAM_ROW = {
+    "id": "htn.md#0.1", "subject": "htn", "question": "成人高血压的诊断标准是？",
+    "options": ["≥120/80 mmHg", "≥130/85 mmHg", "≥140/90 mmHg", "≥160/100 mmHg"], "answer": "B",
+    "source": {"file": "guides/htn.md", "chunk": 0, "heading": "诊断", "start": 0, "end": 20},
+    "chunk_text": "诊室血压≥140/90 mmHg 可诊断高血压。",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_doctor_corrects_an_exam_questions_key_and_the_exam_has_it(browser, store_url, tmp_path):
+    exam = tmp_path / "htn.exam.jsonl"
+    exam.write_text(json.dumps(EXAM_ROW, ensure_ascii=False) + "\n")
+    made = medfactory("review", "create", "exam", "--drafts", str(exam), "--raters", "d1",
+                      "--overlap", "1", "--db", store_url)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    page = Page(store_url, "exam")
+    try:
+        open_link(browser, page.links["d1"])
+        shown = browser.find_element(By.CSS_SELECTOR, "#answer-1 .text").text
+        assert shown.splitlines() == [
+            "A. ≥120/80 mmHg", "B. ≥130/85 mmHg", "C. ≥140/90 mmHg", "D. ≥160/100 mmHg", "答案：B",
+        ]  # fmt: skip
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "起草的选项与答案" in body and "修改后的选项与答案" in body
+        assert EXAM_ROW["chunk_text"] in browser.find_element(By.ID, "source").text
+        browser.find_element(By.ID, "verdict-edit").click()
+        box = browser.find_element(By.ID, "correction")
+        assert box.get_attribute("value") == shown  # the options and key, to start from
+        box.clear()
+        box.send_keys(shown.replace("答案：B", "答案：C"))
+        submit_form(browser)
+    finally:
+        page.stop()
+    out = tmp_path / "exam" / "htn.jsonl"
+    written = medfactory("review", "export-exam", "exam", "--out", str(out), "--db", store_url)
+    assert written.returncode == 0, written.stderr
+    [question] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert question["answer"] == "C" and question["options"] == EXAM_ROW["options"]
+    assert question["question"] == EXAM_ROW["question"] and question["reviewed"] == "edit"
