@@ -147,10 +147,11 @@ abtest: $(TINY_MODEL)/config.json ## live A/B: the base and LoRA tiny model on o
 	@test -f $(ADAPTER)/adapter_config.json || $(DEMO_STAGE) convert-huatuo --only convert-medical-o1 --only train
 	$(MF) dev abtest --adapter $(ADAPTER)
 
-preference: $(TINY_MODEL)/config.json ## DPO and KTO on the tiny model from make abtest's corrections and thumbs
+preference: $(TINY_MODEL)/config.json ## DPO and KTO on the tiny model from make abtest's corrections and thumbs, continuing its SFT adapter
 	@test -f $(DATA_DIR)/abtest_kto_train.jsonl || $(MAKE) abtest
-	$(MF) train llamafactory_configs/tiny/dpo_lora.yaml
-	$(MF) train llamafactory_configs/tiny/kto_lora.yaml
+	@# each continues the demo's SFT adapter, so its version's parent is the SFT version
+	$(MF) train llamafactory_configs/tiny/dpo_lora.yaml adapter_name_or_path=$(ADAPTER)
+	$(MF) train llamafactory_configs/tiny/kto_lora.yaml adapter_name_or_path=$(ADAPTER)
 
 webui: $(TINY_MODEL)/config.json ## LLaMA-Factory's WebUI on 127.0.0.1:7860 with our datasets and the tiny model
 	$(MF) webui --model tiny --port 7860
