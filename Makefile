@@ -148,7 +148,7 @@ abtest: $(TINY_MODEL)/config.json ## live A/B: the base and LoRA tiny model on o
 	$(MF) dev abtest --adapter $(ADAPTER)
 
 preference: $(TINY_MODEL)/config.json ## DPO and KTO on the tiny model from make abtest's corrections and thumbs, continuing its SFT adapter
-	@test -f $(DATA_DIR)/abtest_kto_train.jsonl || $(MAKE) abtest
+	@test -f $(DATA_DIR)/abtest_kto_train.jsonl -a -f $(ADAPTER)/adapter_config.json || $(MAKE) abtest
 	@# each continues the demo's SFT adapter, so its version's parent is the SFT version
 	$(MF) train llamafactory_configs/tiny/dpo_lora.yaml adapter_name_or_path=$(ADAPTER)
 	$(MF) train llamafactory_configs/tiny/kto_lora.yaml adapter_name_or_path=$(ADAPTER)
