@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from medfactory.cli.common import ExampleGroup, with_example
+from medfactory.cli.common import DATASET_DIR, ExampleGroup, with_example
 from medfactory.recipes.render import METHODS, REPORT_TO, STAGES, TRAINING_STAGES
 
 
@@ -49,6 +49,39 @@ def render(
         report_to=report_to,
     )  # fmt: skip
     click.echo(f"wrote {path.relative_to(path.parents[2])}")
+
+
+@with_example(
+    "medfactory recipe easyr1 --model qwen2.5-7b-instruct --dataset o1_verifiable "
+    "--reward http://127.0.0.1:8300/score --gpus 8"
+)
+@recipe.command()
+@click.option("--model", "preset", required=True, help="Model preset (templates/presets.yaml).")
+@click.option("--dataset", required=True, help="A prompt set (`data convert medical-o1-"
+              "verifiable|exam FILE --name NAME`).")  # fmt: skip
+@click.option(
+    "--reward", required=True, help="The reward server's URL (`medfactory reward serve`)."
+)
+@click.option("--gpus", default=8, show_default=True, help="GPUs per node.")
+@click.option("--lora-rank", default=0, show_default=True, help="0: full fine-tuning; else LoRA.")
+@click.option("--rollout-n", default=8, show_default=True, help="Answers sampled per prompt.")
+@click.option("--model-path", help="A local copy of the model [default: the preset's id].")
+@DATASET_DIR
+def easyr1(preset, dataset, reward, gpus, lora_rank, rollout_n, model_path, dataset_dir) -> None:
+    """GRPO with EasyR1 on a prompt set, rewarded by medfactory's verifiers.
+
+    Writes llamafactory_configs/<model>/easyr1/grpo_<dataset>.yaml (EasyR1's own
+    config) and the prompts as EasyR1 reads them (DATASET_DIR/<dataset>.easyr1_*.jsonl).
+    EasyR1 needs GPUs and its own environment; run it from this checkout, with
+    `medfactory reward serve` answering at --reward.
+    """
+    from medfactory.recipes.easyr1 import write_easyr1
+
+    written = write_easyr1(preset, dataset, reward, gpus, lora_rank, rollout_n, model_path,
+                           dataset_dir)  # fmt: skip
+    prompts = ", ".join(f"{n} {split}" for split, n in written["prompts"].items())
+    click.echo(f"wrote {written['config']} and its prompts ({prompts})")
+    click.echo(f"run, from this checkout, in EasyR1's environment: {written['run']}")
 
 
 @with_example("medfactory recipe check")
