@@ -2,7 +2,10 @@
 
 The hash covers the row's id, time, actor, action, target and details, so a
 field edited by hand, a row deleted or rows swapped break the chain at that
-row, and `verify` names it.
+row, and `verify` names it. The newest rows deleted, or the whole chain
+rewritten with fresh hashes, leave a chain that checks; an anchor kept outside
+the database (`anchor`: how many entries and the last one's hash, written by a
+cron job to a place the database's admins cannot rewrite) catches both.
 """
 
 from __future__ import annotations
@@ -96,14 +99,33 @@ def entries(engine: Store, since: float | None = None, actor: str | None = None)
 class Verdict:
     count: int
     broken: Entry | None  # the first entry whose hash does not match
-    reason: str = ""
+    reason: str = ""  # why it is not intact (with no `broken` entry: entries are missing)
+    head: str = GENESIS  # the last entry's hash, when the chain is intact
+
+    @property
+    def intact(self) -> bool:
+        return not self.reason
 
 
-def verify(engine: Store) -> Verdict:
+def anchor(engine: Store) -> dict:
+    """The chain's head, to keep outside the database: {"entries", "head", "at"}."""
+    verdict = verify(engine)
+    if not verdict.intact:
+        raise ValueError(f"the chain is broken at entry {verdict.broken.id}: {verdict.reason}")
+    return {"entries": verdict.count, "head": verdict.head, "at": when(time.time())}
+
+
+def verify(engine: Store, anchored: dict | None = None) -> Verdict:
+    """The chain checked entry by entry, and against an anchor written earlier: the
+    anchor's entry must still be there, with the hash it had."""
     prev = GENESIS
     count = 0
     with engine.session() as session:
         rows = list(session.scalars(select(AuditRow).order_by(AuditRow.id)))
+        if anchored and len(rows) < anchored["entries"]:
+            return Verdict(len(rows), None, f"the anchor of {anchored['at']} counted "
+                           f"{anchored['entries']} entries and the log holds {len(rows)}: "
+                           f"entries {len(rows) + 1} to {anchored['entries']} were deleted")  # fmt: skip
         for expected_id, row in enumerate(rows, start=1):
             entry = Entry(row.id, row.at, row.actor, row.action, row.target, row.details or {})
             if row.id != expected_id:
@@ -113,10 +135,13 @@ def verify(engine: Store) -> Verdict:
             digest = _digest(prev, row.id, row.at, row.actor, row.action, row.target, row.details)
             if digest != row.hash:
                 return Verdict(count, entry, "its contents were changed")
+            if anchored and row.id == anchored["entries"] and row.hash != anchored["head"]:
+                return Verdict(count, entry, f"its hash differs from the anchor of "
+                               f"{anchored['at']}: the log was rewritten up to here")  # fmt: skip
             prev = row.hash
             count += 1
         total = session.scalar(select(func.count(AuditRow.id)))
-    return Verdict(total or count, None)
+    return Verdict(total or count, None, head=prev)
 
 
 def when(at: float) -> str:

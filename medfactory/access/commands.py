@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from medfactory.access.audit import Verdict, entries, record, verify, when
+import json
+from pathlib import Path
+
+from medfactory.access.audit import Verdict, anchor, entries, record, verify, when
+from medfactory.access.errors import AccessError
 from medfactory.access.roles import acting_user
 from medfactory.access.users import User, add_user, disable_user, list_users, new_token
+from medfactory.reporting import write_json
 from medfactory.store.db import Store
 
 DEFAULT_BASE = "http://127.0.0.1:7870"
@@ -49,6 +54,35 @@ def audit_entries(store: Store, as_name, since: float | None, actor: str | None)
     ]  # fmt: skip
 
 
-def audit_verify(store: Store, as_name) -> Verdict:
+def audit_verify(store: Store, as_name, anchor_file: Path | None = None) -> Verdict:
     acting_user(store, as_name, "audit")
-    return verify(store)
+    return verify(store, read_anchor(anchor_file) if anchor_file else None)
+
+
+def audit_anchor(store: Store, as_name, out: Path | None = None) -> dict:
+    """The chain's head, written to OUT when given (whole or not at all)."""
+    acting_user(store, as_name, "audit")
+    try:
+        head = anchor(store)
+    except ValueError as error:
+        raise AccessError(f"no anchor: {error}; see `medfactory audit verify`") from None
+    if out:
+        write_json(out, head)
+    return head
+
+
+def read_anchor(path: Path) -> dict:
+    """An anchor file of `audit anchor`, checked; AccessError naming what is wrong."""
+    try:
+        anchored = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not (isinstance(anchored["entries"], int) and isinstance(anchored["head"], str)):
+            raise ValueError
+        anchored.setdefault("at", str(path))
+        return anchored
+    except OSError as error:
+        raise AccessError(f"--anchor {path}: {error.strerror}") from None
+    except (ValueError, KeyError, TypeError):
+        raise AccessError(
+            f'--anchor {path}: not an anchor ({{"entries", "head", "at"}} from '
+            "`medfactory audit anchor`)"
+        ) from None

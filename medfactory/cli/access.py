@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -117,21 +118,48 @@ def audit_list(since, actor, as_json, as_name, db) -> None:
         )
 
 
-@with_example("medfactory audit verify --db postgresql://medfactory@db/feedback")
+@with_example("medfactory audit verify --anchor /mnt/worm/audit-anchor.json")
 @audit.command()
+@click.option(
+    "--anchor", "anchor_file", type=click.Path(dir_okay=False, path_type=Path),
+    help="An anchor written earlier by `audit anchor`: the entries it counted must still be "
+    "there, unchanged (catches the newest entries deleted, or the chain rewritten).",
+)  # fmt: skip
 @AS
 @DB
-def verify(as_name, db) -> None:
+def verify(anchor_file, as_name, db) -> None:
     """Check the hash chain: exit 0 when intact, 1 naming the first entry that is not."""
     from medfactory.access.audit import when
     from medfactory.access.commands import audit_verify
 
-    verdict = audit_verify(open_db(db), as_name)
-    if verdict.broken is None:
-        click.echo(f"{verdict.count} entries, chain intact")
+    verdict = audit_verify(open_db(db), as_name, anchor_file)
+    if verdict.intact:
+        against = f", and holds the anchor's entries ({anchor_file})" if anchor_file else ""
+        click.echo(f"{verdict.count} entries, chain intact{against}; head {verdict.head[:16]}")
         return
     e = verdict.broken
+    if e is None:
+        raise click.ClickException(f"audit log: {verdict.reason}")
     raise click.ClickException(
         f"audit chain broken at entry {e.id} ({when(e.at)}, {e.action}): {verdict.reason}; "
         f"{verdict.count} entries before it are intact"
     )
+
+
+@with_example("medfactory audit anchor --out /mnt/worm/audit-anchor.json")
+@audit.command(name="anchor")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the anchor there (JSON) as well as printing it.")  # fmt: skip
+@AS
+@DB
+def anchor_(out, as_name, db) -> None:
+    """Print the chain's head (entries, last hash, time) to keep outside the database.
+
+    A chain checks entry by entry, but one whose newest entries were deleted, or
+    that was rewritten with fresh hashes, still does: keep anchors where the
+    database's admins cannot change them (a write-once bucket, a log server, a
+    mail), from cron, and check with `audit verify --anchor FILE`.
+    """
+    from medfactory.access.commands import audit_anchor
+
+    click.echo(json.dumps(audit_anchor(open_db(db), as_name, out)))

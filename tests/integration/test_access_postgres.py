@@ -48,7 +48,9 @@ def test_users_audit_and_purge_hold_on_both_databases(store_url):
         record(store, INJECTION, "export", INJECTION, {"rows": n})
     runner = CliRunner()
     ok = runner.invoke(cli, ["audit", "verify", "--as", "boss", "--db", store_url])
-    assert ok.exit_code == 0 and ok.output.strip() == f"{verify(store).count} entries, chain intact"
+    assert ok.exit_code == 0 and ok.output.startswith(
+        f"{verify(store).count} entries, chain intact;"
+    )
     with store.engine.begin() as connection:
         connection.execute(sa.text("update audit set target = 'elsewhere' where id = 3"))
     broken = runner.invoke(cli, ["audit", "verify", "--as", "boss", "--db", store_url])

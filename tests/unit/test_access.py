@@ -143,7 +143,7 @@ def test_audit_verify_finds_an_edited_a_deleted_and_a_reordered_row(store, db):
     for n in range(5):
         record(store, f"user{n}", "export", f"target{n}", {"rows": n})
     result = run(db, "audit", "verify")
-    assert result.exit_code == 0 and result.output.strip() == "5 entries, chain intact"
+    assert result.exit_code == 0 and result.output.startswith("5 entries, chain intact; head ")
 
     def broken_after(sql):
         with sqlite3.connect(db) as connection:
@@ -175,6 +175,51 @@ def test_audit_verify_finds_an_edited_a_deleted_and_a_reordered_row(store, db):
         "update audit set id = 3 where id = -2;"
     )
     assert "entry 2 (" in swapped
+
+
+def test_an_anchor_kept_outside_catches_the_newest_entries_deleted_or_the_chain_rewritten(
+    store, db, tmp_path
+):
+    for n in range(4):
+        record(store, f"user{n}", "export", f"target{n}")
+    kept = tmp_path / "worm" / "anchor.json"
+    printed = json.loads(run(db, "audit", "anchor", "--out", str(kept)).output)
+    assert printed == json.loads(kept.read_text()) and printed["entries"] == 4
+    assert printed["head"] == sqlite3.connect(db).execute(
+        "select hash from audit where id = 4").fetchone()[0]  # fmt: skip
+    record(store, "user4", "export", "target4")  # the log grows after the anchor: still fine
+    grown = run(db, "audit", "verify", "--anchor", str(kept))
+    assert grown.exit_code == 0 and "5 entries, chain intact, and holds the anchor" in grown.output
+
+    with sqlite3.connect(db) as connection:  # the newest three deleted: the chain still checks
+        connection.execute("delete from audit where id >= 3")
+    assert run(db, "audit", "verify").exit_code == 0
+    deleted = run(db, "audit", "verify", "--anchor", str(kept))
+    assert deleted.exit_code == 1 and "Traceback" not in deleted.output
+    assert "counted 4 entries and the log holds 2: entries 3 to 4 were deleted" in deleted.output
+
+    # Rewritten: entry 2 changed and the chain's hashes recomputed from it on, as someone
+    # with the database and this code could; only the anchor tells.
+    from medfactory.access.audit import _digest
+
+    with sqlite3.connect(db) as connection:
+        connection.execute("delete from audit where id = 2")
+        prev = connection.execute("select hash from audit where id = 1").fetchone()[0]
+        at = time.time()
+        digest = _digest(prev, 2, at, "user1", "export", "elsewhere", {})
+        connection.execute(
+            "insert into audit (id, at, actor, action, target, details, prev_hash, hash) "
+            "values (2, ?, 'user1', 'export', 'elsewhere', '{}', ?, ?)", (at, prev, digest),
+        )  # fmt: skip
+    for n in (3, 4):
+        record(store, f"user{n}", "export", f"target{n}")
+    assert run(db, "audit", "verify").exit_code == 0
+    rewritten = run(db, "audit", "verify", "--anchor", str(kept))
+    assert rewritten.exit_code == 1 and "entry 4 (" in rewritten.output
+    assert "differs from the anchor" in rewritten.output
+    kept.write_text("{}")
+    bad = run(db, "audit", "verify", "--anchor", str(kept))
+    assert bad.exit_code == 1 and f"--anchor {kept}: not an anchor" in bad.output
 
 
 def test_the_user_commands_are_audited_under_who_ran_them(db):
