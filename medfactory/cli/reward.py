@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from medfactory.cli.common import URL, ExampleGroup, with_example
+from medfactory.cli.common import URL, ExampleGroup, options, with_example
 
 VERIFIERS = ("choice", "match", "judge", "model", "safety")
 
@@ -16,65 +16,62 @@ def reward() -> None:
     """Score answers for reinforcement (LLaMA-Factory's PPO, reward_model_type: api)."""
 
 
-def verifier_options(function):
-    """The verifier and what it needs: `reward serve` and `data sample` score alike."""
-    for option in (
-        click.option(
-            "--judge-cache",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="judge: the file of earlier judgments [default: .cache/rewards/judgments.jsonl].",
-        ),
-        click.option(
-            "--rubric",
-            default="medical-default",
-            show_default=True,
-            help="judge: a rubric name (templates/rubrics/), a YAML rubric, or HealthBench "
-            "JSONL (one rubric per prompt, found by its prompt in the text).",
-        ),
-        click.option("--judge-api-key", envvar="MEDFACTORY_JUDGE_API_KEY", help="The judge's key."),
-        click.option("--judge-model", help="The judge model [default: the server's last listed]."),
-        click.option(
-            "--judge-endpoint",
-            type=URL(),
-            help="An OpenAI-compatible judge: judge grades on the rubric; match asks it "
-            "whether an answer that does not match exactly is equivalent to the reference.",
-        ),
-        click.option("--base", help="model: the LoRA reward model's base, if not the one named."),
-        click.option(
-            "--reward-model",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="model: the output_dir of a `--stage rm` run.",
-        ),
-        click.option(
-            "--format-penalty",
-            type=float,
-            default=-1.0,
-            show_default=True,
-            help="The score of an answer no letter or final answer is read from.",
-        ),
-        click.option(
-            "--safety-penalty",
-            type=float,
-            default=0.0,
-            show_default=True,
-            help="Subtracted from the score of an answer the safety lint flags.",
-        ),
-        click.option(
-            "--answers",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="The answer key: an exam file (choice), question/answer rows (match).",
-        ),
-        click.option(
-            "--verifier",
-            type=click.Choice(VERIFIERS),
-            required=True,
-            help="choice: the letter against the key; match: the final answer against "
-            "the reference; judge: a judge model's rubric score, in [-1, 1]; model: a "
-            "trained reward model; safety: the safety lint alone.",
-        ),
-    ):
-        function = option(function)
-    return function
+# The verifier and what it needs: `reward serve` and `data sample` score alike.
+verifier_options = options(
+    click.option(
+        "--verifier",
+        type=click.Choice(VERIFIERS),
+        required=True,
+        help="choice: the letter against the key; match: the final answer against "
+        "the reference; judge: a judge model's rubric score, in [-1, 1]; model: a "
+        "trained reward model; safety: the safety lint alone.",
+    ),
+    click.option(
+        "--answers",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The answer key: an exam file (choice), question/answer rows (match).",
+    ),
+    click.option(
+        "--safety-penalty",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Subtracted from the score of an answer the safety lint flags.",
+    ),
+    click.option(
+        "--format-penalty",
+        type=float,
+        default=-1.0,
+        show_default=True,
+        help="The score of an answer no letter or final answer is read from.",
+    ),
+    click.option(
+        "--reward-model",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="model: the output_dir of a `--stage rm` run.",
+    ),
+    click.option("--base", help="model: the LoRA reward model's base, if not the one named."),
+    click.option(
+        "--judge-endpoint",
+        type=URL(),
+        help="An OpenAI-compatible judge: judge grades on the rubric; match asks it "
+        "whether an answer that does not match exactly is equivalent to the reference.",
+    ),
+    click.option("--judge-model", help="The judge model [default: the server's last listed]."),
+    click.option("--judge-api-key", envvar="MEDFACTORY_JUDGE_API_KEY", help="The judge's key."),
+    click.option(
+        "--rubric",
+        default="medical-default",
+        show_default=True,
+        help="judge: a rubric name (templates/rubrics/), a YAML rubric, or HealthBench "
+        "JSONL (one rubric per prompt, found by its prompt in the text).",
+    ),
+    click.option(
+        "--judge-cache",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="judge: the file of earlier judgments [default: .cache/rewards/judgments.jsonl].",
+    ),
+)
 
 
 def build_from_options(
