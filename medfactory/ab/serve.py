@@ -57,7 +57,7 @@ def authenticator(access: Access, store: Store):
 
 def record_start(store: Store, experiment: str, experiment_id: int, arms: list[Arm],
                  actor: str | None) -> None:  # fmt: skip
-    """The audit log's "experiment started", once: when the experiment has no exchanges yet."""
+    """The audit log's "experiment-started", once: when the experiment has no exchanges yet."""
     from medfactory.access.audit import os_user, record
 
     with store.session() as session:
@@ -66,7 +66,7 @@ def record_start(store: Store, experiment: str, experiment_id: int, arms: list[A
         )
     if begun is None:
         details = {"arms": {arm.name: arm.model for arm in arms}}
-        record(store, actor or os_user(), "experiment started", experiment, details)
+        record(store, actor or os_user(), "experiment-started", experiment, details)
 
 
 def gateway_app(

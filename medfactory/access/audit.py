@@ -70,11 +70,6 @@ def record(
         ))  # fmt: skip
 
 
-def experiment_started(engine: Store, actor: str, experiment: str, arms: list) -> None:
-    """For the gateway's recorder: the first assignment of an experiment."""
-    record(engine, actor, "experiment-started", experiment, {"arms": arms})
-
-
 def export_details(summary: dict, name: str) -> dict:
     """What an export wrote, for its audit entry: how many rows of each kind, to which name."""
     written = summary.get("written", {})
@@ -123,9 +118,10 @@ def verify(engine: Store, anchored: dict | None = None) -> Verdict:
     with engine.session() as session:
         rows = list(session.scalars(select(AuditRow).order_by(AuditRow.id)))
         if anchored and len(rows) < anchored["entries"]:
+            missing = f"entries {len(rows) + 1} to {anchored['entries']} were deleted"
             return Verdict(len(rows), None, f"the anchor of {anchored['at']} counted "
                            f"{anchored['entries']} entries and the log holds {len(rows)}: "
-                           f"entries {len(rows) + 1} to {anchored['entries']} were deleted")  # fmt: skip
+                           f"{missing}")  # fmt: skip
         for expected_id, row in enumerate(rows, start=1):
             entry = Entry(row.id, row.at, row.actor, row.action, row.target, row.details or {})
             if row.id != expected_id:

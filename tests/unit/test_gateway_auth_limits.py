@@ -258,7 +258,7 @@ def test_starting_an_experiment_is_in_the_audit_log_once(store, backend):
     started = [
         (e["actor"], e["target"])
         for e in _audit_entries(audit, store)
-        if e["action"] == "experiment started" and e["target"] == "trial"
+        if e["action"] == "experiment-started" and e["target"] == "trial"
     ]
     assert started == [("lead1", "trial")]
 
