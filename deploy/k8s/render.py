@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import jinja2
 
 from deploy.chat_templates import chat_template_path, reasoning_parser
-from deploy.k8s.spec import POSTGRES_IMAGE, ClusterSpec, K8sError, Version
+from deploy.k8s.spec import MLFLOW_PORT, POSTGRES_IMAGE, ClusterSpec, K8sError, Version
 from deploy.server import ServerSpec, server_argv
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "k8s"
@@ -72,7 +72,7 @@ def render(spec: ClusterSpec) -> dict[str, str]:
         "spec": spec, "namespace": spec.namespace, "secret": SECRET,
         "vllm_port": VLLM_PORT, "gateway_port": GATEWAY_PORT, "chat_port": CHAT_PORT,
         "review_port": REVIEW_PORT, "postgres_image": POSTGRES_IMAGE,
-        "models_claim": spec.models_claim or "medfactory-models",
+        "models_claim": spec.models_claim or "medfactory-models", "mlflow_port": MLFLOW_PORT,
     }  # fmt: skip
     files = {
         "00-namespace.yaml": env.get_template("namespace.yaml.j2").render(base),
@@ -88,6 +88,8 @@ def render(spec: ClusterSpec) -> dict[str, str]:
     )
     if not spec.external_database:
         files["10-postgres.yaml"] = env.get_template("postgres.yaml.j2").render(base)
+    if spec.tracking:
+        files["11-mlflow.yaml"] = env.get_template("mlflow.yaml.j2").render(base)
     for version in spec.versions:
         argv = vllm_argv(spec, version)
         files[f"20-vllm-{version.name}.yaml"] = env.get_template("vllm.yaml.j2").render(

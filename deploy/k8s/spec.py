@@ -26,6 +26,7 @@ VERSION_FORM = "NAME=MODEL[,adapter=PATH][,rank=R][,template=T][,weight=W]"
 VERSION_KEYS = ("adapter", "rank", "template", "weight")
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"  # the GPU build pyproject.toml pins (serve-gpu)
 POSTGRES_IMAGE = "postgres:17"
+MLFLOW_PORT = 5000
 
 
 class K8sError(ValueError):
@@ -60,6 +61,7 @@ class Secrets:
     chat_access_code: str
     database_url: str
     postgres_password: str | None  # None with an external database
+    tracking_backend_url: str | None = None  # the in-cluster MLflow server's store
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,15 @@ class ClusterSpec:
     experiment: str = "ab"
     autoscale_max: int | None = None
     queue_target: int = 5
+    tracking: bool = False  # an MLflow tracking server in the namespace
+    tracking_uri: str | None = None  # or one outside it
+
+    @property
+    def tracking_address(self) -> str | None:
+        """What MLFLOW_TRACKING_URI the workloads get."""
+        if self.tracking:
+            return f"http://medfactory-mlflow:{MLFLOW_PORT}"
+        return self.tracking_uri
 
     @property
     def gpus_per_replica(self) -> int:
@@ -184,20 +195,44 @@ def check_versions(versions: tuple[Version, ...]) -> tuple[Version, ...]:
     return versions
 
 
-def check_database_url(url: str) -> str:
+def check_database_url(url: str, option: str = "--database-url") -> str:
     """An external store's SQLAlchemy URL: PostgreSQL, with a host the pods can reach."""
     scheme, sep, rest = url.partition("://")
     if not sep or not scheme.startswith("postgresql"):
-        raise K8sError(
-            "--database-url: expected postgresql://USER:PASSWORD@HOST:5432/DB "
-            "(the store the gateway and the review page share)"
-        )
+        what = (
+            "the MLflow server's own database" if option != "--database-url"
+            else "the store the gateway and the review page share"
+        )  # fmt: skip
+        raise K8sError(f"{option}: expected postgresql://USER:PASSWORD@HOST:5432/DB ({what})")
     host = rest.rpartition("@")[2].partition("/")[0]
     try:
         parse_url(f"http://{host}")
     except URLError as error:
-        raise K8sError(f"--database-url: the host part is not usable ({error})") from None
+        raise K8sError(f"{option}: the host part is not usable ({error})") from None
+    if option != "--database-url" and scheme == "postgresql":  # psycopg 3 is the driver
+        url = "postgresql+psycopg" + url[len(scheme) :]
     return url
+
+
+def check_tracking(
+    tracking: bool, tracking_uri: str | None, backend_url: str | None, database_url: str | None
+) -> None:
+    """An MLflow server here (--tracking) or one elsewhere (--tracking-uri), not both."""
+    if tracking and tracking_uri:
+        raise K8sError("--tracking runs an MLflow server here; --tracking-uri names one "
+                       "elsewhere: give one of them")  # fmt: skip
+    if backend_url and not tracking:
+        raise K8sError("--tracking-backend-url goes with --tracking")
+    if tracking and database_url and not backend_url:
+        raise K8sError(
+            "--tracking with --database-url: give --tracking-backend-url "
+            "postgresql://USER:PASSWORD@HOST/mlflow, a database of its own for MLflow"
+        )
+    if tracking_uri:
+        try:
+            parse_url(tracking_uri)
+        except URLError as error:
+            raise K8sError(f"--tracking-uri: {error}") from None
 
 
 def check_cluster_options(
@@ -219,12 +254,20 @@ def check_cluster_options(
 
 
 def make_secrets(
-    database_url: str | None, gateway_api_key: str | None, chat_access_code: str | None
-) -> Secrets:
+    database_url: str | None, gateway_api_key: str | None, chat_access_code: str | None,
+    tracking_backend_url: str | None = None, tracking: bool = False,
+) -> Secrets:  # fmt: skip
     """The given values, and fresh random ones for the rest (the in-cluster PostgreSQL's
-    password, in the URL the gateway and the review page use)."""
+    password, in the URL the gateway and the review page use, and in the MLflow server's,
+    a database of its own on the same PostgreSQL)."""
     password = None if database_url else secrets.token_urlsafe(24)
+    if tracking and not tracking_backend_url and password:
+        # MLflow reads PostgreSQL through SQLAlchemy with psycopg 3 (installed in the image)
+        tracking_backend_url = (
+            f"postgresql+psycopg://medfactory:{password}@medfactory-postgres:5432/mlflow"
+        )
     return Secrets(
+        tracking_backend_url=tracking_backend_url if tracking else None,
         gateway_api_key=gateway_api_key or secrets.token_urlsafe(32),
         vllm_api_key=secrets.token_urlsafe(32),
         chat_access_code=chat_access_code or secrets.token_urlsafe(12),
@@ -242,7 +285,8 @@ def build_spec(
     storage_class: str | None = None, database_url: str | None = None,
     gateway_api_key: str | None = None, chat_access_code: str | None = None,
     review_study: str | None = None, experiment: str = "ab", autoscale_max: int | None = None,
-    queue_target: int = 5,
+    queue_target: int = 5, tracking: bool = False, tracking_uri: str | None = None,
+    tracking_backend_url: str | None = None,
 ) -> ClusterSpec:  # fmt: skip
     """The `deploy k8s` options, checked, with the demo's two versions when none is given."""
     parsed = check_versions(tuple(parse_version(v) for v in versions) or DEMO_VERSIONS)
@@ -258,16 +302,20 @@ def build_spec(
                           ("--experiment", experiment)):  # fmt: skip
         if value is not None and (not value.strip() or any(c.isspace() for c in value)):
             raise K8sError(f"{option} {value!r}: a name without spaces")
+    check_tracking(tracking, tracking_uri, tracking_backend_url, database_url)
     return ClusterSpec(
         versions=parsed, replicas=parse_replicas(replicas, parsed),
         secrets=make_secrets(
             check_database_url(database_url) if database_url else None, gateway_api_key,
             chat_access_code,
-        ),
+            check_database_url(tracking_backend_url, "--tracking-backend-url")
+            if tracking_backend_url else None,
+            tracking,
+        ),  # fmt: skip
         namespace=namespace, gpu_type=gpu_type, tensor_parallel_size=tensor_parallel_size,
         pipeline_parallel_size=pipeline_parallel_size, max_model_len=max_model_len, image=image,
         vllm_image=vllm_image, models_claim=models_claim, models_size=models_size,
         storage_class=storage_class, external_database=database_url is not None,
         review_study=review_study, experiment=experiment, autoscale_max=autoscale_max,
-        queue_target=queue_target,
+        queue_target=queue_target, tracking=tracking, tracking_uri=tracking_uri,
     )  # fmt: skip

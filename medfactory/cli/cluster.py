@@ -63,6 +63,17 @@ def deploy() -> None:
               "queue (needs prometheus-adapter).")  # fmt: skip
 @click.option("--queue-target", default=5, show_default=True, type=POSITIVE,
               help="--autoscale: waiting requests per replica to scale at.")  # fmt: skip
+@click.option("--tracking", is_flag=True,
+              help="Also deploy an MLflow tracking server (its own database on the store's "
+              "PostgreSQL, artifacts on a volume it serves).")  # fmt: skip
+@click.option(
+    "--tracking-uri",
+    metavar="URL",
+    help="Instead: an MLflow server outside the namespace, for MLFLOW_TRACKING_URI.",
+)
+@click.option("--tracking-backend-url", metavar="URL",
+              help="--tracking with --database-url: MLflow's own PostgreSQL database; it goes "
+              "into the Secret.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace the YAML files already in --out.")
 def k8s(out, versions, replicas, force, **options) -> None:
     """Render Kubernetes manifests for the loop: vLLM per version, gateway, pages, store.
@@ -70,9 +81,9 @@ def k8s(out, versions, replicas, force, **options) -> None:
     Plain YAML for `kubectl apply -f OUT`: a Deployment and Service per version (GPUs,
     the models volume, the chat template `serve` uses, /health probes), the gateway
     with an arm per version, the chat page, the review page, PostgreSQL (or
-    --database-url), and one Secret with the keys and the database URL, drawn at
-    random where not given. Copy the model folders onto the models volume at the
-    paths given in --version, then:
+    --database-url), the MLflow server with --tracking, and one Secret with the keys
+    and the database URLs, drawn at random where not given. Copy the model folders
+    onto the models volume at the paths given in --version, then:
 
     \b
         medfactory deploy k8s --out k8s/ --force --tensor-parallel-size 2 --review-study r1 \\

@@ -181,6 +181,66 @@ def test_an_external_database_has_no_postgresql_manifests():
     assert not any("s3cret-pw" in text for text in files.values())
 
 
+def test_tracking_deploys_an_mlflow_server_on_its_own_database_with_the_secret_hidden(tmp_path):
+    spec = build_spec([], [], tracking=True)
+    written = write_manifests(spec, tmp_path / "k8s")
+    files = {path.name: path.read_text() for path in written}
+    assert "11-mlflow.yaml" in files and "11-mlflow.yaml" not in render(build_spec([], []))
+    for doc in documents(files):
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+    server = container(find(files, "Deployment", "medfactory-mlflow"))
+    assert server["command"] == ["mlflow", "server"] and "--serve-artifacts" in server["args"]
+    backend = server["args"][server["args"].index("--backend-store-uri") + 1]
+    assert backend == "$(MLFLOW_BACKEND_STORE_URI)"
+    [env] = [e for e in server["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI"]
+    assert env["valueFrom"]["secretKeyRef"]["key"] == "tracking-backend-url"
+    assert server["readinessProbe"]["httpGet"]["path"] == "/health"
+    url = spec.secrets.tracking_backend_url
+    assert url.startswith("postgresql+psycopg://medfactory:") and url.endswith(
+        "@medfactory-postgres:5432/mlflow"
+    )
+    assert spec.secrets.postgres_password in url
+    assert not any(spec.secrets.postgres_password in text for text in files.values())
+    init = find(files, "ConfigMap", "medfactory-postgres-init")
+    assert init["data"]["mlflow.sql"].startswith("CREATE DATABASE mlflow")
+    gateway = container(find(files, "Deployment", "medfactory-gateway"))
+    assert {"name": "MLFLOW_TRACKING_URI", "value": "http://medfactory-mlflow:5000"} in (
+        gateway["env"]
+    )
+    service = find(files, "Service", "medfactory-mlflow")
+    assert service["spec"]["ports"][0]["port"] == 5000
+
+
+def test_an_mlflow_server_elsewhere_is_only_the_gateways_tracking_uri():
+    files = render(build_spec([], [], tracking_uri="https://mlflow.hospital.internal"))
+    assert (
+        "11-mlflow.yaml" not in files
+        and "medfactory-postgres-init" not in files["10-postgres.yaml"]
+    )
+    gateway = container(find(files, "Deployment", "medfactory-gateway"))
+    assert {"name": "MLFLOW_TRACKING_URI", "value": "https://mlflow.hospital.internal"} in (
+        gateway["env"]
+    )
+    external = build_spec([], [], tracking=True, database_url="postgresql://m:pw@db:5432/med",
+                          tracking_backend_url="postgresql://m:pw2@db:5432/mlflow")  # fmt: skip
+    assert external.secrets.tracking_backend_url == "postgresql+psycopg://m:pw2@db:5432/mlflow"
+    assert "pw2" not in "".join(render(external).values())
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"tracking": True, "tracking_uri": "http://m:5000"}, "give one of them"),
+        ({"tracking_backend_url": "postgresql://a@b/c"}, "goes with --tracking"),
+        ({"tracking": True, "database_url": "postgresql://a:b@db/x"}, "--tracking-backend-url"),
+        ({"tracking_uri": "not a url"}, "--tracking-uri"),
+    ],
+)
+def test_tracking_options_that_do_not_fit_are_one_message(options, message):
+    with pytest.raises(K8sError, match=message):
+        build_spec([], [], **options)
+
+
 def test_given_versions_and_an_existing_claim(tmp_path):
     spec = build_spec(
         ["med=saves/med/merged,template=deepseekr1,weight=3", "base=models/r1-distill"], [],
