@@ -42,7 +42,9 @@ ARM_HEADER = "X-Medfactory-Arm"
 CONVERSATION_HEADER = "X-Medfactory-Conversation"
 DEFAULT_PORT = 8100
 ARM_EXAMPLE = "base=http://127.0.0.1:8000,model=tiny,weight=1"
-ARM_FORM = "NAME=ENDPOINT[+ENDPOINT...][,model=NAME][,weight=W][,rag=INDEX][,top=K]"
+ARM_FORM = (
+    "NAME=ENDPOINT[+ENDPOINT...][,model=NAME|models:/MODEL@ALIAS][,weight=W][,rag=INDEX][,top=K]"
+)
 ARM_OPTIONS = ("model", "weight", "rag", "top")
 PROBE_INTERVAL = 5.0  # seconds: the longest a recovered replica waits to be put back
 
@@ -66,6 +68,7 @@ class Arm:
     weight: float = 1.0
     rag: str | None = None  # the index whose passages go before each question
     top: int = 3  # passages per question, with rag
+    version: str | None = None  # NAME@VERSION, when the arm was named by models:/...
 
     @property
     def endpoints(self) -> tuple[str, ...]:

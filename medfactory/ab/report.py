@@ -163,6 +163,8 @@ def build_ab_report(store: Store, experiment: str, since: float | None = None) -
         "since": since,
         "generated_at": time.time(),
         "arms": arms,
+        # the recorded versions arms were named by (model=models:/...), as last started
+        "versions": {a["name"]: a["version"] for a in configured or [] if a.get("version")},
         "comparisons": comparisons,
         "methods": {"per_answer": PER_ANSWER, "per_clinician": PER_CLINICIAN},
         "notes": notes,
@@ -192,6 +194,9 @@ LABELS = {"thumbs_up_rate": "thumbs-up rate", "errors": "error rate"}
 
 def markdown(report: dict, chart: str | None) -> str:
     lines = [f"# Live A/B report: {report['experiment']}", ""]
+    if report.get("versions"):
+        served = ", ".join(f"{arm}: {version}" for arm, version in report["versions"].items())
+        lines += [f"Recorded versions serving the arms: {served}.", ""]
     header = (
         "| arm | users | conversations | answers | errors | thumbs up / down | corrections "
         "| TTFT p50 / p95 ms | latency p50 / p95 ms | tokens in / out |"

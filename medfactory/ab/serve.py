@@ -3,7 +3,7 @@ retrieval of its `rag=` arms, and its access: the users directory, limits, TLS."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import select
@@ -55,6 +55,28 @@ def authenticator(access: Access, store: Store):
     )
 
 
+def recorded_versions(arms: list[Arm], uri: str | None = None) -> list[Arm]:
+    """Arms named by a recorded version (model=models:/NAME@ALIAS) resolved in the MLflow
+    store: the model name its server gives it, and the version itself (NAME@VERSION, not
+    the alias, which moves), kept with the experiment and in its audit entry."""
+    if not any(str(arm.model or "").startswith("models:/") for arm in arms):
+        return arms
+    from deploy.gateway import GatewayError
+    from medfactory.tracking.errors import TrackingError
+    from medfactory.tracking.serving import served_as
+
+    resolved = []
+    for arm in arms:
+        if str(arm.model or "").startswith("models:/"):
+            try:
+                version, name = served_as(arm.model, uri)
+            except TrackingError as error:
+                raise GatewayError(f"arm {arm.name!r}: {error}") from None
+            arm = replace(arm, model=name, version=version)
+        resolved.append(arm)
+    return resolved
+
+
 def record_start(store: Store, experiment: str, experiment_id: int, arms: list[Arm],
                  actor: str | None) -> None:  # fmt: skip
     """The audit log's "experiment-started", once: when the experiment has no exchanges yet."""
@@ -66,6 +88,8 @@ def record_start(store: Store, experiment: str, experiment_id: int, arms: list[A
         )
     if begun is None:
         details = {"arms": {arm.name: arm.model for arm in arms}}
+        if any(arm.version for arm in arms):
+            details["versions"] = {arm.name: arm.version for arm in arms if arm.version}
         record(store, actor or os_user(), "experiment-started", experiment, details)
 
 
@@ -73,6 +97,7 @@ def gateway_app(
     arms: list[Arm], experiment: str, store: Store, api_key: str | None = None,
     backend_api_key: str | None = None, index_dir: Path | None = None,
     probe_interval: float = PROBE_INTERVAL, access: Access | None = None,
+    tracking_uri: str | None = None,
 ):  # fmt: skip
     """Check every arm's servers (GatewayError naming a dead one) and indexes, then the
     gateway's app recording into `store`; returns (app, the arms as settled)."""
@@ -83,7 +108,7 @@ def gateway_app(
     access = access or Access(api_key=api_key)
     auth = authenticator(access, store)  # its mistakes before any server is reached
     retrieval = augmenters(arms, index_dir)
-    arms = check_arms(arms, backend_api_key)
+    arms = check_arms(recorded_versions(arms, tracking_uri), backend_api_key)
     recorder = StoreRecorder(store, experiment, arms)
     record_start(store, experiment, recorder.experiment_id, arms, access.actor)
     app = create_app(
@@ -99,6 +124,7 @@ def serve_gateway(
     api_key: str | None = None, backend_api_key: str | None = None,
     on_ready=print, index_dir: Path | None = None, probe_interval: float = PROBE_INTERVAL,
     access: Access | None = None, tls_cert: Path | None = None, tls_key: Path | None = None,
+    tracking_uri: str | None = None,
 ) -> None:  # fmt: skip
     """Serve the gateway until Ctrl-C. The access log stays off: no prompt, answer or key
     goes into a log."""
@@ -113,12 +139,17 @@ def serve_gateway(
         raise GatewayError(f"port {port} on {host} is already in use; pass another --port")
     access = access or Access(api_key=api_key)
     app, arms = gateway_app(
-        arms, experiment, store, api_key, backend_api_key, index_dir, probe_interval, access
-    )
+        arms, experiment, store, api_key, backend_api_key, index_dir, probe_interval, access,
+        tracking_uri,
+    )  # fmt: skip
     for arm in arms:
         retrieval = f" rag={arm.rag} top={arm.top}" if arm.rag else ""
         replicas = " + ".join(arm.endpoints)
-        on_ready(f"arm {arm.name}: {replicas} model={arm.model} weight={arm.weight:g}{retrieval}")
+        version = f" ({arm.version})" if arm.version else ""
+        on_ready(
+            f"arm {arm.name}: {replicas} model={arm.model}{version} weight={arm.weight:g}"
+            f"{retrieval}"
+        )
     if warning := plain_http_warning(host, bool(ssl_options)):
         on_ready(warning)
     limits = ", ".join(

@@ -112,11 +112,14 @@ def experiment_of(experiment: str, old_name: str | None) -> str:
     "--probe-interval", type=click.FloatRange(min=0.5), default=PROBE_INTERVAL, show_default=True,
     help="Seconds: the longest a failed replica that answers again waits to be put back.",
 )  # fmt: skip
+@click.option(
+    "--tracking-uri", help="MLflow store of model=models:/... arms [default: as train's]."
+)
 @DB
 def gateway(
     arms, experiment, old_name, port, host, api_key, backend_api_key, auth, trusted_proxies,
     rate_limit, max_concurrent_per_user, store_scrubbed, tls_cert, tls_key, index_dir,
-    probe_interval, db,
+    probe_interval, tracking_uri, db,
 ) -> None:  # fmt: skip
     """An OpenAI-compatible gateway that splits users between versions and records it all.
 
@@ -135,6 +138,11 @@ def gateway(
     \b
       --arm tuned=http://gpu1:8000+http://gpu2:8000,model=lora
       --arm rag=http://gpu3:8000,model=tiny,rag=guidelines,top=3
+      --arm prod=http://gpu4:8000,model=models:/huatuo-qwen7b@production
+
+    model=models:/NAME@ALIAS (or models:/NAME/VERSION) names a recorded version
+    (`medfactory models list`): the arm sends the name `serve --model models:/...`
+    serves it under, and the experiment keeps the version itself, not the alias.
 
     With --auth users each client sends its own token (Authorization: Bearer)
     and is that user, whatever the body says; the chat page sends its service
@@ -151,7 +159,7 @@ def gateway(
     )  # fmt: skip
     serve_gateway(
         parsed, experiment, open_db(db), host, port, api_key, backend_api_key, click.echo,
-        index_dir, probe_interval, access, tls_cert, tls_key,
+        index_dir, probe_interval, access, tls_cert, tls_key, tracking_uri,
     )  # fmt: skip
 
 

@@ -43,3 +43,13 @@ def served(ref: str, uri: str | None = None) -> Served:
     if not base:
         raise TrackingError(f"{label(version)} is a LoRA adapter with no recorded base model")
     return Served(label(version), base, folder, version.name, template)
+
+
+def served_as(ref: str, uri: str | None = None) -> tuple[str, str]:
+    """(NAME@VERSION, the name a server gives it) of the version `ref` names, as `serve
+    --model models:/...` serves it (the registered model's name, for a merged model and
+    for an adapter alike); its folders need not be on this machine."""
+    uri = tracking_uri(uri)
+    client = open_client(uri)
+    version = resolve(client, str(ref), uri)
+    return label(version), version.name

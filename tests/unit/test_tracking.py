@@ -398,3 +398,45 @@ def test_verdict_counts_in_the_manifest_come_from_the_provenance():
     assert fields["origin"] == {"experiment": "exp1"}
     assert fields["people"] == {"chat_users": ["u1", "u2"]}
     assert fields["verdicts"] == dict(Counter(up=2)) and fields["with_provenance"] == 2
+
+
+def test_a_gateway_arm_named_by_a_version_serves_it_and_the_experiment_keeps_the_version(
+    world, tmp_path
+):
+    from openai_standin import StandIn
+
+    from deploy.gateway import Arm, GatewayError
+    from medfactory.ab.report import build_ab_report, markdown
+    from medfactory.ab.serve import gateway_app
+    from medfactory.access.audit import entries
+    from medfactory.store.db import open_store
+
+    promote(world["client"], "tiny-med@1", world["uri"], "ward", by="dr.li")
+    store = open_store(f"sqlite:///{tmp_path / 'ab.db'}")
+    with StandIn(lambda body: "好", model="tiny-med") as server, StandIn(
+        lambda body: "好", model="other"
+    ) as elsewhere:  # fmt: skip
+        arms = [Arm("prod", server.url, "models:/tiny-med@ward"), Arm("base", elsewhere.url)]
+        _app, settled = gateway_app(arms, "trial", store, tracking_uri=world["uri"])
+        assert [(a.name, a.model, a.version) for a in settled] == [
+            ("prod", "tiny-med", "tiny-med@1"), ("base", "other", None),
+        ]  # fmt: skip
+        wrong = [Arm("prod", elsewhere.url, "models:/tiny-med@ward")]  # serves another model
+        with pytest.raises(GatewayError, match="arm 'prod'.*tiny-med"):
+            gateway_app(wrong, "trial2", store, tracking_uri=world["uri"])
+        unknown = [Arm("prod", server.url, "models:/tiny-med@nowhere")]
+        with pytest.raises(GatewayError, match="arm 'prod': tiny-med has no alias 'nowhere'"):
+            gateway_app(unknown, "trial3", store, tracking_uri=world["uri"])
+    report = build_ab_report(store, "trial")
+    assert report["versions"] == {"prod": "tiny-med@1"}  # the version, not the moving alias
+    assert "Recorded versions serving the arms: prod: tiny-med@1." in markdown(report, None)
+    [started] = [e for e in entries(store) if e.action == "experiment-started"]
+    assert started.details["versions"] == {"prod": "tiny-med@1"}
+    result = CliRunner().invoke(cli, [
+        "gateway", "--arm", "prod=http://127.0.0.1:9,model=models:/tiny-med@nowhere",
+        "--tracking-uri", world["uri"], "--db", f"sqlite:///{tmp_path / 'ab.db'}",
+        "--port", str(free_port()),
+    ])  # fmt: skip
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "arm 'prod': tiny-med has no alias 'nowhere'" in result.output
+    store.close()
