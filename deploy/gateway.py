@@ -187,6 +187,7 @@ class Exchange:
     error: str | None = None
     replica: str | None = None  # the server that answered, of the arm's replicas
     passages: list | None = None  # the sources of the retrieved passages, on a rag arm
+    model_version: str | None = None  # the arm's recorded version (NAME@VERSION), if named
 
 
 @dataclass(frozen=True)
@@ -490,7 +491,7 @@ def create_app(
         exchange = Exchange(
             experiment, user, arm.name, arm.model,
             request.headers.get(CONVERSATION_HEADER, "")[:64] or conversation_key(user, messages),
-            messages, stream, started=started,
+            messages, stream, started=started, model_version=arm.version,
         )  # fmt: skip
         headers = {ARM_HEADER: arm.name}
         forwarded = {**body, "model": arm.model, "user": user}

@@ -58,13 +58,15 @@ def export_experiment(
 
 
 def _provenance(experiment: str, row: dict) -> dict:
-    """Whose feedback on which exchange: the chat user, the arm and model that answered."""
+    """Whose feedback on which exchange: the chat user, the arm and model that answered (and
+    its recorded version, when the arm was named by one)."""
     when = row.get("created_at")
+    version = {"model_version": row["model_version"]} if row.get("model_version") else {}
     return {
         "experiment": experiment, "exchange": row["id"], "user": row["user"], "arm": row["arm"],
         "served_model": row["served_model"],
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(when)) if when else None,
-    }  # fmt: skip
+    } | version  # fmt: skip
 
 
 def _alternates(messages: list[dict]) -> bool:

@@ -18,7 +18,7 @@ from medfactory.store.errors import StoreError
 RECORDED = (
     "user", "arm", "served_model", "completion_id", "conversation", "messages", "answer",
     "finish_reason", "prompt_tokens", "completion_tokens", "ttft", "latency", "stream", "error",
-    "replica", "passages",
+    "replica", "passages", "model_version",
 )  # fmt: skip
 
 

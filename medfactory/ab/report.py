@@ -126,6 +126,21 @@ def _clustered(rows: list[dict], order: list[str]) -> dict[str, dict]:
     }
 
 
+def served_versions(rows: list[dict], configured: list[dict] | None) -> dict[str, dict]:
+    """Per arm named by a recorded version (model=models:/...), each version (NAME@VERSION)
+    and the requests it took: an alias moved between two starts shows as two versions; the
+    version an arm serves now is listed even before its first request."""
+    versions: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if row.get("model_version"):
+            taken = versions.setdefault(row["arm"], {})
+            taken[row["model_version"]] = taken.get(row["model_version"], 0) + 1
+    for arm in configured or []:
+        if arm.get("version"):
+            versions.setdefault(arm["name"], {}).setdefault(arm["version"], 0)
+    return versions
+
+
 def build_ab_report(store: Store, experiment: str, since: float | None = None) -> dict:
     from sqlalchemy import select
 
@@ -163,8 +178,7 @@ def build_ab_report(store: Store, experiment: str, since: float | None = None) -
         "since": since,
         "generated_at": time.time(),
         "arms": arms,
-        # the recorded versions arms were named by (model=models:/...), as last started
-        "versions": {a["name"]: a["version"] for a in configured or [] if a.get("version")},
+        "versions": served_versions(rows, configured),
         "comparisons": comparisons,
         "methods": {"per_answer": PER_ANSWER, "per_clinician": PER_CLINICIAN},
         "notes": notes,
@@ -195,7 +209,10 @@ LABELS = {"thumbs_up_rate": "thumbs-up rate", "errors": "error rate"}
 def markdown(report: dict, chart: str | None) -> str:
     lines = [f"# Live A/B report: {report['experiment']}", ""]
     if report.get("versions"):
-        served = ", ".join(f"{arm}: {version}" for arm, version in report["versions"].items())
+        served = "; ".join(
+            f"{arm}: " + ", ".join(f"{version} ({n} requests)" for version, n in taken.items())
+            for arm, taken in report["versions"].items()
+        )
         lines += [f"Recorded versions serving the arms: {served}.", ""]
     header = (
         "| arm | users | conversations | answers | errors | thumbs up / down | corrections "

@@ -35,7 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from medfactory.review.errors import StoreError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEFAULT_DB = "saves/review/review.db"
 # A stored verdict is relative to the item's pair of versions, never to what was shown.
 VERDICTS = ("left", "right", "tie", "both_bad")
@@ -184,6 +184,8 @@ class ExchangeRow(Base):
     created_at: Mapped[float] = mapped_column(Float, index=True)
     replica: Mapped[str | None] = mapped_column(String(512), nullable=True)
     passages: Mapped[list | None] = mapped_column(JSON, nullable=True)  # a rag arm's sources
+    # NAME@VERSION of an arm named by a recorded version: the alias it was named by moves.
+    model_version: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class ExchangeFeedback(Base):
@@ -266,11 +268,19 @@ def _add_replicas_and_passages(operations) -> None:
             operations.add_column("exchanges", column)
 
 
+def _add_model_versions(operations) -> None:
+    from sqlalchemy import Column
+
+    present = {c["name"] for c in inspect(operations.get_bind()).get_columns("exchanges")}
+    if "model_version" not in present:  # as above: step 2 made it from the current models
+        operations.add_column("exchanges", Column("model_version", String(256), nullable=True))
+
+
 # Version N's step takes a store at N - 1 to N: `step(operations)` with Alembic's
 # Operations bound to the open connection.
 MIGRATIONS: dict[int, Callable] = {
     2: _add_live_ab, 3: _add_single_answer_studies, 4: _add_replicas_and_passages,
-    5: _add_access,
+    5: _add_access, 6: _add_model_versions,
 }  # fmt: skip
 
 

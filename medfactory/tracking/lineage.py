@@ -90,11 +90,31 @@ def _dataset(manifest: dict) -> dict:
         "verdicts": manifest.get("verdicts", {}),
         "people": manifest.get("people", {}),
         "provenance": manifest.get("provenance"),
+        "served_versions": _served_versions(manifest),
         "sources": [
             {**source, "now": _now(Path(source["path"]), source.get("sha256"))}
             for source in manifest.get("sources", [])
         ],
     }
+
+
+def _served_versions(manifest: dict) -> dict[str, list[str]]:
+    """An A/B experiment's data: per arm, the recorded versions (NAME@VERSION) whose answers
+    it holds, from its provenance sidecar as it is now (none when the sidecar is gone)."""
+    if "experiment" not in manifest.get("origin", {}) or not manifest.get("provenance"):
+        return {}
+    sidecar = Path(manifest.get("dataset_dir", "")) / str(manifest["provenance"])
+    if not sidecar.is_file():
+        return {}
+    arms: dict[str, set[str]] = {}
+    for line in sidecar.read_text(encoding="utf-8").splitlines():
+        try:
+            origin = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(origin, dict) and origin.get("model_version"):
+            arms.setdefault(str(origin.get("arm")), set()).add(str(origin["model_version"]))
+    return {arm: sorted(versions) for arm, versions in sorted(arms.items())}
 
 
 # --- text --------------------------------------------------------------------------
@@ -144,7 +164,12 @@ def _dataset_tree(dataset: dict) -> tuple[str, list]:
         children.append((f"review study {origin['study']}" + (f": {verdicts}" if verdicts else ""),
                          people))  # fmt: skip
     elif "experiment" in origin:
-        children.append((f"A/B experiment {origin['experiment']}", people))
+        served = "; ".join(
+            f"arm {arm} served by {', '.join(versions)}"
+            for arm, versions in dataset.get("served_versions", {}).items()
+        )
+        children.append((f"A/B experiment {origin['experiment']}"
+                         + (f" ({served})" if served else ""), people))  # fmt: skip
     else:
         children += people
     deid = dataset["deid"]

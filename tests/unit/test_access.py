@@ -295,7 +295,7 @@ def test_a_schema_4_store_gains_users_and_audit(db):
     record(store, "dr.li", "review-export", "s1")
     assert user_for_token(store, token).name == "dr.li" and verify(store).count == 1
     with store.engine.connect() as connection:
-        assert connection.execute(sa.text("select value from medfactory_meta")).scalar() == "5"
+        assert connection.execute(sa.text("select value from medfactory_meta")).scalar() == "6"
 
 
 def test_a_study_and_an_ab_export_are_audited_with_what_and_how_many_rows(store, db, tmp_path):

@@ -494,7 +494,7 @@ def test_a_store_from_a_newer_medfactory_is_refused(tmp_path):
     open_store(url).close()
     with open_store(url).session() as session:
         session.get(store_module.Meta, "schema_version").value = "99"
-    with pytest.raises(StoreError, match="schema 99, newer than this medfactory's 5; upgrade"):
+    with pytest.raises(StoreError, match="schema 99, newer than this medfactory's 6; upgrade"):
         open_store(url)
 
 
@@ -531,7 +531,7 @@ def test_a_schema_1_store_is_upgraded_in_place_and_keeps_its_studies(tmp_path):
         version = connection.execute(sa.text("select value from medfactory_meta")).scalar()
         kinds = connection.execute(sa.text("select kind from studies")).scalars().all()
         columns = {c["name"] for c in sa.inspect(connection).get_columns("arbitrations")}
-    assert {m.__tablename__ for m in LIVE_AB_TABLES} <= tables and version == "5"
+    assert {m.__tablename__ for m in LIVE_AB_TABLES} <= tables and version == "6"
     assert kinds == ["pair"] and "correction" in columns
     assert status(store, "kept")["raters"] == {"d1": {"done": 0, "assigned": 12}}
 

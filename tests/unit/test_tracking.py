@@ -403,9 +403,15 @@ def test_verdict_counts_in_the_manifest_come_from_the_provenance():
 def test_a_gateway_arm_named_by_a_version_serves_it_and_the_experiment_keeps_the_version(
     world, tmp_path
 ):
+    """Each exchange keeps the version its arm's alias pointed to when the gateway started:
+    after the alias moves and the gateway restarts, the report shows both versions, and a
+    version trained on the experiment's feedback names them in its lineage."""
+    from fastapi.testclient import TestClient
     from openai_standin import StandIn
 
     from deploy.gateway import Arm, GatewayError
+    from medfactory.ab.export import export_experiment
+    from medfactory.ab.recorder import exchanges_since
     from medfactory.ab.report import build_ab_report, markdown
     from medfactory.ab.serve import gateway_app
     from medfactory.access.audit import entries
@@ -413,25 +419,67 @@ def test_a_gateway_arm_named_by_a_version_serves_it_and_the_experiment_keeps_the
 
     promote(world["client"], "tiny-med@1", world["uri"], "ward", by="dr.li")
     store = open_store(f"sqlite:///{tmp_path / 'ab.db'}")
+    question = [{"role": "user", "content": "头痛怎么办"}]
+
+    def ask(app, users):
+        with TestClient(app) as client:
+            for user in users:
+                reply = client.post(
+                    "/v1/chat/completions", json={"model": "x", "messages": question, "user": user}
+                )
+                assert reply.status_code == 200, reply.text
+                client.post("/v1/feedback", json={"id": reply.json()["id"], "user": user,
+                                                  "rating": 1})  # fmt: skip
+
     with StandIn(lambda body: "好", model="tiny-med") as server, StandIn(
         lambda body: "好", model="other"
     ) as elsewhere:  # fmt: skip
         arms = [Arm("prod", server.url, "models:/tiny-med@ward"), Arm("base", elsewhere.url)]
-        _app, settled = gateway_app(arms, "trial", store, tracking_uri=world["uri"])
+        app, settled = gateway_app(arms, "trial", store, tracking_uri=world["uri"])
         assert [(a.name, a.model, a.version) for a in settled] == [
             ("prod", "tiny-med", "tiny-med@1"), ("base", "other", None),
         ]  # fmt: skip
+        ask(app, [f"dr{n}" for n in range(6)])
+        # The alias moves; the restarted gateway's prod arm is the new version.
+        promote(world["client"], "tiny-med@2", world["uri"], "ward", by="dr.li")
+        app, settled = gateway_app(arms, "trial", store, tracking_uri=world["uri"])
+        assert settled[0].version == "tiny-med@2"
+        ask(app, [f"dr{n}" for n in range(6)])
         wrong = [Arm("prod", elsewhere.url, "models:/tiny-med@ward")]  # serves another model
         with pytest.raises(GatewayError, match="arm 'prod'.*tiny-med"):
             gateway_app(wrong, "trial2", store, tracking_uri=world["uri"])
         unknown = [Arm("prod", server.url, "models:/tiny-med@nowhere")]
         with pytest.raises(GatewayError, match="arm 'prod': tiny-med has no alias 'nowhere'"):
             gateway_app(unknown, "trial3", store, tracking_uri=world["uri"])
+        unreachable = [Arm("prod", server.url, "models:/tiny-med@ward")]
+        with pytest.raises(GatewayError, match="arm 'prod': .*127.0.0.1:9"):
+            gateway_app(unreachable, "trial4", store, tracking_uri="http://127.0.0.1:9")
+    rows = exchanges_since(store, "trial")
+    by_arm = Counter((r["arm"], r["served_model"], r["model_version"]) for r in rows)
+    asked = sum(1 for r in rows if r["arm"] == "prod") // 2  # prod users, once per start
+    assert asked and by_arm == Counter({
+        ("prod", "tiny-med", "tiny-med@1"): asked, ("prod", "tiny-med", "tiny-med@2"): asked,
+        ("base", "other", None): 12 - 2 * asked,
+    })  # fmt: skip
     report = build_ab_report(store, "trial")
-    assert report["versions"] == {"prod": "tiny-med@1"}  # the version, not the moving alias
-    assert "Recorded versions serving the arms: prod: tiny-med@1." in markdown(report, None)
+    assert report["versions"] == {"prod": {"tiny-med@1": asked, "tiny-med@2": asked}}
+    assert (f"Recorded versions serving the arms: prod: tiny-med@1 ({asked} requests), "
+            f"tiny-med@2 ({asked} requests).") in markdown(report, None)  # fmt: skip
     [started] = [e for e in entries(store) if e.action == "experiment-started"]
     assert started.details["versions"] == {"prod": "tiny-med@1"}
+
+    # A version trained on the experiment's thumbs: its lineage names the versions that
+    # answered on each arm (base, named by a plain model name, has none).
+    data = tmp_path / "data"
+    export_experiment(store, "trial", None, "trial", data, "sharegpt", (1.0,), 42, False)
+    kto_dir = trained_folder(tmp_path / "saves" / "kto", world["base"])
+    kto_args = {"model_name_or_path": str(world["base"]), "stage": "kto", "do_train": True,
+                "finetuning_type": "lora", "dataset": "trial_kto_train",
+                "dataset_dir": str(data), "output_dir": str(kto_dir)}  # fmt: skip
+    kto = record_run("train", recipe_file(tmp_path, kto_args, "kto"), kto_args,
+                     Tracking(uri=world["uri"], model_name="tiny-ab"))  # fmt: skip
+    tree = render(lineage(world["client"], kto.version, world["uri"]))
+    assert "A/B experiment trial (arm prod served by tiny-med@1, tiny-med@2)" in tree, tree
     result = CliRunner().invoke(cli, [
         "gateway", "--arm", "prod=http://127.0.0.1:9,model=models:/tiny-med@nowhere",
         "--tracking-uri", world["uri"], "--db", f"sqlite:///{tmp_path / 'ab.db'}",
