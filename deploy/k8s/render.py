@@ -16,7 +16,14 @@ from pathlib import Path, PurePosixPath
 import jinja2
 
 from deploy.chat_templates import chat_template_path, reasoning_parser
-from deploy.k8s.spec import MLFLOW_PORT, POSTGRES_IMAGE, ClusterSpec, K8sError, Version
+from deploy.k8s.spec import (
+    MLFLOW_PORT,
+    MLFLOW_SERVICE,
+    POSTGRES_IMAGE,
+    ClusterSpec,
+    K8sError,
+    Version,
+)
 from deploy.server import ServerSpec, server_argv
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "k8s"
@@ -24,6 +31,24 @@ MODELS_MOUNT = PurePosixPath("/models")
 CHAT_MOUNT = PurePosixPath("/etc/medfactory/chat")
 VLLM_PORT, GATEWAY_PORT, CHAT_PORT, REVIEW_PORT = 8000, 8100, 7870, 8300
 SECRET = "medfactory-secrets"
+# The MLflow server calls no one outside (medfactory.tracking.ui.QUIET_SERVER, kept equal
+# by a test; deploy does not import medfactory).
+MLFLOW_QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+}
+
+
+def mlflow_allowed_hosts(namespace: str) -> str:
+    """`mlflow server --allowed-hosts`: the Host headers it answers. Its default (localhost
+    and private IPs) refuses clients that reach it by the Service's name; these are that
+    name in each form cluster DNS resolves, with or without the port, and localhost for
+    `kubectl port-forward`."""
+    names = [MLFLOW_SERVICE, f"{MLFLOW_SERVICE}.{namespace}", f"{MLFLOW_SERVICE}.{namespace}.svc"]
+    hosts = [host for name in names for host in (name, f"{name}:*")]
+    hosts.append(f"{MLFLOW_SERVICE}.{namespace}.svc.*")  # the cluster's domain, any port
+    return ",".join([*hosts, "localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"])
 
 
 def vllm_argv(spec: ClusterSpec, version: Version) -> list[str]:
@@ -73,6 +98,7 @@ def render(spec: ClusterSpec) -> dict[str, str]:
         "vllm_port": VLLM_PORT, "gateway_port": GATEWAY_PORT, "chat_port": CHAT_PORT,
         "review_port": REVIEW_PORT, "postgres_image": POSTGRES_IMAGE,
         "models_claim": spec.models_claim or "medfactory-models", "mlflow_port": MLFLOW_PORT,
+        "mlflow_service": MLFLOW_SERVICE,
     }  # fmt: skip
     files = {
         "00-namespace.yaml": env.get_template("namespace.yaml.j2").render(base),
@@ -89,7 +115,9 @@ def render(spec: ClusterSpec) -> dict[str, str]:
     if not spec.external_database:
         files["10-postgres.yaml"] = env.get_template("postgres.yaml.j2").render(base)
     if spec.tracking:
-        files["11-mlflow.yaml"] = env.get_template("mlflow.yaml.j2").render(base)
+        files["11-mlflow.yaml"] = env.get_template("mlflow.yaml.j2").render(
+            base, allowed_hosts=mlflow_allowed_hosts(spec.namespace), quiet_env=MLFLOW_QUIET_ENV
+        )
     for version in spec.versions:
         argv = vllm_argv(spec, version)
         files[f"20-vllm-{version.name}.yaml"] = env.get_template("vllm.yaml.j2").render(

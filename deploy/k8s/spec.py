@@ -27,6 +27,7 @@ VERSION_KEYS = ("adapter", "rank", "template", "weight")
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"  # the GPU build pyproject.toml pins (serve-gpu)
 POSTGRES_IMAGE = "postgres:17"
 MLFLOW_PORT = 5000
+MLFLOW_SERVICE = "medfactory-mlflow"  # the tracking server's Service, as clients name it
 
 
 class K8sError(ValueError):
@@ -91,7 +92,7 @@ class ClusterSpec:
     def tracking_address(self) -> str | None:
         """What MLFLOW_TRACKING_URI the workloads get."""
         if self.tracking:
-            return f"http://medfactory-mlflow:{MLFLOW_PORT}"
+            return f"http://{MLFLOW_SERVICE}:{MLFLOW_PORT}"
         return self.tracking_uri
 
     @property

@@ -19,7 +19,9 @@ def deploy() -> None:
     """Run the loop past one machine."""
 
 
-@with_example("medfactory deploy k8s --out k8s/ --replicas lora=3 --gpu-type L40S")
+@with_example(
+    "medfactory deploy k8s --out k8s/ --replicas lora=3 --gpu-type NVIDIA-L40S --tracking"
+)
 @deploy.command()
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="A new or empty folder for the manifests.")  # fmt: skip

@@ -2,7 +2,9 @@
 secrets in the Secret, and refuse bad input with one message."""
 
 import base64
+import shlex
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -211,6 +213,31 @@ def test_tracking_deploys_an_mlflow_server_on_its_own_database_with_the_secret_h
     assert service["spec"]["ports"][0]["port"] == 5000
 
 
+def test_the_mlflow_server_answers_clients_that_name_its_service_and_calls_no_one():
+    # MLflow's own Host check: by default it refuses a Service name with 403 while /health,
+    # exempt, keeps the pod ready (tests/integration/test_k8s_mlflow_server.py runs it).
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    from medfactory.tracking.ui import QUIET_SERVER
+
+    spec = build_spec([], [], tracking=True, namespace="wards")
+    files = render(spec)
+    server = container(find(files, "Deployment", "medfactory-mlflow"))
+    allowed = server["args"][server["args"].index("--allowed-hosts") + 1].split(",")
+    gateway = container(find(files, "Deployment", "medfactory-gateway"))
+    [uri] = [e["value"] for e in gateway["env"] if e["name"] == "MLFLOW_TRACKING_URI"]
+    named = urlsplit(uri).netloc  # the Host header the gateway's MLflow client sends
+    assert named == "medfactory-mlflow:5000"
+    service = find(files, "Service", "medfactory-mlflow")["metadata"]
+    for host in (named, f"{service['name']}.{service['namespace']}.svc.cluster.local:5000",
+                 "medfactory-mlflow.wards:5000", "127.0.0.1:5000", "localhost:5000"):  # fmt: skip
+        assert is_allowed_host_header(allowed, host), host
+    for host in ("evil.example", "medfactory-mlflow.evil.example", "medfactory-mlflow.b.svc"):
+        assert not is_allowed_host_header(allowed, host), host
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert {name: env.get(name) for name in QUIET_SERVER} == QUIET_SERVER
+
+
 def test_an_mlflow_server_elsewhere_is_only_the_gateways_tracking_uri():
     files = render(build_spec([], [], tracking_uri="https://mlflow.hospital.internal"))
     assert (
@@ -301,15 +328,20 @@ def test_out_must_be_new_or_empty_and_force_replaces_only_yaml(tmp_path):
     assert not (out / "20-vllm-lora.yaml").exists() and (out / "20-vllm-solo.yaml").exists()
 
 
-def test_the_command_writes_and_says_how_to_apply(tmp_path):
+def test_the_help_example_writes_what_it_says_and_how_to_apply(tmp_path, monkeypatch):
     from medfactory.cli import cli
 
-    out = tmp_path / "k8s"
-    result = CliRunner().invoke(
-        cli, ["deploy", "k8s", "--out", str(out), "--replicas", "lora=3", "--gpu-type", "L40S"]
-    )
+    example = cli.commands["deploy"].commands["k8s"].example  # as `--help` shows it
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, shlex.split(example)[1:])
     assert result.exit_code == 0, result.output
-    assert f"kubectl apply -f {out}" in result.output
+    out = tmp_path / "k8s"
+    assert "kubectl apply -f k8s\n" in result.output and (out / "11-mlflow.yaml").is_file()
+    vllm = find(
+        {"v": (out / "20-vllm-lora.yaml").read_text()}, "Deployment", "medfactory-vllm-lora"
+    )
+    selector = vllm["spec"]["template"]["spec"]["nodeSelector"]
+    assert selector["nvidia.com/gpu.product"] == "NVIDIA-L40S"
     secret = yaml.safe_load((out / "01-secret.yaml").read_text())["data"]
     for value in secret.values():  # nothing secret is printed
         assert base64.b64decode(value).decode() not in result.output
