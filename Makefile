@@ -7,6 +7,7 @@ MAKEFLAGS += --no-print-directory
 PYTHON ?= python3
 VENV := .venv
 VLLM_VENV := .venv-vllm
+RL_VENV := .venv-rl
 CACHE := .cache
 TINY_MODEL := $(CACHE)/tiny-model
 DATA_DIR ?= dataset_info
@@ -35,14 +36,14 @@ PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
 # package indexes that do not carry that package.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help install browser postgres mariadb review abtest preference data recipes train predict eval export serve verify stop loadtest webui bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
+.PHONY: help install rl-env rl rl-exam browser postgres mariadb review abtest preference data recipes train predict eval export serve verify stop loadtest webui bench tiny-model demo smoke test test-unit test-integration lint format clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-install: ## create .venv (LLaMA-Factory) and .venv-vllm (vLLM); idempotent
+install: ## create .venv (LLaMA-Factory), .venv-vllm (vLLM) and .venv-rl (PPO); idempotent
 	@# the two environments are independent: build them side by side
-	@$(MAKE) -j3 $(VENV)/.installed $(VLLM_STAMP) mariadb
+	@$(MAKE) -j4 $(VENV)/.installed $(VLLM_STAMP) $(RL_VENV)/.installed mariadb
 	@echo "medfactory: .venv     -> $$($(VENV)/bin/python -c 'import importlib.metadata as m; print("llamafactory", m.version("llamafactory"), "+ torch", m.version("torch"))')"
 	@echo "medfactory: .venv-vllm -> $$(cat $(VLLM_STAMP))"
 
@@ -75,6 +76,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/$(PIP_INSTALL) -e '.[train,dev]' 2>&1 | $(QUIET_PIP)
 	touch $@
+
+$(RL_VENV)/.installed: pyproject.toml
+	@echo "medfactory: building $(RL_VENV) (LLaMA-Factory 0.9.3 with trl 0.9.6, for PPO)"
+	$(PYTHON) -m venv $(RL_VENV)
+	$(RL_VENV)/$(PIP_INSTALL) $$($(PYTHON) tools/pins.py rl) 2>&1 | $(QUIET_PIP)
+	touch $@
+
+rl-env: $(RL_VENV)/.installed ## .venv-rl alone: the environment PPO recipes train in
 
 $(VLLM_STAMP): pyproject.toml
 	@echo "medfactory: building $(VLLM_VENV) with the $(VLLM_FLAVOUR) build of vLLM"
@@ -153,6 +162,14 @@ preference: $(TINY_MODEL)/config.json ## DPO and KTO on the tiny model from make
 	$(MF) train llamafactory_configs/tiny/dpo_lora.yaml adapter_name_or_path=$(ADAPTER)
 	$(MF) train llamafactory_configs/tiny/kto_lora.yaml adapter_name_or_path=$(ADAPTER)
 
+rl: $(TINY_MODEL)/config.json $(RL_VENV)/.installed ## PPO on the tiny model: a reward model on make abtest's pairs, the reward server, LLaMA-Factory's PPO (.venv-rl)
+	@test -f $(DATA_DIR)/abtest_dpo_train.jsonl || $(MAKE) abtest
+	$(MF) dev rl
+
+rl-exam: $(TINY_MODEL)/config.json $(RL_VENV)/.installed ## PPO from the demo's SFT adapter on a verifiable exam (key always A), then SFT vs PPO reward on held-out questions with intervals
+	@test -f $(ADAPTER)/adapter_config.json || $(DEMO_STAGE) convert-huatuo --only convert-medical-o1 --only train
+	$(MF) dev rl-exam --adapter $(ADAPTER)
+
 webui: $(TINY_MODEL)/config.json ## LLaMA-Factory's WebUI on 127.0.0.1:7860 with our datasets and the tiny model
 	$(MF) webui --model tiny --port 7860
 
@@ -203,4 +220,4 @@ clean: ## remove built artefacts (.cache), keep the environments
 	rm -rf $(CACHE) .pytest_cache .ruff_cache
 
 distclean: clean ## remove the environments too
-	rm -rf $(VENV) $(VLLM_VENV)
+	rm -rf $(VENV) $(VLLM_VENV) $(RL_VENV)

@@ -53,5 +53,11 @@ def llamafactory_cli() -> Path:
     return train_venv() / "bin" / "llamafactory-cli"
 
 
+def rl_venv() -> Path:
+    """PPO's environment: LLaMA-Factory 0.9.3 beside trl 0.9.6, the only trl its PPO
+    trainer runs with (0.9.5's own pins forbid that trl; `make rl-env` builds it)."""
+    return _env_path("MEDFACTORY_RL_VENV", PROJECT_ROOT / ".venv-rl")
+
+
 def vllm_python() -> Path:
     return vllm_venv() / "bin" / "python"

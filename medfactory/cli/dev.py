@@ -133,3 +133,70 @@ def abtest(
     again = "medfactory ab report" + (f" --experiment {experiment}" if experiment != "ab" else "")
     again += f" --db {db}" if db else ""
     click.echo(f"report: {out / experiment / 'report.md'}; again with: {again}")
+
+
+@with_example("medfactory dev rl --port 8300")
+@dev.command()
+@click.option("--port", default=8300, show_default=True, help="The reward server's port.")
+def rl(port: int) -> None:
+    """PPO on the tiny model: a reward model, the reward server, LLaMA-Factory's PPO.
+
+    Trains llamafactory_configs/tiny/rm_lora.yaml on `make abtest`'s DPO pairs,
+    serves it (`reward serve --verifier model`), and trains ppo_lora.yaml in
+    .venv-rl against it; prints the reward of each logged PPO step. The tiny
+    model's weights are random: the rewards show the loop runs, not that it learns.
+    """
+    from medfactory.dev.rl import run_rl
+
+    unwind_on_termination()  # the reward server it starts is stopped, not orphaned
+    result = run_rl(port, say=click.echo)
+    for step, reward in result["rewards"]:
+        click.echo(f"  step {step:>3}  reward {reward:+.4f}")
+    if result["rewards"]:
+        click.echo(
+            f"mean reward: first half {result['first_half_mean']:+.4f}, second half "
+            f"{result['second_half_mean']:+.4f}; {result['scored']} answers scored by the server"
+        )
+
+
+@with_example("medfactory dev rl-exam --adapter saves/tiny/lora/sft --epochs 4 --samples 4")
+@dev.command("rl-exam")
+@click.option(
+    "--adapter",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("saves/tiny/lora/sft"),
+    show_default=True,
+    help="The SFT adapter PPO continues, and the baseline it is compared with.",
+)
+@click.option("--port", default=8300, show_default=True, help="The reward server's port.")
+@click.option("--epochs", default=4.0, show_default=True, help="PPO epochs over the prompts.")
+@click.option("--samples", default=4, show_default=True, help="Answers per held-out question.")
+def rl_exam(adapter: Path, port: int, epochs: float, samples: int) -> None:
+    """PPO on a verifiable exam, then SFT against PPO on held-out questions.
+
+    The bundled exam with its right option moved to A (`data convert exam`), scored by
+    `reward serve --verifier choice` (+1 right, 0 wrong, -1 no letter); PPO continues
+    ADAPTER in .venv-rl; each adapter answers every held-out question SAMPLES times and
+    the same verifier scores them. Prints the reward of each logged PPO step and the
+    held-out mean rewards with 95 % bootstrap intervals over questions.
+    """
+    from medfactory.dev.rl_exam import run_exam_rl
+
+    unwind_on_termination()  # the reward server it starts is stopped, not orphaned
+    report = run_exam_rl(adapter, port, epochs, samples, say=click.echo)
+    click.echo("PPO reward per logged step (trainer_log.jsonl):")
+    for step, reward in report["rewards"]:
+        click.echo(f"  step {step:>3}  reward {reward:+.3f}")
+    server = report["server"]
+    click.echo(f"reward server: {server['scored']} answers scored for {server['prompts']} "
+               f"questions, {server['outcomes']}")  # fmt: skip
+    heldout = report["heldout"]
+    click.echo(f"held-out reward, {heldout['questions']} questions x {samples} answers "
+               "(mean, 95 % bootstrap interval over questions):")  # fmt: skip
+    for label in ("sft", "ppo", "difference"):
+        low, high = heldout[label]["interval"]
+        name = {"sft": "SFT", "ppo": "PPO", "difference": "PPO - SFT"}[label]
+        click.echo(f"  {name:<10}{heldout[label]['mean']:+.3f}  [{low:+.3f}, {high:+.3f}]")
+    click.echo(f"outcomes: SFT {report['outcomes']['sft']}; PPO {report['outcomes']['ppo']}")
+    seconds = report["seconds"]
+    click.echo(f"PPO {seconds['ppo']:.0f} s, in all {seconds['total']:.0f} s; {report['report']}")

@@ -97,9 +97,26 @@ def tokenized_cache(recipe: dict, overrides: dict, root: Path) -> Path:
     return paths.cache_dir() / "tokenized" / digest.hexdigest()[:16]
 
 
-def llamafactory_command(command: str, recipe: Path, overrides: dict[str, object]) -> list[str]:
-    argv = [str(paths.llamafactory_cli()), command, str(recipe)]
+def llamafactory_command(
+    command: str, recipe: Path, overrides: dict[str, object], cli: Path | None = None
+) -> list[str]:
+    argv = [str(cli or paths.llamafactory_cli()), command, str(recipe)]
     return argv + [f"{key}={yaml_value(value)}" for key, value in overrides.items()]
+
+
+def ppo_environment(data: dict, overrides: dict) -> Path:
+    """PPO's llamafactory-cli (.venv-rl) and the overrides its older transformers needs:
+    a warmup given as a ratio (`warmup_steps: 0.1`) becomes `warmup_ratio`."""
+    cli = paths.rl_venv() / "bin" / "llamafactory-cli"
+    if not cli.is_file():
+        raise CommandFailed(
+            f"{cli} does not exist: PPO runs in .venv-rl (LLaMA-Factory 0.9.3 with trl 0.9.6, "
+            "the only trl its PPO trainer runs with); build it with `make rl-env`"
+        )
+    warmup = {**data, **overrides}.get("warmup_steps")
+    if isinstance(warmup, float) and 0 < warmup < 1:
+        overrides.update(warmup_steps=0, warmup_ratio=warmup)
+    return cli
 
 
 def run_recipe(
@@ -116,7 +133,10 @@ def run_recipe(
     overrides = dict(overrides or {})
     if command == "train":  # the data it names, before anything reads it
         check_datasets(recipe, {**data, **overrides})
-    if command == "train" and data.get("do_train") and "tokenized_path" not in data:
+    ppo = command == "train" and {**data, **overrides}.get("stage") == "ppo"
+    cli = ppo_environment(data, overrides) if ppo else None
+    # .venv-rl's older datasets cannot read .venv's tokenized cache
+    if command == "train" and data.get("do_train") and "tokenized_path" not in data and not ppo:
         cache = tokenized_cache(data, overrides, paths.PROJECT_ROOT)
         overrides.setdefault("tokenized_path", str(cache))
     preflight(recipe, {**data, **overrides}, needs_device=command == "train")
@@ -129,7 +149,7 @@ def run_recipe(
     node = f"-node{distributed.node_rank}" if distributed.nnodes > 1 else ""
     log_path = Path(log_path or paths.cache_dir() / "logs" / f"{command}-{recipe.stem}{node}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = llamafactory_command(command, recipe, overrides)
+    argv = llamafactory_command(command, recipe, overrides, cli)
     if not Path(argv[0]).is_file():
         raise CommandFailed(f"{argv[0]} does not exist; run `make install` first")
     with log_path.open("wb") as log:

@@ -1,0 +1,80 @@
+"""`make rl-exam`'s parts that need no model: the exam whose key is always A, the held-out
+answers scored by the choice verifier, the comparison's intervals, the server log read."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from medfactory.dev.rl_exam import (
+    EXAM,
+    NAME,
+    compare,
+    fixed_letter_exam,
+    logged_scores,
+    prepare_prompt_set,
+    score_heldout,
+)
+
+
+def test_the_right_option_moves_to_a_and_the_others_keep_their_order(tmp_path):
+    count = fixed_letter_exam(EXAM, tmp_path / "exam.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "exam.jsonl").read_text().splitlines()]
+    with EXAM.open(encoding="utf-8-sig", newline="") as file:
+        source = list(csv.DictReader(file))
+    assert count == len(rows) == len(source) > 0
+    for row, original in zip(rows, source, strict=True):
+        assert row["answer"] == "A" and row["A"] == original[original["answer"]]
+        others = [original[k] for k in "ABCD" if k != original["answer"]]
+        assert [row["B"], row["C"], row["D"]] == others
+
+
+@pytest.fixture(scope="module")
+def prompt_set(tmp_path_factory):
+    return prepare_prompt_set(tmp_path_factory.mktemp("rl"), held_out=0.3, samples=2)
+
+
+def test_held_out_answers_score_plus_one_zero_and_minus_one(prompt_set, tmp_path):
+    rows = prompt_set["heldout_rows"]
+    registry = json.loads((prompt_set["data"] / "dataset_info.json").read_text())
+    assert (
+        f"{NAME}_heldout" in registry and len(rows) == 2 * prompt_set["summary"]["written"]["test"]
+    )
+    answers = ["答案：A", "答案：B", "嗯嗯嗯"] * len(rows)
+    predictions = tmp_path / "generated_predictions.jsonl"
+    predictions.write_text("".join(json.dumps({"predict": a}) + "\n" for a in answers[: len(rows)]))
+    scored = score_heldout(predictions, rows, prompt_set["heldout_key"])
+    assert scored["answers"] == len(rows)
+    expected = {"right": 0, "wrong": 0, "unreadable": 0}
+    for answer in answers[: len(rows)]:
+        expected[{"答案：A": "right", "答案：B": "wrong"}.get(answer, "unreadable")] += 1
+    assert scored["outcomes"] == {k: v for k, v in expected.items() if v}
+    assert len(scored["per_prompt"]) == prompt_set["summary"]["written"]["test"]
+
+
+def test_comparison_pairs_questions_and_brackets_the_means():
+    sft = {"per_prompt": {"1": -1.0, "2": 0.0, "3": -0.5, "4": -1.0}}
+    ppo = {"per_prompt": {"1": 1.0, "2": 1.0, "3": 0.5, "4": 0.0}}
+    result = compare(sft, ppo)
+    assert result["questions"] == 4
+    assert result["sft"]["mean"] == -0.625 and result["ppo"]["mean"] == 0.625
+    assert result["difference"]["mean"] == 1.25
+    for label in ("sft", "ppo", "difference"):
+        low, high = result[label]["interval"]
+        assert low <= result[label]["mean"] <= high
+    assert result["difference"]["interval"][0] > 0  # every question improved
+
+
+def test_the_server_log_is_read_line_by_line(tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text(
+        "2026-12-04 04:00:09 reward choice=-1.000 prompt=12 outcome=unreadable\n"
+        "INFO: noise\n"
+        "2026-12-04 04:00:10 reward choice=+1.000 prompt=7 outcome=right unsafe=r1\n"
+    )
+    assert logged_scores(log) == [
+        {"verifier": "choice", "score": -1.0, "prompt": "12", "outcome": "unreadable"},
+        {"verifier": "choice", "score": 1.0, "prompt": "7", "outcome": "right"},
+    ]
