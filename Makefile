@@ -42,10 +42,11 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 install: ## create .venv (LLaMA-Factory), .venv-vllm (vLLM) and .venv-rl (PPO); idempotent
-	@# the two environments are independent: build them side by side
+	@# the environments are independent: build them side by side
 	@$(MAKE) -j4 $(VENV)/.installed $(VLLM_STAMP) $(RL_VENV)/.installed mariadb
 	@echo "medfactory: .venv     -> $$($(VENV)/bin/python -c 'import importlib.metadata as m; print("llamafactory", m.version("llamafactory"), "+ torch", m.version("torch"))')"
 	@echo "medfactory: .venv-vllm -> $$(cat $(VLLM_STAMP))"
+	@echo "medfactory: .venv-rl   -> $$($(RL_VENV)/bin/python -c 'import importlib.metadata as m; print("llamafactory", m.version("llamafactory"), "+ trl", m.version("trl"), "(PPO)")')"
 
 browser: ## Debian's chromium + chromium-driver (and CJK/emoji fonts) for the WebUI browser test
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null \

@@ -19,7 +19,7 @@ def pins(extra: str) -> list[str]:
     return out.stdout.split()
 
 
-@pytest.mark.parametrize("extra", ["train", "dev", "serve-gpu", "serve-cpu"])
+@pytest.mark.parametrize("extra", ["train", "dev", "serve-gpu", "serve-cpu", "rl"])
 def test_every_environment_dependency_is_pinned_exactly(extra):
     requirements = pins(extra)
     assert requirements
