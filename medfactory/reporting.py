@@ -30,6 +30,16 @@ def write_json(path: Path, data) -> Path:
     return path
 
 
+def read_json_object(path: Path) -> dict:
+    """A JSON object kept between runs (a run's state), or {} when it is missing,
+    unreadable or not an object: the caller then starts as if there were none."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def write_jsonl(path: Path, rows: Iterable) -> Path:
     """One JSON object per line at `path`, written whole: a temporary file renamed over the
     old one, so a reader never sees half a file and a failure leaves the old one."""

@@ -30,7 +30,7 @@ from converters.formats import dataset_entry
 from converters.registry import register
 from medfactory import paths
 from medfactory.dev.rl import logged_rewards, start_reward_server
-from medfactory.recipes.run import CommandFailed, llamafactory_command
+from medfactory.recipes.run import CommandFailed, llamafactory_command, rl_cli
 from medfactory.reporting import write_jsonl
 
 EXAM = paths.PROJECT_ROOT / "dataset_info" / "samples" / "medical_exam_sample.csv"
@@ -94,14 +94,6 @@ def logged_scores(log: Path) -> list[dict]:
         {"verifier": m[1], "score": float(m[2]), "prompt": m[3], "outcome": m[4]}
         for m in SCORE_LINE.finditer(text)
     ]
-
-
-def rl_cli() -> Path:
-    """.venv-rl's llamafactory-cli; CommandFailed naming `make rl-env` when it is missing."""
-    cli = paths.rl_venv() / "bin" / "llamafactory-cli"
-    if not cli.is_file():
-        raise CommandFailed(f"{cli} does not exist: PPO needs trl<=0.9.6: run `make rl-env`")
-    return cli
 
 
 def predict_in_rl_env(adapter: Path, data: Path, out: Path, seed: int) -> Path:

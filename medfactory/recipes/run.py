@@ -104,15 +104,21 @@ def llamafactory_command(
     return argv + [f"{key}={yaml_value(value)}" for key, value in overrides.items()]
 
 
-def ppo_environment(data: dict, overrides: dict) -> Path:
-    """PPO's llamafactory-cli (.venv-rl) and the overrides its older transformers needs:
-    a warmup given as a ratio (`warmup_steps: 0.1`) becomes `warmup_ratio`."""
+def rl_cli() -> Path:
+    """.venv-rl's llamafactory-cli; CommandFailed naming `make rl-env` when it is missing."""
     cli = paths.rl_venv() / "bin" / "llamafactory-cli"
     if not cli.is_file():
         raise CommandFailed(
             f"{cli} does not exist: PPO runs in .venv-rl (LLaMA-Factory 0.9.3 with trl 0.9.6, "
             "the only trl its PPO trainer runs with); build it with `make rl-env`"
         )
+    return cli
+
+
+def ppo_environment(data: dict, overrides: dict) -> Path:
+    """PPO's llamafactory-cli (.venv-rl) and the overrides its older transformers needs:
+    a warmup given as a ratio (`warmup_steps: 0.1`) becomes `warmup_ratio`."""
+    cli = rl_cli()
     warmup = {**data, **overrides}.get("warmup_steps")
     if isinstance(warmup, float) and 0 < warmup < 1:
         overrides.update(warmup_steps=0, warmup_ratio=warmup)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from deploy.client import Endpoint, EndpointError
 from deploy.replies import reply_key
+from medfactory.reporting import read_json_object, write_json
 
 # (description, total prompts) -> a context yielding advance(n)
 CountProgress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
@@ -103,7 +104,7 @@ def sample_dataset(
     due = [i for i, key in enumerate(keys) if key not in samples.kept]
     asked, refused = _ask(endpoint, samples, prompts, keys, due, options, progress)
     if asked:
-        _write_json(state / "run.json", {"model": endpoint.model})
+        write_json(state / "run.json", {"model": endpoint.model})
     answers = [samples.kept.get(key) for key in keys]
     scores = _score(verifier, prompts, answers)
     return _keep(conversations, answers, scores, options, endpoint.model, verifier.name) | {
@@ -122,7 +123,7 @@ def _settle_model(
         try:
             endpoint.check()
         except EndpointError as error:
-            previous = _read_json(state).get("model")
+            previous = read_json_object(state).get("model")
             if error.status is not None or previous is None:
                 raise
             keys = [sample_key(p, previous, options) for p in prompts]
@@ -245,20 +246,6 @@ def _keep(
         summary |= {"written": {}, "files": []}
     summary["skipped"] = dict(export.skipped)
     report = Path(options.dataset_dir) / f"{options.name}{REPORT_SUFFIX}"
-    _write_json(report, summary | {"per_prompt": per_prompt})
+    write_json(report, summary | {"per_prompt": per_prompt})
     summary["report"] = str(report)
     return summary
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _write_json(path: Path, value: dict) -> None:
-    from medfactory.reporting import write_json
-
-    write_json(path, value)

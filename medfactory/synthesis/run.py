@@ -12,7 +12,6 @@ Doctors then review the kept drafts (`review create --drafts`).
 from __future__ import annotations
 
 import contextlib
-import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -24,7 +23,7 @@ from converters.records import SourceError
 from converters.safety import SafetyRules
 from deploy.client import Endpoint, EndpointError
 from deploy.replies import ParsedReplies
-from medfactory.reporting import write_json, write_jsonl
+from medfactory.reporting import read_json_object, write_json, write_jsonl
 from medfactory.synthesis.checks import CheckOptions, check_drafts
 from medfactory.synthesis.drafts import (
     PROMPTS,
@@ -185,7 +184,7 @@ def _settle_model(endpoint: Endpoint, drafting: Drafting, chunks: list[Chunk], s
     except EndpointError as error:
         if error.status is not None:  # it answered, and refused
             raise
-        previous = _read_json(state).get("model")
+        previous = read_json_object(state).get("model")
         if previous is None:
             raise
         endpoint.model = previous
@@ -193,11 +192,3 @@ def _settle_model(endpoint: Endpoint, drafting: Drafting, chunks: list[Chunk], s
             endpoint.model = None
             raise
         return False
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -18,16 +18,8 @@ from medfactory.rewards.server import Scorer
 from medfactory.rewards.text import chat_text
 from medfactory.rewards.verifiers import build_verifier
 from tests.openai_standin import StandIn, last_user_text
+from tests.unit.test_rewards import EXAM  # the same three questions and key
 
-EXAM = [
-    {"id": "q1", "question": "Which vitamin deficiency causes scurvy?",
-     "A": "Vitamin A", "B": "Vitamin C", "C": "Vitamin D", "D": "Vitamin K", "answer": "B"},
-    {"id": "q2", "question": "缺铁性贫血最常见的原因是？",
-     "A": "慢性失血", "B": "维生素B12缺乏", "C": "溶血", "D": "骨髓衰竭", "answer": "A"},
-    {"id": "q3", "question": "A patient has sudden crushing chest pain. First step?",
-     "A": "Rest at home", "B": "Take an antacid", "C": "Call an ambulance", "D": "Sleep",
-     "answer": "C"},
-]  # fmt: skip
 # Per question: the four candidates the model returns, and what must be kept of them.
 CANDIDATES = {
     "scurvy": ["ANSWER: A", "ANSWER: B, vitamin C.", "I am not sure.", "ANSWER: B"],
