@@ -23,6 +23,10 @@ DEMO_DATA := --dataset huatuo_sample --dataset medical_o1_sample
 DEMO_STAGE := $(MF) demo --only
 R1_7B := --model deepseek-r1-distill-qwen-7b
 PYTEST := $(VENV)/bin/python -m pytest
+# Two workers, a test file each at a time: about half of a one-worker run is spent waiting
+# on servers to start and answer, so two share the two cores (WORKERS=1: one at a time).
+WORKERS ?= 2
+TEST_WORKERS := $(if $(filter 1,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 
 # vLLM: the CUDA build where an NVIDIA GPU answers, else the CPU build.
 # Override with `make install VLLM_FLAVOUR=cpu`.
@@ -200,14 +204,14 @@ smoke: install ## LoRA-train the tiny model a few steps and chat with it on vLLM
 demo: install ## set up, then run the whole pipeline on the bundled samples (CPU, tiny model)
 	$(MF) demo
 
-test: install ## all tests: unit + integration (GPU tests skip without CUDA), the 15 slowest named
-	$(PYTEST) tests --durations=15
+test: install $(TINY_MODEL)/config.json ## all tests: unit + integration (GPU tests skip without CUDA), the 15 slowest named
+	$(PYTEST) tests $(TEST_WORKERS) --durations=15
 
 test-unit: install ## fast tests only (no model, seconds)
 	$(PYTEST) tests -m "not integration and not gpu"
 
-test-integration: install ## tests that run LLaMA-Factory and vLLM on the tiny model
-	$(PYTEST) tests -m integration --durations=15
+test-integration: install $(TINY_MODEL)/config.json ## tests that run LLaMA-Factory and vLLM on the tiny model
+	$(PYTEST) tests -m integration $(TEST_WORKERS) --durations=15
 
 lint: $(VENV)/.installed ## ruff check + ruff format --check
 	$(VENV)/bin/ruff check .

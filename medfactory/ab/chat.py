@@ -179,17 +179,20 @@ def create_chat_page(
         asked = [*messages, {"role": "user", "content": question}]
         shown = [*as_text(asked), {"role": "assistant", "content": ""}]
         yield shown, "", messages, ids, ""
+        # Later updates leave the question box alone: a clinician may already be typing
+        # the next question there, and the conversation kept is the answer so far.
         text = ""
         try:
             for text, completion_id, _arm in client.stream(user, conversation, asked):
                 shown[-1] = {"role": "assistant", "content": escape(text, quote=False)}
                 ids = {**ids, str(len(shown) - 1): completion_id}
-                yield shown, "", messages, ids, ""
+                answered = [*asked, {"role": "assistant", "content": text}]
+                yield shown, gr.update(), answered, ids, ""
         except ChatError as error:
             said = _("The model could not answer: %(error)s") % {"error": error}
             yield as_text(messages), question, messages, ids, said
             return
-        yield shown, "", [*asked, {"role": "assistant", "content": text}], ids, ""
+        yield shown, gr.update(), [*asked, {"role": "assistant", "content": text}], ids, ""
 
     def rate(user: str, ids: dict, data: gr.LikeData, request: gr.Request):
         user = who(user, request)

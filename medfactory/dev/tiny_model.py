@@ -7,6 +7,7 @@ tokenizer, chat template and architecture are the real Qwen2.5 ones.
 
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 
@@ -75,10 +76,14 @@ def ensure_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = DEFAULT_SE
     out_dir = Path(out_dir)
     wanted = {"architecture": TINY_QWEN2, "seed": seed, "tokenizer": str(tokenizer_dir)}
     stamp = out_dir / BUILD_STAMP
-    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
-        return out_dir
-    build_tiny_model(out_dir, tokenizer_dir, seed=seed)
-    stamp.write_text(json.dumps(wanted, indent=2))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # One build at a time (two test workers, two make targets): the second waits and reuses.
+    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+            return out_dir
+        build_tiny_model(out_dir, tokenizer_dir, seed=seed)
+        stamp.write_text(json.dumps(wanted, indent=2))
     return out_dir
 
 

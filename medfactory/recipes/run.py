@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -97,6 +98,19 @@ def tokenized_cache(recipe: dict, overrides: dict, root: Path) -> Path:
     return paths.cache_dir() / "tokenized" / digest.hexdigest()[:16]
 
 
+def keep_tokenized(written: Path, cache: Path, succeeded: bool) -> None:
+    """A run tokenizes into a folder of its own and it becomes the cache once the run
+    succeeded: LLaMA-Factory reads any non-empty folder as a finished one, so two runs
+    of the same data at once must never see each other's half-written files."""
+    if succeeded and written.is_dir():
+        try:
+            written.rename(cache)
+            return
+        except OSError:  # another run's folder got there first; it holds the same data
+            pass
+    shutil.rmtree(written, ignore_errors=True)
+
+
 def llamafactory_command(
     command: str, recipe: Path, overrides: dict[str, object], cli: Path | None = None
 ) -> list[str]:
@@ -142,9 +156,11 @@ def run_recipe(
     ppo = command == "train" and {**data, **overrides}.get("stage") == "ppo"
     cli = ppo_environment(data, overrides) if ppo else None
     # .venv-rl's older datasets cannot read .venv's tokenized cache
+    cache = written = None
     if command == "train" and data.get("do_train") and "tokenized_path" not in data and not ppo:
         cache = tokenized_cache(data, overrides, paths.PROJECT_ROOT)
-        overrides.setdefault("tokenized_path", str(cache))
+        written = cache if cache.is_dir() else cache.with_name(f"{cache.name}.{os.getpid()}")
+        overrides.setdefault("tokenized_path", str(written))
     preflight(recipe, {**data, **overrides}, needs_device=command == "train")
     distributed = distributed or Distributed()
     env = {**os.environ, **distributed.env()}
@@ -175,6 +191,8 @@ def run_recipe(
                     sys.stdout.buffer.flush()
         finally:
             code = process.wait()
+            if cache and written != cache:
+                keep_tokenized(written, cache, code == 0)
     if code != 0:
         raise CommandFailed(
             f"llamafactory-cli {command} failed (exit {code}) for recipe {recipe}; "

@@ -7,7 +7,12 @@ import yaml
 from medfactory.recipes.check import check_recipes, llamafactory_problems, render_arguments
 from medfactory.recipes.presets import RecipeError, load_presets
 from medfactory.recipes.render import parse_overrides, render
-from medfactory.recipes.run import Distributed, llamafactory_command, tokenized_cache
+from medfactory.recipes.run import (
+    Distributed,
+    keep_tokenized,
+    llamafactory_command,
+    tokenized_cache,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = json.loads((REPO / "dataset_info" / "dataset_info.json").read_text())
@@ -174,6 +179,22 @@ def test_tokenized_cache_follows_the_data(tmp_path):
     assert tokenized_cache(recipe, {"cutoff_len": 1024}, tmp_path) != first
     (tmp_path / "d.jsonl").write_text('{"changed": 1}\n')
     assert tokenized_cache(recipe, {}, tmp_path) != first
+
+
+def test_runs_of_the_same_data_at_once_each_tokenize_apart_and_the_first_to_finish_is_kept(
+    tmp_path,
+):
+    cache = tmp_path / "tokenized" / "abc"
+    first, second, failed = (cache.with_name(f"abc.{pid}") for pid in (11, 12, 13))
+    for folder, marker in ((first, "1"), (second, "2"), (failed, "3")):
+        folder.mkdir(parents=True)
+        (folder / "dataset_dict.json").write_text(marker)
+    keep_tokenized(failed, cache, succeeded=False)
+    assert not failed.exists() and not cache.exists()  # a failed run leaves no cache
+    keep_tokenized(second, cache, succeeded=True)
+    keep_tokenized(first, cache, succeeded=True)
+    assert (cache / "dataset_dict.json").read_text() == "2"  # the first finished is the cache
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["abc"]
 
 
 def test_overrides_keep_yaml_1_1_words_as_strings():
