@@ -171,9 +171,8 @@ rl: $(TINY_MODEL)/config.json $(RL_VENV)/.installed ## PPO on the tiny model: a 
 	@test -f $(DATA_DIR)/abtest_dpo_train.jsonl || $(MAKE) abtest
 	$(MF) dev rl
 
-rl-exam: $(TINY_MODEL)/config.json $(RL_VENV)/.installed ## PPO from the demo's SFT adapter on a verifiable exam (key always A), then SFT vs PPO reward on held-out questions with intervals
-	@test -f $(ADAPTER)/adapter_config.json || $(DEMO_STAGE) convert-huatuo --only convert-medical-o1 --only train
-	$(MF) dev rl-exam --adapter $(ADAPTER)
+rl-exam: $(TINY_MODEL)/config.json $(RL_VENV)/.installed ## SFT on the answer's form, then PPO on a verifiable exam (key always A); SFT vs PPO reward on held-out questions with intervals
+	$(MF) dev rl-exam --model $(TINY_MODEL)
 
 webui: $(TINY_MODEL)/config.json ## LLaMA-Factory's WebUI on 127.0.0.1:7860 with our datasets and the tiny model
 	$(MF) webui --model tiny --port 7860

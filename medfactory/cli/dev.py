@@ -159,31 +159,40 @@ def rl(port: int) -> None:
         )
 
 
-@with_example("medfactory dev rl-exam --adapter saves/tiny/lora/sft --epochs 4 --samples 4")
+@with_example("medfactory dev rl-exam --model .cache/tiny-model --epochs 10 --samples 4")
 @dev.command("rl-exam")
 @click.option(
-    "--adapter",
+    "--model",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("saves/tiny/lora/sft"),
+    default=Path(".cache/tiny-model"),
     show_default=True,
-    help="The SFT adapter PPO continues, and the baseline it is compared with.",
+    help="The model SFT starts from.",
 )
 @click.option("--port", default=8300, show_default=True, help="The reward server's port.")
-@click.option("--epochs", default=4.0, show_default=True, help="PPO epochs over the prompts.")
+@click.option("--epochs", default=10.0, show_default=True, help="PPO epochs over the prompts.")
 @click.option("--samples", default=4, show_default=True, help="Answers per held-out question.")
-def rl_exam(adapter: Path, port: int, epochs: float, samples: int) -> None:
-    """PPO on a verifiable exam, then SFT against PPO on held-out questions.
+@click.option(
+    "--format-epochs",
+    default=3.0,
+    show_default=True,
+    help="Epochs of the answer-form SFT (every letter once per question) before PPO.",
+)
+def rl_exam(model: Path, port: int, epochs: float, samples: int, format_epochs: float) -> None:
+    """SFT then PPO on a verifiable exam, compared on held-out questions.
 
     The bundled exam with its right option moved to A (`data convert exam`), scored by
-    `reward serve --verifier choice` (+1 right, 0 wrong, -1 no letter); PPO continues
-    ADAPTER in .venv-rl; each adapter answers every held-out question SAMPLES times and
-    the same verifier scores them. Prints the reward of each logged PPO step and the
+    `reward serve --verifier choice` (+1 right, 0 wrong, -1 no letter). SFT fine-tunes
+    MODEL fully on the training questions answered "答案：X" once with each of their
+    letters (the form, no preference for a letter); PPO (all weights, .venv-rl)
+    continues the SFT model; each of the two answers every held-out question SAMPLES times and the
+    same verifier scores them. Prints the reward of each logged PPO step and the
     held-out mean rewards with 95 % bootstrap intervals over questions.
     """
     from medfactory.dev.rl_exam import run_exam_rl
 
     unwind_on_termination()  # the reward server it starts is stopped, not orphaned
-    report = run_exam_rl(adapter, port, epochs, samples, say=click.echo)
+    report = run_exam_rl(model, port, epochs, samples, format_epochs=format_epochs,
+                         say=click.echo)  # fmt: skip
     click.echo("PPO reward per logged step (trainer_log.jsonl):")
     for step, reward in report["rewards"]:
         click.echo(f"  step {step:>3}  reward {reward:+.3f}")
@@ -199,4 +208,5 @@ def rl_exam(adapter: Path, port: int, epochs: float, samples: int) -> None:
         click.echo(f"  {name:<10}{heldout[label]['mean']:+.3f}  [{low:+.3f}, {high:+.3f}]")
     click.echo(f"outcomes: SFT {report['outcomes']['sft']}; PPO {report['outcomes']['ppo']}")
     seconds = report["seconds"]
-    click.echo(f"PPO {seconds['ppo']:.0f} s, in all {seconds['total']:.0f} s; {report['report']}")
+    click.echo(f"SFT {seconds['sft']:.0f} s, PPO {seconds['ppo']:.0f} s, in all "
+               f"{seconds['total']:.0f} s; {report['report']}")  # fmt: skip

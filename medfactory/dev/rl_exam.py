@@ -4,17 +4,22 @@ The bundled exam (dataset_info/samples/medical_exam_sample.csv) is asked with it
 option moved to A, so the answer key is always A: a behaviour the tiny random-weight model
 can be rewarded into (answer "A"), which is all a PPO run of a few dozen steps can show on
 it. `data convert exam` splits it into training prompts (whose key the reward server
-holds) and held-out ones; PPO (LLaMA-Factory in .venv-rl, `medfactory train`) continues the
-SFT adapter against `reward serve --verifier choice`; then both adapters answer each
-held-out question several times in .venv-rl (the environment PPO trained in), the same
-verifier scores the answers, and the mean rewards are compared with bootstrap intervals
-over questions.
+holds) and held-out ones. As HuatuoGPT-o1 and every R1-style recipe do, SFT comes first
+and teaches the answer's form: the tiny model is fully fine-tuned on the training prompts
+answered "答案：X" once with each of their letters, so it answers in the form but with no
+preference for the right letter (LoRA alone cannot: the random model's frozen embeddings
+and norms keep every token's probability near 1/150,000). PPO (LLaMA-Factory in .venv-rl,
+`medfactory train`, all weights too) continues that SFT model against `reward serve
+--verifier choice`; then both answer each held-out question several times in .venv-rl (the
+environment PPO trained in), the same verifier scores the answers, and the mean rewards
+are compared with bootstrap intervals over questions.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -30,6 +35,7 @@ from converters.formats import dataset_entry
 from converters.registry import register
 from medfactory import paths
 from medfactory.dev.rl import logged_rewards, start_reward_server
+from medfactory.recipes.render import yaml_value
 from medfactory.recipes.run import CommandFailed, llamafactory_command, rl_cli
 from medfactory.reporting import write_jsonl
 
@@ -40,7 +46,12 @@ LETTERS = "ABCDEFGH"
 # `reward serve` logs each score: "reward choice=+1.000 prompt=7 outcome=right"
 SCORE_LINE = re.compile(r"reward (\w+)=([-+]\d+\.\d+) prompt=(\S+) outcome=(\w+)")
 # PPO samples with the recipe's top_k 0 and top_p 0.9; the held-out answers are sampled alike
-SAMPLING = {"do_sample": True, "top_k": 0, "top_p": 0.9, "max_new_tokens": 16}
+SAMPLING = {"do_sample": True, "top_k": 0, "top_p": 0.9, "max_new_tokens": 8}
+# The tiny model's PPO: all weights (LoRA barely moves a random model's letter choice in a
+# few dozen steps), four answers a step (one answer's advantages cannot be whitened), and
+# answers as long as "答案：A" needs.
+PPO = {"finetuning_type": "full", "learning_rate": 5e-4, "per_device_train_batch_size": 4,
+       "max_new_tokens": 8}  # fmt: skip
 
 
 def fixed_letter_exam(source: Path, target: Path) -> int:
@@ -59,9 +70,25 @@ def fixed_letter_exam(source: Path, target: Path) -> int:
     return len(exam)
 
 
-def prepare_prompt_set(work: Path, held_out: float, samples: int) -> dict:
-    """The prompt set in work/data (its own registry), and NAME_heldout: each held-out
-    prompt `samples` times, for sampled answers to it."""
+def format_rows(prompts: list[dict], key: list[dict], seed: int) -> list[dict]:
+    """Each training prompt answered "答案：X" once with each of its option letters, in a
+    seeded order: SFT on these teaches the answer's form and no preference for a letter."""
+    rng = random.Random(seed)
+    rows = []
+    for prompt, entry in zip(prompts, key, strict=True):
+        question = prompt["conversations"][0]["value"]
+        if entry["question"] not in question:
+            raise CommandFailed(f"the answer key's question {entry['id']} is not its prompt's")
+        for letter in (letter for letter in LETTERS if entry.get(letter)):
+            answer = {"from": "gpt", "value": f"答案：{letter}"}
+            rows.append({"conversations": [{"from": "human", "value": question}, answer]})
+    rng.shuffle(rows)
+    return rows
+
+
+def prepare_prompt_set(work: Path, held_out: float, samples: int, seed: int = 42) -> dict:
+    """The prompt set in work/data (its own registry); NAME_format, the answer-form SFT
+    set; and NAME_heldout: each held-out prompt `samples` times, for sampled answers."""
     from medfactory.rewards.prompt_sets import PromptSetOptions, convert_prompt_set
 
     data = work / "data"
@@ -71,11 +98,20 @@ def prepare_prompt_set(work: Path, held_out: float, samples: int) -> dict:
     summary = convert_prompt_set("exam", exam, options)
     test = (data / f"{NAME}_test.jsonl").read_text(encoding="utf-8").splitlines()
     repeated = [json.loads(line) for line in test for _ in range(samples)]
+    formatted = format_rows(
+        [json.loads(line) for line in (data / f"{NAME}_train.jsonl").read_text().splitlines()],
+        [json.loads(line) for line in (data / f"{NAME}.answers.jsonl").read_text().splitlines()],
+        seed,
+    )  # fmt: skip
 
     def move_files() -> None:
         write_jsonl(data / f"{NAME}_heldout.jsonl", repeated)
+        write_jsonl(data / f"{NAME}_format.jsonl", formatted)
 
-    entry = {f"{NAME}_heldout": dataset_entry("sharegpt", f"{NAME}_heldout.jsonl", False)}
+    entry = {
+        f"{NAME}_{part}": dataset_entry("sharegpt", f"{NAME}_{part}.jsonl", False)
+        for part in ("heldout", "format")
+    }
     register(data, entry, force=True, before_write=move_files)
     return {"data": data, "summary": summary, "heldout_rows": repeated,
             "answers": data / f"{NAME}.answers.jsonl",
@@ -96,10 +132,11 @@ def logged_scores(log: Path) -> list[dict]:
     ]
 
 
-def predict_in_rl_env(adapter: Path, data: Path, out: Path, seed: int) -> Path:
-    """Sampled answers to NAME_heldout with `adapter`, by .venv-rl's LLaMA-Factory (the
+def predict_in_rl_env(model: Path, data: Path, out: Path, seed: int) -> Path:
+    """Sampled answers to NAME_heldout by `model`, by .venv-rl's LLaMA-Factory (the
     transformers PPO trained with): its generated_predictions.jsonl."""
-    overrides = {"adapter_name_or_path": str(adapter), "eval_dataset": f"{NAME}_heldout",
+    overrides = {"model_name_or_path": str(model), "adapter_name_or_path": None,
+                 "eval_dataset": f"{NAME}_heldout",
                  "dataset_dir": str(data), "output_dir": str(out), "max_samples": 100000,
                  "seed": seed, **SAMPLING}  # fmt: skip
     argv = llamafactory_command("train", RECIPES / "predict_lora.yaml", overrides, rl_cli())
@@ -109,7 +146,7 @@ def predict_in_rl_env(adapter: Path, data: Path, out: Path, seed: int) -> Path:
         done = subprocess.run(argv, cwd=paths.PROJECT_ROOT, stdin=subprocess.DEVNULL,
                               stdout=file, stderr=subprocess.STDOUT)  # fmt: skip
     if done.returncode != 0:
-        raise CommandFailed(f"held-out predictions with {adapter} failed; see {log}")
+        raise CommandFailed(f"held-out predictions of {model} failed; see {log}")
     return out / "generated_predictions.jsonl"
 
 
@@ -152,67 +189,84 @@ def compare(sft: dict, ppo: dict) -> dict:
     }  # fmt: skip
 
 
+def train(recipe: str, overrides: dict[str, object]) -> float:
+    """`medfactory train RECIPE KEY=VALUE...` as a user runs it; its seconds."""
+    started = time.monotonic()
+    argv = [sys.executable, "-m", "medfactory", "train", str(RECIPES / recipe)]
+    argv += [f"{key}={yaml_value(value)}" for key, value in overrides.items()]
+    done = subprocess.run(argv, cwd=paths.PROJECT_ROOT, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise CommandFailed(f"`medfactory train {recipe}` failed (exit {done.returncode})")
+    return time.monotonic() - started
+
+
 def run_exam_rl(
-    adapter: Path,
+    model: Path,
     port: int = 8300,
-    epochs: float = 4.0,
+    epochs: float = 10.0,
     samples: int = 4,
     held_out: float = 0.3,
     seed: int = 42,
+    format_epochs: float = 3.0,
     say: Callable[[str], None] = print,
 ) -> dict:
-    """Prompt set, reward server, PPO from `adapter`, held-out comparison; the report,
-    also written to .cache/rl/report.json."""
+    """Prompt set, answer-form SFT of `model`, reward server, PPO from that SFT model,
+    held-out comparison of the two; the report, also in .cache/rl/report.json."""
     rl_cli()  # before anything starts
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise CommandFailed(f"{adapter}: no LoRA adapter there; train one with `make train`")
+    if not (Path(model) / "config.json").is_file():
+        raise CommandFailed(f"{model}: no model there (config.json); `make tiny-model` builds it")
     work = paths.cache_dir() / "rl"
+    sft_dir = paths.PROJECT_ROOT / "saves" / "tiny" / "rl" / "sft"
     ppo_dir = paths.PROJECT_ROOT / "saves" / "tiny" / "rl" / "ppo"
     started = time.monotonic()
-    prompt_set = prepare_prompt_set(work, held_out, samples)
+    prompt_set = prepare_prompt_set(work, held_out, samples, seed)
+    data = prompt_set["data"]
     written = prompt_set["summary"]["written"]
-    say(f"1/4 prompt set {NAME}: {written['train']} training questions, {written['test']} held "
-        f"out (key: always A), in {prompt_set['data']}")  # fmt: skip
+    say(f"1/5 prompt set {NAME}: {written['train']} training questions, {written['test']} held "
+        f"out (key: always A), in {data}")  # fmt: skip
+    say(f"2/5 SFT of {model} on the answer's form (each letter once per question), full")
+    # transformers reads an earlier LoRA run's README.md there as a PEFT model's, and fails
+    shutil.rmtree(sft_dir, ignore_errors=True)
+    sft_seconds = train("train_lora.yaml", {
+        "model_name_or_path": str(model), "finetuning_type": "full", "learning_rate": 1e-3,
+        "dataset": f"{NAME}_format", "dataset_dir": str(data), "eval_dataset": None,
+        "eval_strategy": "no", "output_dir": str(sft_dir), "num_train_epochs": format_epochs,
+        "max_samples": 100000, "save_steps": 100000, "seed": seed,
+    })  # fmt: skip
     server_log = work / "reward-server.log"
     server = start_choice_server(prompt_set["answers"], port, server_log)
     url = f"http://127.0.0.1:{port}/score"
-    say(f"2/4 reward server (choice) on {url}; log {server_log}")
+    say(f"3/5 reward server (choice) on {url}; log {server_log}")
     try:
-        say(f"3/4 PPO from {adapter} ({epochs:g} epochs, .venv-rl)")
+        say(f"4/5 PPO from {sft_dir.relative_to(paths.PROJECT_ROOT)} ({epochs:g} epochs, "
+            ".venv-rl)")  # fmt: skip
         # LLaMA-Factory's PPO appends to an earlier run's trainer_log.jsonl
         shutil.rmtree(ppo_dir, ignore_errors=True)
-        ppo_started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, "-m", "medfactory", "train", str(RECIPES / "ppo_lora.yaml"),
-             f"reward_model={url}", f"dataset={NAME}_train",
-             f"dataset_dir={prompt_set['data']}", f"adapter_name_or_path={adapter}",
-             f"output_dir={ppo_dir}", f"num_train_epochs={epochs}", "logging_steps=2",
-             "save_steps=100000", f"seed={seed}"],
-            cwd=paths.PROJECT_ROOT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise CommandFailed(f"PPO failed (exit {done.returncode})")
-        ppo_seconds = time.monotonic() - ppo_started
+        ppo_seconds = train("ppo_lora.yaml", {
+            "reward_model": url, "dataset": f"{NAME}_train", "dataset_dir": str(data),
+            "model_name_or_path": str(sft_dir), "output_dir": str(ppo_dir), **PPO,
+            "num_train_epochs": epochs, "logging_steps": 1, "save_steps": 100000, "seed": seed,
+        })  # fmt: skip
     finally:
         server.terminate()
         server.wait(timeout=30)
     scores = logged_scores(server_log)
-    say(f"4/4 {samples} sampled answers to each held-out question, SFT and PPO adapters")
+    say(f"5/5 {samples} sampled answers to each held-out question, SFT and PPO models")
     results = {}
-    for label, weights in (("sft", adapter), ("ppo", ppo_dir)):
-        predictions = predict_in_rl_env(weights, prompt_set["data"], work / f"heldout-{label}",
-                                        seed)  # fmt: skip
+    for label, trained in (("sft", sft_dir), ("ppo", ppo_dir)):
+        predictions = predict_in_rl_env(trained, data, work / f"heldout-{label}", seed)
         results[label] = score_heldout(predictions, prompt_set["heldout_rows"],
                                        prompt_set["heldout_key"])  # fmt: skip
     report = {
-        "adapter": str(adapter), "ppo_adapter": str(ppo_dir), "epochs": epochs,
-        "rewards": logged_rewards(ppo_dir),
+        "model": str(model), "sft_model": str(sft_dir), "ppo_model": str(ppo_dir),
+        "epochs": epochs, "format_epochs": format_epochs, "rewards": logged_rewards(ppo_dir),
         "server": {"scored": len(scores), "outcomes": dict(Counter(s["outcome"] for s in scores)),
                    "prompts": len({s["prompt"] for s in scores})},
         "heldout": compare(results["sft"], results["ppo"]),
         "outcomes": {label: r["outcomes"] for label, r in results.items()},
         "examples": {label: r["examples"] for label, r in results.items()},
-        "seconds": {"ppo": round(ppo_seconds, 1), "total": round(time.monotonic() - started, 1)},
+        "seconds": {"sft": round(sft_seconds, 1), "ppo": round(ppo_seconds, 1),
+                    "total": round(time.monotonic() - started, 1)},
     }  # fmt: skip
     (work / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     report["report"] = str(work / "report.json")

@@ -11,6 +11,8 @@ import fcntl
 import json
 from pathlib import Path
 
+from medfactory.recipes.run import add_legacy_rope_keys
+
 # head_dim = hidden / heads = 64: vLLM's CPU attention rejects smaller heads.
 TINY_QWEN2 = {
     "hidden_size": 128,
@@ -56,6 +58,8 @@ def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = DEFAULT_SEE
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
+    # .venv-rl's older transformers (PPO) reads `rope_theta`, not `rope_parameters`
+    add_legacy_rope_keys(out_dir / "config.json")
     tokenizer.save_pretrained(out_dir)
     GenerationConfig.from_pretrained(tokenizer_dir).save_pretrained(out_dir)
     return {
@@ -74,7 +78,8 @@ BUILD_STAMP = "medfactory_tiny_model.json"
 def ensure_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = DEFAULT_SEED) -> Path:
     """Build the tiny model into `out_dir` unless an identical build is already there."""
     out_dir = Path(out_dir)
-    wanted = {"architecture": TINY_QWEN2, "seed": seed, "tokenizer": str(tokenizer_dir)}
+    wanted = {"architecture": TINY_QWEN2, "seed": seed, "tokenizer": str(tokenizer_dir),
+              "config": "rope_theta too"}  # fmt: skip
     stamp = out_dir / BUILD_STAMP
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # One build at a time (two test workers, two make targets): the second waits and reuses.

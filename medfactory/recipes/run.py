@@ -130,13 +130,39 @@ def rl_cli() -> Path:
 
 
 def ppo_environment(data: dict, overrides: dict) -> Path:
-    """PPO's llamafactory-cli (.venv-rl) and the overrides its older transformers needs:
-    a warmup given as a ratio (`warmup_steps: 0.1`) becomes `warmup_ratio`."""
+    """PPO's llamafactory-cli (.venv-rl) and what its older transformers needs: a warmup
+    given as a ratio (`warmup_steps: 0.1`) becomes `warmup_ratio`, and a model saved by
+    .venv gets the RoPE keys that transformers reads."""
     cli = rl_cli()
-    warmup = {**data, **overrides}.get("warmup_steps")
+    arguments = {**data, **overrides}
+    warmup = arguments.get("warmup_steps")
     if isinstance(warmup, float) and 0 < warmup < 1:
         overrides.update(warmup_steps=0, warmup_ratio=warmup)
+    model = paths.PROJECT_ROOT / str(arguments.get("model_name_or_path") or "")
+    if (model / "config.json").is_file() and (added := add_legacy_rope_keys(model / "config.json")):
+        print(f"medfactory: added {added} to {model / 'config.json'} for .venv-rl's transformers",
+              file=sys.stderr)  # fmt: skip
     return cli
+
+
+def add_legacy_rope_keys(config_file: Path) -> str:
+    """transformers 5 (.venv: a full fine-tune, a merged export, the tiny model) saves a
+    model's RoPE settings only as `rope_parameters`; .venv-rl's transformers 4.52 reads
+    `rope_theta` and `rope_scaling`, and without them would silently rotate at 10,000
+    instead of the model's own base. Writes them beside it; what it added, or ""."""
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    rope = config.get("rope_parameters")
+    if not isinstance(rope, dict) or "rope_theta" in config or "rope_theta" not in rope:
+        return ""
+    config["rope_theta"] = rope["rope_theta"]
+    added = f"rope_theta {rope['rope_theta']:g}"
+    if rope.get("rope_type", "default") != "default" and "rope_scaling" not in config:
+        config["rope_scaling"] = {k: v for k, v in rope.items() if k != "rope_theta"}
+        added += f" and rope_scaling ({rope['rope_type']})"
+    partial = config_file.with_name(f".{config_file.name}.{os.getpid()}")
+    partial.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.replace(config_file)  # readers see the old file or the new one, never half
+    return added
 
 
 def run_recipe(
@@ -162,6 +188,11 @@ def run_recipe(
         written = cache if cache.is_dir() else cache.with_name(f"{cache.name}.{os.getpid()}")
         overrides.setdefault("tokenized_path", str(written))
     preflight(recipe, {**data, **overrides}, needs_device=command == "train")
+    if ppo and {**data, **overrides}.get("finetuning_type") == "full":
+        # 0.9.3's PPO saves its value-head wrapper with safetensors, which refuses the tied
+        # embeddings of small Qwen models after the whole run; set after the check above,
+        # whose transformers (.venv) no longer knows the key .venv-rl's reads
+        overrides.setdefault("save_safetensors", False)
     distributed = distributed or Distributed()
     env = {**os.environ, **distributed.env()}
     # torchrun, which LLaMA-Factory starts by name for distributed runs, lives in .venv/bin.

@@ -9,6 +9,7 @@ from medfactory.recipes.presets import RecipeError, load_presets
 from medfactory.recipes.render import parse_overrides, render
 from medfactory.recipes.run import (
     Distributed,
+    add_legacy_rope_keys,
     keep_tokenized,
     llamafactory_command,
     tokenized_cache,
@@ -195,6 +196,32 @@ def test_runs_of_the_same_data_at_once_each_tokenize_apart_and_the_first_to_fini
     keep_tokenized(first, cache, succeeded=True)
     assert (cache / "dataset_dict.json").read_text() == "2"  # the first finished is the cache
     assert sorted(p.name for p in cache.parent.iterdir()) == ["abc"]
+
+
+def test_a_model_saved_by_transformers_5_gets_the_rope_keys_ppos_transformers_reads(
+    tmp_path, tiny_model
+):
+    import subprocess
+
+    from medfactory import paths
+
+    config = tmp_path / "config.json"
+    saved = json.loads((tiny_model / "config.json").read_text())
+    del saved["rope_theta"]  # as transformers 5 (.venv) saves a full fine-tune
+    config.write_text(json.dumps(saved))
+    script = "import sys, transformers as t; print(t.AutoConfig.from_pretrained(sys.argv[1]))"
+    script = script.replace("))", ").rope_theta)")
+    read_theta = [str(paths.rl_venv() / "bin" / "python"), "-c", script, str(tmp_path)]
+    before = subprocess.run(read_theta, capture_output=True, text=True, check=True).stdout
+    assert float(before) == 10000.0  # .venv-rl's transformers silently falls back to its default
+    assert add_legacy_rope_keys(config) == "rope_theta 1e+06"
+    after = subprocess.run(read_theta, capture_output=True, text=True, check=True).stdout
+    assert float(after) == json.loads(config.read_text())["rope_parameters"]["rope_theta"] == 1e6
+    assert add_legacy_rope_keys(config) == ""  # once
+    scaled = {"rope_parameters": {"rope_theta": 5e5, "rope_type": "yarn", "factor": 4.0}}
+    config.write_text(json.dumps(scaled))
+    assert add_legacy_rope_keys(config) == "rope_theta 500000 and rope_scaling (yarn)"
+    assert json.loads(config.read_text())["rope_scaling"] == {"rope_type": "yarn", "factor": 4.0}
 
 
 def test_overrides_keep_yaml_1_1_words_as_strings():

@@ -36,6 +36,19 @@ def prompt_set(tmp_path_factory):
     return prepare_prompt_set(tmp_path_factory.mktemp("rl"), held_out=0.3, samples=2)
 
 
+def test_the_form_set_answers_each_training_question_once_with_each_of_its_letters(prompt_set):
+    data = prompt_set["data"]
+    registry = json.loads((data / "dataset_info.json").read_text())
+    rows = [json.loads(line) for line in (data / f"{NAME}_format.jsonl").read_text().splitlines()]
+    key = [json.loads(line) for line in prompt_set["answers"].read_text().splitlines()]
+    assert registry[f"{NAME}_format"]["file_name"] == f"{NAME}_format.jsonl"
+    for entry in key:  # every letter once: the SFT set prefers no letter, the key's A included
+        asked = [r for r in rows if f"问题：{entry['question']}" in r["conversations"][0]["value"]]
+        answers = sorted(r["conversations"][1]["value"] for r in asked)
+        assert answers == [f"答案：{letter}" for letter in "ABCDE" if entry.get(letter)]
+    assert len(rows) == sum(len([k for k in "ABCDE" if e.get(k)]) for e in key)
+
+
 def test_held_out_answers_score_plus_one_zero_and_minus_one(prompt_set, tmp_path):
     rows = prompt_set["heldout_rows"]
     registry = json.loads((prompt_set["data"] / "dataset_info.json").read_text())
