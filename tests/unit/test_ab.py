@@ -417,3 +417,27 @@ def test_a_store_error_never_quotes_what_was_said(tmp_path):
             {"u": "患者王某某的问题"},
         )
     assert "患者王某某" not in str(error.value)
+
+
+def test_a_question_typed_while_an_answer_streams_is_kept_and_the_answer_is_the_history():
+    from medfactory.ab.chat import create_chat_page
+
+    class StreamingGateway:  # the gateway's stream, chunk by chunk, at the network boundary
+        def stream(self, user, conversation, messages):
+            for text in ("发", "发烧超过", "发烧超过三天请就医"):
+                yield text, "chatcmpl-1", "a"
+
+    page = create_chat_page(StreamingGateway(), lang="en")
+    ask = next(block.fn for block in page.fns.values() if block.name == "ask")
+    updates = list(ask("孩子发烧怎么办？", [], "Dr. Li", "conversation-1", {}, None))
+    boxes = [update[1] for update in updates]
+    assert boxes[0] == ""  # the question is taken from the box
+    # every later update leaves the box as it is: the clinician may be typing there
+    assert all(isinstance(box, dict) and "value" not in box for box in boxes[1:])
+    asked = {"role": "user", "content": "孩子发烧怎么办？"}
+    # the history the next question is sent with follows the stream, to the whole answer
+    assert [update[2] for update in updates[1:]] == [
+        [asked, {"role": "assistant", "content": text}]
+        for text in ("发", "发烧超过", "发烧超过三天请就医", "发烧超过三天请就医")
+    ]
+    assert updates[-1][3] == {"1": "chatcmpl-1"}
