@@ -24,9 +24,9 @@ DEMO_STAGE := $(MF) demo --only
 R1_7B := --model deepseek-r1-distill-qwen-7b
 PYTEST := $(VENV)/bin/python -m pytest
 # Two workers, a test file each at a time: about half of a one-worker run is spent waiting
-# on servers to start and answer, so two share the two cores (WORKERS=1: one at a time).
+# on servers to start and answer, so two share the two cores (WORKERS=1 or empty: one).
 WORKERS ?= 2
-TEST_WORKERS := $(if $(filter 1,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
+TEST_WORKERS := $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile)
 
 # vLLM: the CUDA build where an NVIDIA GPU answers, else the CPU build.
 # Override with `make install VLLM_FLAVOUR=cpu`.

@@ -213,7 +213,8 @@ def run_exam_rl(
     """Prompt set, answer-form SFT of `model`, reward server, PPO from that SFT model,
     held-out comparison of the two; the report, also in .cache/rl/report.json."""
     rl_cli()  # before anything starts
-    if not (Path(model) / "config.json").is_file():
+    model = paths.PROJECT_ROOT / model  # as `medfactory train` reads it; absolute stays
+    if not (model / "config.json").is_file():
         raise CommandFailed(f"{model}: no model there (config.json); `make tiny-model` builds it")
     work = paths.cache_dir() / "rl"
     sft_dir = paths.PROJECT_ROOT / "saves" / "tiny" / "rl" / "sft"

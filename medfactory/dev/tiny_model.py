@@ -24,6 +24,13 @@ TINY_QWEN2 = {
     "tie_word_embeddings": True,
 }
 DEFAULT_SEED = 42
+BUILD_STAMP = "medfactory_tiny_model.json"
+
+
+def build_stamp(tokenizer_dir: Path, seed: int) -> dict:
+    """What a build depends on: a folder whose stamp equals it is that build."""
+    return {"architecture": TINY_QWEN2, "seed": seed, "tokenizer": str(tokenizer_dir),
+            "config": "rope_theta too"}  # fmt: skip
 
 
 def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = DEFAULT_SEED) -> dict:
@@ -62,33 +69,29 @@ def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = DEFAULT_SEE
     add_legacy_rope_keys(out_dir / "config.json")
     tokenizer.save_pretrained(out_dir)
     GenerationConfig.from_pretrained(tokenizer_dir).save_pretrained(out_dir)
-    return {
+    summary = {
         "path": str(out_dir),
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
         "head_dim": config.hidden_size // config.num_attention_heads,
         "seed": seed,
-        "files": sorted(p.name for p in out_dir.iterdir()),
+        "files": sorted(p.name for p in out_dir.iterdir() if p.name != BUILD_STAMP),
     }
-
-
-BUILD_STAMP = "medfactory_tiny_model.json"
+    (out_dir / BUILD_STAMP).write_text(json.dumps(build_stamp(tokenizer_dir, seed), indent=2))
+    return summary
 
 
 def ensure_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = DEFAULT_SEED) -> Path:
     """Build the tiny model into `out_dir` unless an identical build is already there."""
     out_dir = Path(out_dir)
-    wanted = {"architecture": TINY_QWEN2, "seed": seed, "tokenizer": str(tokenizer_dir),
-              "config": "rope_theta too"}  # fmt: skip
     stamp = out_dir / BUILD_STAMP
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # One build at a time (two test workers, two make targets): the second waits and reuses.
+    # One build at a time (two test workers): the second waits and reuses the first's.
     with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        if stamp.is_file() and json.loads(stamp.read_text()) == build_stamp(tokenizer_dir, seed):
             return out_dir
         build_tiny_model(out_dir, tokenizer_dir, seed=seed)
-        stamp.write_text(json.dumps(wanted, indent=2))
     return out_dir
 
 

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,10 +139,14 @@ def ppo_environment(data: dict, overrides: dict) -> Path:
     warmup = arguments.get("warmup_steps")
     if isinstance(warmup, float) and 0 < warmup < 1:
         overrides.update(warmup_steps=0, warmup_ratio=warmup)
-    model = paths.PROJECT_ROOT / str(arguments.get("model_name_or_path") or "")
-    if (model / "config.json").is_file() and (added := add_legacy_rope_keys(model / "config.json")):
-        print(f"medfactory: added {added} to {model / 'config.json'} for .venv-rl's transformers",
-              file=sys.stderr)  # fmt: skip
+    models = [arguments.get("model_name_or_path"), arguments.get("ref_model")]
+    if arguments.get("reward_model_type") == "full":
+        models.append(arguments.get("reward_model"))
+    for model in filter(None, models):
+        config = paths.PROJECT_ROOT / str(model) / "config.json"
+        if config.is_file() and (added := add_legacy_rope_keys(config)):
+            print(f"medfactory: added {added} to {config} for .venv-rl's transformers",
+                  file=sys.stderr)  # fmt: skip
     return cli
 
 
@@ -185,14 +190,15 @@ def run_recipe(
     cache = written = None
     if command == "train" and data.get("do_train") and "tokenized_path" not in data and not ppo:
         cache = tokenized_cache(data, overrides, paths.PROJECT_ROOT)
-        written = cache if cache.is_dir() else cache.with_name(f"{cache.name}.{os.getpid()}")
+        written = cache if cache.is_dir() else cache.with_name(f"{cache.name}.{uuid.uuid4().hex}")
         overrides.setdefault("tokenized_path", str(written))
     preflight(recipe, {**data, **overrides}, needs_device=command == "train")
-    if ppo and {**data, **overrides}.get("finetuning_type") == "full":
+    merged = {**data, **overrides}
+    if ppo and merged.get("finetuning_type") == "full" and "save_safetensors" not in merged:
         # 0.9.3's PPO saves its value-head wrapper with safetensors, which refuses the tied
         # embeddings of small Qwen models after the whole run; set after the check above,
         # whose transformers (.venv) no longer knows the key .venv-rl's reads
-        overrides.setdefault("save_safetensors", False)
+        overrides["save_safetensors"] = False
     distributed = distributed or Distributed()
     env = {**os.environ, **distributed.env()}
     # torchrun, which LLaMA-Factory starts by name for distributed runs, lives in .venv/bin.

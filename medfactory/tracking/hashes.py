@@ -43,6 +43,11 @@ def weights_fingerprint(folder: Path) -> str | None:
         path = folder / name
         if path.is_file():
             return text_sha256(safetensors_header(path) + str(path.stat().st_size).encode())
+    for name in ("pytorch_model.bin", "adapter_model.bin"):  # full PPO saves these
+        path = folder / name
+        if path.is_file():
+            with open(path, "rb") as weights:
+                return text_sha256(weights.read(1 << 20) + str(path.stat().st_size).encode())
     return None
 
 

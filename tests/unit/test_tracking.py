@@ -488,3 +488,13 @@ def test_a_gateway_arm_named_by_a_version_serves_it_and_the_experiment_keeps_the
     assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
     assert "arm 'prod': tiny-med has no alias 'nowhere'" in result.output
     store.close()
+
+
+def test_weights_saved_as_pytorch_bin_are_fingerprinted_too(tmp_path):
+    # full PPO in .venv-rl saves pytorch_model.bin: its runs name their weights as others do
+    (tmp_path / "config.json").write_text("{}")
+    assert model_fingerprint(tmp_path)["weights_sha256"] is None
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x01" * 4096)
+    first = model_fingerprint(tmp_path)["weights_sha256"]
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x02" * 4096)
+    assert first is not None and model_fingerprint(tmp_path)["weights_sha256"] not in (None, first)
