@@ -24,11 +24,12 @@ from medfactory.recipes.run import CommandFailed, read_recipe
 RECIPES = paths.PROJECT_ROOT / "llamafactory_configs" / "tiny"
 
 
-def _medfactory(*args: str) -> list[str]:
+def medfactory_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "medfactory", *args]
 
 
-def _run(argv: list[str]) -> None:
+def run_medfactory(argv: list[str]) -> None:
+    """Run a medfactory command as a user types it, in the project; CommandFailed if it fails."""
     done = subprocess.run(argv, cwd=paths.PROJECT_ROOT, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         raise CommandFailed(f"`{' '.join(argv[2:])}` failed (exit {done.returncode})")
@@ -43,7 +44,7 @@ def start_reward_server(verifier: list[str], port: int, log: Path) -> subprocess
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         server = subprocess.Popen(
-            _medfactory("reward", "serve", *verifier, "--port", str(port)),
+            medfactory_command("reward", "serve", *verifier, "--port", str(port)),
             cwd=paths.PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -78,7 +79,7 @@ def run_rl(port: int = 8300, say: Callable[[str], None] = print) -> dict:
     reward_model = paths.PROJECT_ROOT / read_recipe(rm_recipe)["output_dir"]
     url = f"http://127.0.0.1:{port}"
     say(f"1/3 reward model on the clinicians' pairs: {rm_recipe.name}")
-    _run(_medfactory("train", str(rm_recipe)))
+    run_medfactory(medfactory_command("train", str(rm_recipe)))
     say(f"2/3 reward server ({reward_model.relative_to(paths.PROJECT_ROOT)}) on {url}")
     server = start_reward_server(
         ["--verifier", "model", "--reward-model", str(reward_model)], port,
@@ -86,7 +87,7 @@ def run_rl(port: int = 8300, say: Callable[[str], None] = print) -> dict:
     )  # fmt: skip
     try:
         say(f"3/3 PPO against it: {ppo_recipe.name} (in .venv-rl)")
-        _run(_medfactory("train", str(ppo_recipe), f"reward_model={url}/score"))
+        run_medfactory(medfactory_command("train", str(ppo_recipe), f"reward_model={url}/score"))
         stats = requests.get(f"{url}/stats", timeout=10).json()
     finally:
         server.terminate()

@@ -23,7 +23,6 @@ import random
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,7 +33,12 @@ import numpy as np
 from converters.formats import dataset_entry
 from converters.registry import register
 from medfactory import paths
-from medfactory.dev.rl import logged_rewards, start_reward_server
+from medfactory.dev.rl import (
+    logged_rewards,
+    medfactory_command,
+    run_medfactory,
+    start_reward_server,
+)
 from medfactory.recipes.render import yaml_value
 from medfactory.recipes.run import CommandFailed, llamafactory_command, rl_cli
 from medfactory.reporting import write_jsonl
@@ -192,11 +196,8 @@ def compare(sft: dict, ppo: dict) -> dict:
 def train(recipe: str, overrides: dict[str, object]) -> float:
     """`medfactory train RECIPE KEY=VALUE...` as a user runs it; its seconds."""
     started = time.monotonic()
-    argv = [sys.executable, "-m", "medfactory", "train", str(RECIPES / recipe)]
-    argv += [f"{key}={yaml_value(value)}" for key, value in overrides.items()]
-    done = subprocess.run(argv, cwd=paths.PROJECT_ROOT, stdin=subprocess.DEVNULL)
-    if done.returncode != 0:
-        raise CommandFailed(f"`medfactory train {recipe}` failed (exit {done.returncode})")
+    settings = [f"{key}={yaml_value(value)}" for key, value in overrides.items()]
+    run_medfactory(medfactory_command("train", str(RECIPES / recipe), *settings))
     return time.monotonic() - started
 
 
