@@ -167,8 +167,9 @@ preference: $(TINY_MODEL)/config.json ## DPO and KTO on the tiny model from make
 	$(MF) train llamafactory_configs/tiny/dpo_lora.yaml adapter_name_or_path=$(ADAPTER)
 	$(MF) train llamafactory_configs/tiny/kto_lora.yaml adapter_name_or_path=$(ADAPTER)
 
-rl: $(TINY_MODEL)/config.json $(RL_VENV)/.installed ## PPO on the tiny model: a reward model on make abtest's pairs, the reward server, LLaMA-Factory's PPO (.venv-rl)
+rl: $(TINY_MODEL)/config.json $(RL_VENV)/.installed ## SFT, a reward model (from it) on make abtest's pairs, PPO against the reward server (.venv-rl); SFT vs PPO reward on held-out prompts with intervals
 	@test -f $(DATA_DIR)/abtest_dpo_train.jsonl || $(MAKE) abtest
+	@test -f $(DATA_DIR)/huatuo_sample_test.jsonl || $(MAKE) data
 	$(MF) dev rl
 
 rl-exam: $(TINY_MODEL)/config.json $(RL_VENV)/.installed ## SFT on the answer's form, then PPO on a verifiable exam (key always A); SFT vs PPO reward on held-out questions with intervals

@@ -135,28 +135,47 @@ def abtest(
     click.echo(f"report: {out / experiment / 'report.md'}; again with: {again}")
 
 
-@with_example("medfactory dev rl --port 8300")
+@with_example("medfactory dev rl --port 8300 --samples 4")
 @dev.command()
 @click.option("--port", default=8300, show_default=True, help="The reward server's port.")
-def rl(port: int) -> None:
-    """PPO on the tiny model: a reward model, the reward server, LLaMA-Factory's PPO.
+@click.option("--prompts", default=128, show_default=True, help="PPO prompts (4 a step).")
+@click.option("--samples", default=4, show_default=True, help="Answers per held-out prompt.")
+def rl(port: int, prompts: int, samples: int) -> None:
+    """SFT, a reward model on the clinicians' pairs, PPO; held-out SFT vs PPO reward.
 
-    Trains llamafactory_configs/tiny/rm_lora.yaml on `make abtest`'s DPO pairs,
-    serves it (`reward serve --verifier model`), and trains ppo_lora.yaml in
-    .venv-rl against it; prints the reward of each logged PPO step. The tiny
-    model's weights are random: the rewards show the loop runs, not that it learns.
+    Fully fine-tunes the tiny model on the HuatuoGPT sample (SFT); trains
+    llamafactory_configs/tiny/rm_lora.yaml from that model on `make abtest`'s DPO
+    pairs; serves it (`reward serve --verifier model`); trains ppo_lora.yaml in
+    .venv-rl from the SFT model (all weights) against it. SFT and PPO models then
+    answer each held-out prompt SAMPLES times and the same server scores them. Prints
+    the reward of each logged PPO step and the held-out mean rewards with 95 %
+    bootstrap intervals over prompts.
     """
     from medfactory.dev.rl import run_rl
 
     unwind_on_termination()  # the reward server it starts is stopped, not orphaned
-    result = run_rl(port, say=click.echo)
-    for step, reward in result["rewards"]:
-        click.echo(f"  step {step:>3}  reward {reward:+.4f}")
-    if result["rewards"]:
-        click.echo(
-            f"mean reward: first half {result['first_half_mean']:+.4f}, second half "
-            f"{result['second_half_mean']:+.4f}; {result['scored']} answers scored by the server"
-        )
+    report = run_rl(port, prompts, samples, say=click.echo)
+    click.echo("PPO reward per logged step (trainer_log.jsonl):")
+    for step, reward in report["rewards"]:
+        click.echo(f"  step {step:>3}  reward {reward:+.3f}")
+    click.echo(f"mean reward: first quarter of the steps {report['first_quarter_mean']:+.3f}, "
+               f"last quarter {report['last_quarter_mean']:+.3f}; {report['scored']} answers "
+               "scored by the server")  # fmt: skip
+    print_heldout(report["heldout"], samples, "prompts")
+    seconds = report["seconds"]
+    click.echo(
+        f"SFT {seconds['sft']:.0f} s, reward model {seconds['rm']:.0f} s, PPO "
+        f"{seconds['ppo']:.0f} s, in all {seconds['total']:.0f} s; {report['report']}"
+    )
+
+
+def print_heldout(heldout: dict, samples: int, unit: str) -> None:
+    click.echo(f"held-out reward, {heldout['questions']} {unit} x {samples} answers "
+               f"(mean, 95 % bootstrap interval over {unit}):")  # fmt: skip
+    for label in ("sft", "ppo", "difference"):
+        low, high = heldout[label]["interval"]
+        name = {"sft": "SFT", "ppo": "PPO", "difference": "PPO - SFT"}[label]
+        click.echo(f"  {name:<10}{heldout[label]['mean']:+.3f}  [{low:+.3f}, {high:+.3f}]")
 
 
 @with_example("medfactory dev rl-exam --model .cache/tiny-model --epochs 10 --samples 4")
@@ -199,13 +218,7 @@ def rl_exam(model: Path, port: int, epochs: float, samples: int, format_epochs: 
     server = report["server"]
     click.echo(f"reward server: {server['scored']} answers scored for {server['prompts']} "
                f"questions, {server['outcomes']}")  # fmt: skip
-    heldout = report["heldout"]
-    click.echo(f"held-out reward, {heldout['questions']} questions x {samples} answers "
-               "(mean, 95 % bootstrap interval over questions):")  # fmt: skip
-    for label in ("sft", "ppo", "difference"):
-        low, high = heldout[label]["interval"]
-        name = {"sft": "SFT", "ppo": "PPO", "difference": "PPO - SFT"}[label]
-        click.echo(f"  {name:<10}{heldout[label]['mean']:+.3f}  [{low:+.3f}, {high:+.3f}]")
+    print_heldout(report["heldout"], samples, "questions")
     click.echo(f"outcomes: SFT {report['outcomes']['sft']}; PPO {report['outcomes']['ppo']}")
     seconds = report["seconds"]
     click.echo(f"SFT {seconds['sft']:.0f} s, PPO {seconds['ppo']:.0f} s, in all "

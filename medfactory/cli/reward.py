@@ -52,6 +52,13 @@ verifier_options = options(
     ),
     click.option("--base", help="model: the LoRA reward model's base, if not the one named."),
     click.option(
+        "--template",
+        default="qwen",
+        show_default=True,
+        help="model: the reward model recipe's template; each answer is scored closed as "
+        "a finished turn of it, as the model was trained.",
+    ),
+    click.option(
         "--judge-endpoint",
         type=URL(),
         help="An OpenAI-compatible judge: judge grades on the rubric; match asks it "
@@ -75,8 +82,8 @@ verifier_options = options(
 
 
 def build_from_options(
-    verifier, answers, safety_penalty, format_penalty, reward_model, base, judge_endpoint,
-    judge_model, judge_api_key, rubric, judge_cache,
+    verifier, answers, safety_penalty, format_penalty, reward_model, base, template,
+    judge_endpoint, judge_model, judge_api_key, rubric, judge_cache,
 ):  # fmt: skip
     """The verifier `verifier_options` describe."""
     from medfactory.rewards.judging import JudgeSpec
@@ -85,9 +92,8 @@ def build_from_options(
     judge = None
     if judge_endpoint:
         judge = JudgeSpec(judge_endpoint, judge_model, rubric, judge_api_key, judge_cache)
-    return build_verifier(
-        verifier, answers, safety_penalty, format_penalty, reward_model, base, judge=judge
-    )
+    return build_verifier(verifier, answers, safety_penalty, format_penalty, reward_model,
+                          base, judge=judge, template=template)  # fmt: skip
 
 
 @with_example("medfactory reward serve --port 8300 --verifier choice --answers exam.csv")

@@ -1,27 +1,45 @@
-"""`make rl` on the tiny model: a reward model trained on `make abtest`'s DPO pairs, the
-reward server scoring with it (`--verifier model`), and PPO through LLaMA-Factory (in
-.venv-rl) posting its answers to that server; the reward of each logged step.
+"""`make rl` on the tiny model: SFT, a reward model on the clinicians' pairs (`make
+abtest`'s DPO export), PPO against the reward server scoring with it (`--verifier
+model`), and what PPO changed on prompts it never saw.
 
-Each stage is the command a user runs (`medfactory train`, `medfactory reward serve`),
-so the run is recorded and its recipes are the checked-in ones.
+As InstructGPT and LLaMA-Factory's own examples do, the reward model starts from the SFT
+model, and PPO continues it: the SFT model (the tiny model fully fine-tuned on the
+HuatuoGPT sample) has representations of the answers' form, which a reward model on a
+random base lacks (its scores barely follow the answer). Both answer each held-out prompt
+(huatuo_sample_test) several times in .venv-rl, the environment PPO trained in; the same
+server scores the answers; the mean rewards are compared with bootstrap intervals over
+prompts. The stages are the commands a user runs (`medfactory train`, `medfactory reward
+serve`), so each run is recorded and its recipes are the checked-in ones.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import requests
 
+from converters.formats import dataset_entry
+from converters.registry import register
 from deploy.process import port_in_use
 from medfactory import paths
-from medfactory.recipes.run import CommandFailed, read_recipe
+from medfactory.recipes.render import yaml_value
+from medfactory.recipes.run import CommandFailed, llamafactory_command, read_recipe, rl_cli
+from medfactory.reporting import write_jsonl
 
 RECIPES = paths.PROJECT_ROOT / "llamafactory_configs" / "tiny"
+SFT_DATA, HELDOUT_DATA = "huatuo_sample_train", "huatuo_sample_test"
+# PPO samples with the recipe's top_k 0 and top_p 0.9; the held-out answers are sampled alike
+SAMPLING = {"do_sample": True, "top_k": 0, "top_p": 0.9}
+# The tiny model's PPO: all weights (LoRA barely moves a random model in a few dozen
+# steps) and four answers a step (one answer's advantages cannot be whitened).
+PPO = {"finetuning_type": "full", "learning_rate": 5e-4, "per_device_train_batch_size": 4}
 
 
 def medfactory_command(*args: str) -> list[str]:
@@ -72,33 +90,159 @@ def logged_rewards(output_dir: Path) -> list[tuple[int, float]]:
     return steps[starts[-1] :] if starts else steps
 
 
-def run_rl(port: int = 8300, say: Callable[[str], None] = print) -> dict:
-    """Reward model, reward server, PPO; what each logged step was rewarded and the
-    server's counts."""
+def train(recipe: str, overrides: dict[str, object]) -> float:
+    """`medfactory train RECIPE KEY=VALUE...` as a user runs it; its seconds."""
+    started = time.monotonic()
+    settings = [f"{key}={yaml_value(value)}" for key, value in overrides.items()]
+    run_medfactory(medfactory_command("train", str(RECIPES / recipe), *settings))
+    return time.monotonic() - started
+
+
+def predict_in_rl_env(
+    model: Path, dataset: str, data: Path, out: Path, seed: int, max_new_tokens: int
+) -> list[str]:
+    """`model`'s sampled answers to `dataset` (registered in `data`), by .venv-rl's
+    LLaMA-Factory (the transformers PPO trained with), in order."""
+    overrides = {"model_name_or_path": str(model), "adapter_name_or_path": None,
+                 "eval_dataset": dataset, "dataset_dir": str(data), "output_dir": str(out),
+                 "max_samples": 100000, "seed": seed, "max_new_tokens": max_new_tokens,
+                 **SAMPLING}  # fmt: skip
+    argv = llamafactory_command("train", RECIPES / "predict_lora.yaml", overrides, rl_cli())
+    log = out.with_suffix(".log")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as file:
+        done = subprocess.run(argv, cwd=paths.PROJECT_ROOT, stdin=subprocess.DEVNULL,
+                              stdout=file, stderr=subprocess.STDOUT)  # fmt: skip
+    if done.returncode != 0:
+        raise CommandFailed(f"held-out predictions of {model} failed; see {log}")
+    predictions = (out / "generated_predictions.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line)["predict"] for line in predictions.splitlines() if line]
+
+
+def compare(sft: dict[str, float], ppo: dict[str, float]) -> dict:
+    """Mean held-out reward per prompt of each, with 95 % bootstrap intervals over
+    prompts, and the paired difference PPO - SFT."""
+    from medfactory.stats.bootstrap import bootstrap_interval, paired_bootstrap
+
+    prompts = sorted(sft)
+    before = np.array([sft[p] for p in prompts])
+    after = np.array([ppo[p] for p in prompts])
+    return {
+        "questions": len(prompts),
+        "sft": {"mean": float(before.mean()), "interval": bootstrap_interval(before)},
+        "ppo": {"mean": float(after.mean()), "interval": bootstrap_interval(after)},
+        "difference": {"mean": float((after - before).mean()),
+                       "interval": list(paired_bootstrap(before, after))},
+    }  # fmt: skip
+
+
+def heldout_prompts(
+    work: Path, samples: int, source: Path | None = None
+) -> tuple[Path, str, list[list[dict]]]:
+    """The rows of `source` (HELDOUT_DATA in the PPO recipe's registry), each `samples`
+    times, registered in work/data (their own registry) for prediction; with each row's
+    chat before the answer, as messages."""
+    registry = paths.PROJECT_ROOT / read_recipe(RECIPES / "ppo_lora.yaml")["dataset_dir"]
+    source = source or registry / f"{HELDOUT_DATA}.jsonl"
+    if not source.is_file():
+        raise CommandFailed(f"{source}: not there; `make data` converts the bundled samples")
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line]
+    repeated = [row for row in rows for _ in range(samples)]
+    data, name = work / "data", f"{HELDOUT_DATA}_x{samples}"
+    register(data, {name: dataset_entry("sharegpt", f"{name}.jsonl", False)}, force=True,
+             before_write=lambda: write_jsonl(data / f"{name}.jsonl", repeated))  # fmt: skip
+    roles = {"human": "user", "gpt": "assistant", "system": "system"}
+    chats = [[{"role": roles[m["from"]], "content": m["value"]} for m in row["conversations"][:-1]]
+             for row in repeated]  # fmt: skip
+    return data, name, chats
+
+
+def score_on_server(url: str, chats: list[list[dict]], answers: list[str]) -> dict[str, float]:
+    """Each answer posted to the reward server as the PPO trainer posts it; the mean
+    score of each prompt (its chat)."""
+    from medfactory.rewards.text import chat_text
+
+    if len(answers) != len(chats):
+        raise CommandFailed(f"{len(answers)} held-out answers for {len(chats)} prompts")
+    texts = [chat_text(chat, answer) for chat, answer in zip(chats, answers, strict=True)]
+    reply = requests.post(url, json={"model": "policy", "messages": texts}, timeout=600)
+    reply.raise_for_status()
+    per_prompt: dict[str, list[float]] = {}
+    for chat, score in zip(chats, reply.json()["scores"], strict=True):
+        per_prompt.setdefault(json.dumps(chat, ensure_ascii=False), []).append(score)
+    return {prompt: float(np.mean(scores)) for prompt, scores in per_prompt.items()}
+
+
+def run_rl(
+    port: int = 8300,
+    ppo_prompts: int = 128,
+    samples: int = 4,
+    rm_epochs: float = 10.0,
+    seed: int = 42,
+    say: Callable[[str], None] = print,
+) -> dict:
+    """SFT, reward model, reward server, PPO from the SFT model, held-out comparison;
+    the report, also in .cache/rl-chat/report.json."""
+    rl_cli()  # before anything starts
     rm_recipe, ppo_recipe = RECIPES / "rm_lora.yaml", RECIPES / "ppo_lora.yaml"
     reward_model = paths.PROJECT_ROOT / read_recipe(rm_recipe)["output_dir"]
-    url = f"http://127.0.0.1:{port}"
-    say(f"1/3 reward model on the clinicians' pairs: {rm_recipe.name}")
-    run_medfactory(medfactory_command("train", str(rm_recipe)))
-    say(f"2/3 reward server ({reward_model.relative_to(paths.PROJECT_ROOT)}) on {url}")
+    tiny = paths.PROJECT_ROOT / read_recipe(ppo_recipe)["model_name_or_path"]
+    work = paths.cache_dir() / "rl-chat"
+    sft_dir = paths.PROJECT_ROOT / "saves" / "tiny" / "rl" / "chat-sft"
+    ppo_dir = paths.PROJECT_ROOT / "saves" / "tiny" / "rl" / "chat-ppo"
+    url = f"http://127.0.0.1:{port}/score"
+    if port_in_use("127.0.0.1", port):  # before the training runs, not after them
+        raise CommandFailed(f"port {port} is already in use; pass another --port")
+    started, seconds = time.monotonic(), {}
+    say(f"1/5 SFT of {tiny.relative_to(paths.PROJECT_ROOT)} on {SFT_DATA}, all weights")
+    shutil.rmtree(sft_dir, ignore_errors=True)  # an earlier LoRA run's README.md breaks it
+    seconds["sft"] = train("train_lora.yaml", {
+        "model_name_or_path": str(tiny), "finetuning_type": "full", "learning_rate": 1e-3,
+        "dataset": SFT_DATA, "eval_dataset": None, "eval_strategy": "no",
+        "output_dir": str(sft_dir), "num_train_epochs": 2.0, "max_samples": 100000,
+        "per_device_train_batch_size": 4, "save_steps": 100000, "seed": seed,
+    })  # fmt: skip
+    say(f"2/5 reward model from the SFT model on the clinicians' pairs: {rm_recipe.name}")
+    seconds["rm"] = train(
+        rm_recipe.name,
+        {"model_name_or_path": str(sft_dir), "num_train_epochs": rm_epochs, "seed": seed},
+    )
+    log = work / "reward-server.log"
+    say(f"3/5 reward server (model: {reward_model.relative_to(paths.PROJECT_ROOT)}) on {url}")
     server = start_reward_server(
-        ["--verifier", "model", "--reward-model", str(reward_model)], port,
-        paths.cache_dir() / "rl" / "reward-server.log",
-    )  # fmt: skip
+        ["--verifier", "model", "--reward-model", str(reward_model)], port, log
+    )
     try:
-        say(f"3/3 PPO against it: {ppo_recipe.name} (in .venv-rl)")
-        run_medfactory(medfactory_command("train", str(ppo_recipe), f"reward_model={url}/score"))
-        stats = requests.get(f"{url}/stats", timeout=10).json()
+        say(f"4/5 PPO from the SFT model against it: {ppo_recipe.name} (in .venv-rl)")
+        shutil.rmtree(ppo_dir, ignore_errors=True)  # PPO appends to an old trainer_log.jsonl
+        seconds["ppo"] = train(ppo_recipe.name, {
+            "reward_model": url, "model_name_or_path": str(sft_dir), "output_dir": str(ppo_dir),
+            **PPO, "max_samples": ppo_prompts, "logging_steps": 1, "save_steps": 100000,
+            "seed": seed,
+        })  # fmt: skip
+        say(f"5/5 {samples} sampled answers to each {HELDOUT_DATA} prompt, SFT and PPO models")
+        data, dataset, chats = heldout_prompts(work, samples)
+        new_tokens = read_recipe(ppo_recipe)["max_new_tokens"]
+        heldout = {
+            label: score_on_server(url, chats, predict_in_rl_env(
+                model, dataset, data, work / f"heldout-{label}", seed, new_tokens))
+            for label, model in (("sft", sft_dir), ("ppo", ppo_dir))
+        }  # fmt: skip
+        stats = requests.get(f"http://127.0.0.1:{port}/stats", timeout=10).json()
     finally:
         server.terminate()
         server.wait(timeout=30)
-    rewards = logged_rewards(paths.PROJECT_ROOT / read_recipe(ppo_recipe)["output_dir"])
-    half = max(1, len(rewards) // 2)
-    first, last = rewards[:half], rewards[half:] or rewards[-1:]
-    return {
-        "reward_model": str(reward_model),
+    rewards = logged_rewards(ppo_dir)
+    quarter = max(1, len(rewards) // 4)
+    report = {
+        "sft_model": str(sft_dir), "reward_model": str(reward_model), "ppo_model": str(ppo_dir),
         "rewards": rewards,
-        "first_half_mean": sum(r for _, r in first) / len(first) if rewards else None,
-        "second_half_mean": sum(r for _, r in last) / len(last) if rewards else None,
-        "scored": stats.get("scored"),
-    }
+        "first_quarter_mean": float(np.mean([r for _, r in rewards[:quarter]])),
+        "last_quarter_mean": float(np.mean([r for _, r in rewards[-quarter:]])),
+        "scored": stats.get("scored"), "heldout": compare(heldout["sft"], heldout["ppo"]),
+        "seconds": {**{k: round(v, 1) for k, v in seconds.items()},
+                    "total": round(time.monotonic() - started, 1)},
+    }  # fmt: skip
+    (work / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    report["report"] = str(work / "report.json")
+    return report

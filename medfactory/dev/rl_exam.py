@@ -34,13 +34,14 @@ from converters.formats import dataset_entry
 from converters.registry import register
 from medfactory import paths
 from medfactory.dev.rl import (
+    PPO,
+    compare,
     logged_rewards,
-    medfactory_command,
-    run_medfactory,
+    predict_in_rl_env,
     start_reward_server,
+    train,
 )
-from medfactory.recipes.render import yaml_value
-from medfactory.recipes.run import CommandFailed, llamafactory_command, rl_cli
+from medfactory.recipes.run import CommandFailed, rl_cli
 from medfactory.reporting import write_jsonl
 
 EXAM = paths.PROJECT_ROOT / "dataset_info" / "samples" / "medical_exam_sample.csv"
@@ -49,13 +50,8 @@ NAME = "rl_exam"
 LETTERS = "ABCDEFGH"
 # `reward serve` logs each score: "reward choice=+1.000 prompt=7 outcome=right"
 SCORE_LINE = re.compile(r"reward (\w+)=([-+]\d+\.\d+) prompt=(\S+) outcome=(\w+)")
-# PPO samples with the recipe's top_k 0 and top_p 0.9; the held-out answers are sampled alike
-SAMPLING = {"do_sample": True, "top_k": 0, "top_p": 0.9, "max_new_tokens": 8}
-# The tiny model's PPO: all weights (LoRA barely moves a random model's letter choice in a
-# few dozen steps), four answers a step (one answer's advantages cannot be whitened), and
-# answers as long as "答案：A" needs.
-PPO = {"finetuning_type": "full", "learning_rate": 5e-4, "per_device_train_batch_size": 4,
-       "max_new_tokens": 8}  # fmt: skip
+# answers as long as "答案：A" needs
+NEW_TOKENS = 8
 
 
 def fixed_letter_exam(source: Path, target: Path) -> int:
@@ -136,33 +132,14 @@ def logged_scores(log: Path) -> list[dict]:
     ]
 
 
-def predict_in_rl_env(model: Path, data: Path, out: Path, seed: int) -> Path:
-    """Sampled answers to NAME_heldout by `model`, by .venv-rl's LLaMA-Factory (the
-    transformers PPO trained with): its generated_predictions.jsonl."""
-    overrides = {"model_name_or_path": str(model), "adapter_name_or_path": None,
-                 "eval_dataset": f"{NAME}_heldout",
-                 "dataset_dir": str(data), "output_dir": str(out), "max_samples": 100000,
-                 "seed": seed, **SAMPLING}  # fmt: skip
-    argv = llamafactory_command("train", RECIPES / "predict_lora.yaml", overrides, rl_cli())
-    log = out.with_suffix(".log")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as file:
-        done = subprocess.run(argv, cwd=paths.PROJECT_ROOT, stdin=subprocess.DEVNULL,
-                              stdout=file, stderr=subprocess.STDOUT)  # fmt: skip
-    if done.returncode != 0:
-        raise CommandFailed(f"held-out predictions of {model} failed; see {log}")
-    return out / "generated_predictions.jsonl"
-
-
-def score_heldout(predictions: Path, rows: list[dict], key: Path) -> dict:
+def score_heldout(answers: list[str], rows: list[dict], key: Path) -> dict:
     """Each held-out answer scored by the choice verifier (the texts built as the PPO
     trainer sends them); the mean reward per question and the outcome counts."""
     from medfactory.rewards.text import chat_text
     from medfactory.rewards.verifiers import build_verifier
 
-    answers = [json.loads(line)["predict"] for line in predictions.read_text().splitlines()]
     if len(answers) != len(rows):
-        raise CommandFailed(f"{predictions}: {len(answers)} answers for {len(rows)} prompts")
+        raise CommandFailed(f"{len(answers)} held-out answers for {len(rows)} prompts")
     texts = [
         chat_text([{"role": "user", "content": row["conversations"][0]["value"]}], answer)
         for row, answer in zip(rows, answers, strict=True)
@@ -174,31 +151,6 @@ def score_heldout(predictions: Path, rows: list[dict], key: Path) -> dict:
     return {"per_prompt": {p: float(np.mean(s)) for p, s in per_prompt.items()},
             "outcomes": dict(Counter(r.outcome for r in scored)), "answers": len(scored),
             "examples": answers[:3]}  # fmt: skip
-
-
-def compare(sft: dict, ppo: dict) -> dict:
-    """Mean held-out reward of each, with 95 % bootstrap intervals over questions, and
-    the paired difference PPO - SFT."""
-    from medfactory.stats.bootstrap import bootstrap_interval, paired_bootstrap
-
-    prompts = sorted(sft["per_prompt"])
-    before = np.array([sft["per_prompt"][p] for p in prompts])
-    after = np.array([ppo["per_prompt"][p] for p in prompts])
-    return {
-        "questions": len(prompts),
-        "sft": {"mean": float(before.mean()), "interval": bootstrap_interval(before)},
-        "ppo": {"mean": float(after.mean()), "interval": bootstrap_interval(after)},
-        "difference": {"mean": float((after - before).mean()),
-                       "interval": list(paired_bootstrap(before, after))},
-    }  # fmt: skip
-
-
-def train(recipe: str, overrides: dict[str, object]) -> float:
-    """`medfactory train RECIPE KEY=VALUE...` as a user runs it; its seconds."""
-    started = time.monotonic()
-    settings = [f"{key}={yaml_value(value)}" for key, value in overrides.items()]
-    run_medfactory(medfactory_command("train", str(RECIPES / recipe), *settings))
-    return time.monotonic() - started
 
 
 def run_exam_rl(
@@ -247,6 +199,7 @@ def run_exam_rl(
         ppo_seconds = train("ppo_lora.yaml", {
             "reward_model": url, "dataset": f"{NAME}_train", "dataset_dir": str(data),
             "model_name_or_path": str(sft_dir), "output_dir": str(ppo_dir), **PPO,
+            "max_new_tokens": NEW_TOKENS,
             "num_train_epochs": epochs, "logging_steps": 1, "save_steps": 100000, "seed": seed,
         })  # fmt: skip
     finally:
@@ -256,15 +209,16 @@ def run_exam_rl(
     say(f"5/5 {samples} sampled answers to each held-out question, SFT and PPO models")
     results = {}
     for label, trained in (("sft", sft_dir), ("ppo", ppo_dir)):
-        predictions = predict_in_rl_env(trained, data, work / f"heldout-{label}", seed)
-        results[label] = score_heldout(predictions, prompt_set["heldout_rows"],
+        answers = predict_in_rl_env(trained, f"{NAME}_heldout", data, work / f"heldout-{label}",
+                                    seed, NEW_TOKENS)  # fmt: skip
+        results[label] = score_heldout(answers, prompt_set["heldout_rows"],
                                        prompt_set["heldout_key"])  # fmt: skip
     report = {
         "model": str(model), "sft_model": str(sft_dir), "ppo_model": str(ppo_dir),
         "epochs": epochs, "format_epochs": format_epochs, "rewards": logged_rewards(ppo_dir),
         "server": {"scored": len(scores), "outcomes": dict(Counter(s["outcome"] for s in scores)),
                    "prompts": len({s["prompt"] for s in scores})},
-        "heldout": compare(results["sft"], results["ppo"]),
+        "heldout": compare(results["sft"]["per_prompt"], results["ppo"]["per_prompt"]),
         "outcomes": {label: r["outcomes"] for label, r in results.items()},
         "examples": {label: r["examples"] for label, r in results.items()},
         "seconds": {"sft": round(sft_seconds, 1), "ppo": round(ppo_seconds, 1),

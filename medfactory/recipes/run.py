@@ -299,6 +299,7 @@ def preflight(recipe: Path, arguments: dict, needs_device: bool = False) -> None
     one line too, and so is a PPO recipe's reward server that does not answer."""
     if needs_device:
         check_reward_server(recipe, arguments)
+        check_full_reward_model(recipe, arguments)
     try:
         from medfactory.recipes.check import cuda_available, llamafactory_problems
 
@@ -340,6 +341,38 @@ def check_reward_server(recipe: Path, arguments: dict, timeout: float = 10.0) ->
             f"{recipe}: reward_model {url} does not answer a reward request ({problem}); "
             "start the reward server (`medfactory reward serve --port PORT --verifier ...`) "
             "or fix reward_model; nothing was started"
+        )
+
+
+def ties_embeddings(model: str) -> bool:
+    """Whether `model` (a local folder's config.json, else a preset's model id) shares
+    its input embeddings with its output layer; False when neither says."""
+    config = paths.PROJECT_ROOT / model / "config.json"
+    if config.is_file():
+        try:
+            return bool(json.loads(config.read_text(encoding="utf-8")).get("tie_word_embeddings"))
+        except (OSError, ValueError):
+            return False  # LLaMA-Factory names an unreadable config itself
+    from medfactory.recipes.presets import load_presets
+
+    return any(p.model == model and p.architecture.tie_word_embeddings
+               for p in load_presets().values())  # fmt: skip
+
+
+def check_full_reward_model(recipe: Path, arguments: dict) -> None:
+    """A reward model trained with all weights (`stage: rm`, `finetuning_type: full` or
+    `freeze`) of a model with tied embeddings (Qwen2.5 up to 3B, the tiny model) fails
+    after its last step: LLaMA-Factory saves the value-head wrapper with safetensors, which
+    refuses the shared tensors (its pull request #10824). Refused before it starts."""
+    if arguments.get("stage") != "rm" or arguments.get("finetuning_type") not in ("full", "freeze"):
+        return
+    model = str(arguments.get("model_name_or_path") or "")
+    if ties_embeddings(model):
+        raise CommandFailed(
+            f"{recipe}: a {arguments['finetuning_type']} reward model of {model}, whose "
+            "embeddings are tied (tie_word_embeddings), cannot be saved by LLaMA-Factory: "
+            "the run would fail after its last step; train it with `finetuning_type=lora` "
+            "(`medfactory recipe render ... --method lora --stage rm`); nothing was started"
         )
 
 

@@ -59,22 +59,11 @@ def reward_accuracy(
     pairs_file: Path, reward_model: Path, template: str, base: str | None = None
 ) -> dict:
     """Accuracy (chosen above rejected) with its interval, and each pair's two scores."""
-    from llamafactory.data import get_template_and_fix_tokenizer
-    from llamafactory.hparams import DataArguments
-
     pairs = read_pairs(pairs_file)
-    model = RewardModel(reward_model, base)
-    _, _, tokenizer = model.load()
-    try:
-        chat = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=template))
-    except ValueError as error:
-        raise RewardError(f"--template {template}: {error}") from None
-
-    def text(prompt: list[dict], system: str, answer: dict) -> str:
-        query, response = chat.encode_oneturn(tokenizer, [*prompt, answer], system or None)
-        return tokenizer.decode(query + response, skip_special_tokens=False)
-
-    texts = [text(p, s, answer) for p, s, c, r in pairs for answer in (c, r)]
+    model = RewardModel(reward_model, base, template)
+    texts = [
+        model.encode_turn(p, s, answer["content"]) for p, s, c, r in pairs for answer in (c, r)
+    ]
     scores = model.score(texts)
     scored = [{"chosen": scores[2 * i], "rejected": scores[2 * i + 1]} for i in range(len(pairs))]
     correct = sum(pair["chosen"] > pair["rejected"] for pair in scored)

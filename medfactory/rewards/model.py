@@ -4,8 +4,12 @@ LLaMA-Factory saves the model (LoRA: the adapter, its base named in
 adapter_config.json; full: the whole model) and the value head apart, in
 `value_head.safetensors` (`v_head.summary.weight`, `.bias`: a linear layer from the
 last hidden state to one number). The score of a text is the head's value at its last
-token, as LLaMA-Factory's pairwise trainer reads it. Loading waits for the first score:
-a server starts at once, and a verifier that never scores loads nothing.
+token, as LLaMA-Factory's pairwise trainer reads it. That trainer only ever saw an answer
+closed as a finished turn of its template (Qwen: `...answer<|im_end|>\n`), so
+`score_answers` re-encodes each prompt+response text the PPO trainer sends that way:
+a text cut off at max_new_tokens, or ending at the bare eos, would be read at a token the
+head was never trained on, whose value says little about the answer. Loading waits for
+the first score: a server starts at once, and a verifier that never scores loads nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ VALUE_HEAD = "value_head.safetensors"
 
 
 class RewardModel:
-    def __init__(self, path: Path, base: str | None = None):
+    def __init__(self, path: Path, base: str | None = None, template: str = "qwen"):
         if not (path / VALUE_HEAD).is_file():
             raise RewardError(
                 f"{path}: no {VALUE_HEAD}; pass the output_dir of a `--stage rm` training run"
             )
-        self.path, self.base = path, base
-        self._loaded = None
+        self.path, self.base, self.template = path, base, template
+        self._loaded = self._chat = None
 
     def base_name(self) -> str | None:
         """The base of a LoRA reward model (None for a full one)."""
@@ -65,3 +69,34 @@ class RewardModel:
                 hidden = model(**ids, output_hidden_states=True).hidden_states[-1]
                 scores.append(float(head(hidden[0, -1])))
         return scores
+
+    def encode_turn(self, prompt: list[dict], system: str, answer: str) -> str:
+        """`answer` to `prompt` as the pairwise trainer encodes it: the recipe's template
+        (LLaMA-Factory's own), the answer closed as a finished turn."""
+        _, _, tokenizer = self.load()
+        if self._chat is None:
+            from llamafactory.data import get_template_and_fix_tokenizer
+            from llamafactory.hparams import DataArguments
+
+            try:
+                self._chat = get_template_and_fix_tokenizer(
+                    tokenizer, DataArguments(template=self.template)
+                )
+            except ValueError as error:
+                raise RewardError(f"--template {self.template}: {error}") from None
+        messages = [*prompt, {"role": "assistant", "content": answer}]
+        query, response = self._chat.encode_oneturn(tokenizer, messages, system or None)
+        return tokenizer.decode(query + response, skip_special_tokens=False)
+
+    def score_answers(self, texts: list[str]) -> list[float]:
+        """Scores of the prompt+response texts LLaMA-Factory's PPO trainer sends, each
+        read back into its chat and answer and encoded as a finished turn."""
+        from medfactory.rewards.text import prompt_messages, split
+
+        turns = []
+        for text in texts:
+            messages = prompt_messages(text)
+            system = "".join(m["content"] for m in messages if m["role"] == "system")
+            prompt = [m for m in messages if m["role"] != "system"]
+            turns.append(self.encode_turn(prompt, system, split(text)[1]))
+        return self.score(turns)

@@ -191,7 +191,7 @@ class ModelVerifier(Verifier):
         self.model = model
 
     def score_all(self, texts: list[str]) -> list[Scored]:
-        return [Scored(value, "scored") for value in self.model.score(texts)]
+        return [Scored(value, "scored") for value in self.model.score_answers(texts)]
 
 
 class SafetyPenalty:
@@ -224,9 +224,11 @@ def build_verifier(
     reward_model: Path | None = None,
     base: str | None = None,
     judge=None,
+    template: str = "qwen",
 ):
     """The verifier `reward serve --verifier NAME` scores with; `judge` (a
-    judging.JudgeSpec) for `judge`, and for `match` to ask when the exact match fails."""
+    judging.JudgeSpec) for `judge`, and for `match` to ask when the exact match fails;
+    `template`, the reward model's, for `model`."""
     if name not in VERIFIERS:
         raise RewardError(f"unknown verifier {name!r}; known: {', '.join(VERIFIERS)}")
     if name == "judge" and judge is None:
@@ -257,7 +259,7 @@ def build_verifier(
     elif name == "model":
         from medfactory.rewards.model import RewardModel
 
-        verifier = ModelVerifier(RewardModel(Path(reward_model), base))
+        verifier = ModelVerifier(RewardModel(Path(reward_model), base, template))
     else:
         verifier = ZeroVerifier(format_penalty=format_penalty)
         safety_penalty = safety_penalty or 1.0

@@ -70,7 +70,7 @@ def test_full_ppo_of_a_model_with_tied_embeddings_saves_a_model_that_loads(tiny_
     # after `medfactory train` set save_safetensors off for it.
     import torch
 
-    from medfactory.dev.rl_exam import PPO
+    from medfactory.dev.rl import PPO
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)
@@ -79,6 +79,7 @@ def test_full_ppo_of_a_model_with_tied_embeddings_saves_a_model_that_loads(tiny_
     (model / "config.json").write_text(json.dumps(config))
     # one step: a warmup would keep its learning rate at zero
     _, log, out, run = train_ppo(model, tmp_path, "max_samples=4", "warmup_steps=0",
+                                 "max_new_tokens=8",
                                  *(f"{key}={value}" for key, value in PPO.items()))  # fmt: skip
     assert f"added rope_theta 1e+06 to {model / 'config.json'}" in run.stderr
     scores = [s["score"] for s in logged_scores(log)]

@@ -222,19 +222,41 @@ def llamafactory_scores(tiny_model, folder, texts) -> list[float]:
     return scores
 
 
-def test_model_verifier_scores_as_llamafactory_loads_the_reward_model(
-    encode, tiny_model, reward_model_dir, server
+def test_model_verifier_scores_each_answer_closed_as_the_reward_model_was_trained(
+    encode, fixtures_dir, tiny_model, reward_model_dir, server
 ):
+    """LLaMA-Factory's pairwise trainer reads the value after `<|im_end|>\n`; the PPO
+    trainer posts answers ending at the bare eos, or cut off at max_new_tokens. The
+    server scores each as the finished turn, with the value LLaMA-Factory's own loading
+    of the reward model gives there."""
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
     from llamafactory.train.ppo.ppo_utils import get_rewards_from_server
+    from transformers import AutoTokenizer
 
-    texts = [encode(prompt_of(EXAM[row]), response) for row, response, _, _ in PLANTED[:3]]
+    tokenizer = AutoTokenizer.from_pretrained(fixtures_dir / "qwen2.5-0.5b-instruct-tokenizer")
+    template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="qwen"))
+
+    def finished(prompt: str, response: str) -> str:
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+        return tokenizer.decode(sum(template.encode_oneturn(tokenizer, messages), []))
+
+    answers = [(prompt_of(EXAM[row]), response) for row, response, _, _ in PLANTED[:3]]
+    sent = [encode(prompt, response) for prompt, response in answers]
+    cut = [text.removesuffix("<|im_end|>") for text in sent[:2]]  # no eos: max_new_tokens
     verifier = build_verifier("model", reward_model=reward_model_dir)
     assert verifier.model._loaded is None  # loaded at the first score, not at the start
     url, _ = server(verifier)
-    scores = get_rewards_from_server(url, texts).tolist()
-    expected = llamafactory_scores(tiny_model, reward_model_dir, texts)
+    scores = get_rewards_from_server(url, sent + cut).tolist()
+    closed = [finished(prompt, response) for prompt, response in answers]
+    assert all(text.endswith("<|im_end|>\n") for text in closed)
+    expected = llamafactory_scores(tiny_model, reward_model_dir, closed + closed[:2])
     assert scores == pytest.approx(expected, abs=1e-4)
-    assert len(set(scores)) == 3  # the texts score differently
+    assert len(set(scores[:3])) == 3  # the texts score differently
+    # read where the texts end, the values are others: the head was not trained there
+    assert llamafactory_scores(tiny_model, reward_model_dir, sent + cut) != pytest.approx(
+        expected, abs=1e-3
+    )
 
 
 def test_eval_reward_counts_chosen_above_rejected(tiny_model, reward_model_dir, tmp_path):

@@ -1,5 +1,6 @@
-"""`make rl-exam`'s parts that need no model: the exam whose key is always A, the held-out
-answers scored by the choice verifier, the comparison's intervals, the server log read."""
+"""The parts of `make rl-exam` and `make rl` that need no model: the exam whose key is
+always A, the held-out answers scored by the choice verifier and by the reward server,
+the comparison's intervals, the server log read."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import json
 
 import pytest
 
+from medfactory.dev.rl import compare
 from medfactory.dev.rl_exam import (
     EXAM,
     NAME,
-    compare,
     fixed_letter_exam,
     logged_scores,
     prepare_prompt_set,
@@ -49,16 +50,14 @@ def test_the_form_set_answers_each_training_question_once_with_each_of_its_lette
     assert len(rows) == sum(len([k for k in "ABCDE" if e.get(k)]) for e in key)
 
 
-def test_held_out_answers_score_plus_one_zero_and_minus_one(prompt_set, tmp_path):
+def test_held_out_answers_score_plus_one_zero_and_minus_one(prompt_set):
     rows = prompt_set["heldout_rows"]
     registry = json.loads((prompt_set["data"] / "dataset_info.json").read_text())
     assert (
         f"{NAME}_heldout" in registry and len(rows) == 2 * prompt_set["summary"]["written"]["test"]
     )
     answers = ["答案：A", "答案：B", "嗯嗯嗯"] * len(rows)
-    predictions = tmp_path / "generated_predictions.jsonl"
-    predictions.write_text("".join(json.dumps({"predict": a}) + "\n" for a in answers[: len(rows)]))
-    scored = score_heldout(predictions, rows, prompt_set["heldout_key"])
+    scored = score_heldout(answers[: len(rows)], rows, prompt_set["heldout_key"])
     assert scored["answers"] == len(rows)
     expected = {"right": 0, "wrong": 0, "unreadable": 0}
     for answer in answers[: len(rows)]:
@@ -68,8 +67,8 @@ def test_held_out_answers_score_plus_one_zero_and_minus_one(prompt_set, tmp_path
 
 
 def test_comparison_pairs_questions_and_brackets_the_means():
-    sft = {"per_prompt": {"1": -1.0, "2": 0.0, "3": -0.5, "4": -1.0}}
-    ppo = {"per_prompt": {"1": 1.0, "2": 1.0, "3": 0.5, "4": 0.0}}
+    sft = {"1": -1.0, "2": 0.0, "3": -0.5, "4": -1.0}
+    ppo = {"1": 1.0, "2": 1.0, "3": 0.5, "4": 0.0}
     result = compare(sft, ppo)
     assert result["questions"] == 4
     assert result["sft"]["mean"] == -0.625 and result["ppo"]["mean"] == 0.625
@@ -91,3 +90,32 @@ def test_the_server_log_is_read_line_by_line(tmp_path):
         {"verifier": "choice", "score": -1.0, "prompt": "12", "outcome": "unreadable"},
         {"verifier": "choice", "score": 1.0, "prompt": "7", "outcome": "right"},
     ]
+
+
+def test_make_rl_posts_each_held_out_answer_to_the_server_and_averages_per_prompt(tmp_path):
+    from medfactory.dev.rl import heldout_prompts, score_on_server
+    from medfactory.rewards.server import PATH, Scorer, create_app
+    from medfactory.rewards.verifiers import build_verifier
+    from tests.serving_helpers import Served
+
+    rows = [{"conversations": [{"from": "human", "value": "头痛怎么办？"},
+                               {"from": "gpt", "value": "多休息。"}]},
+            {"conversations": [{"from": "human", "value": "咳嗽一周了"},
+                               {"from": "gpt", "value": "建议就医。"},
+                               {"from": "human", "value": "需要吃药吗？"},
+                               {"from": "gpt", "value": "遵医嘱。"}]}]  # fmt: skip
+    source = tmp_path / "test.jsonl"
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    data, dataset, chats = heldout_prompts(tmp_path / "work", 2, source)
+    registered = json.loads((data / "dataset_info.json").read_text())[dataset]
+    written = (data / registered["file_name"]).read_text().splitlines()
+    assert [json.loads(line) for line in written] == [rows[0], rows[0], rows[1], rows[1]]
+    assert chats[2] == [{"role": "user", "content": "咳嗽一周了"},
+                        {"role": "assistant", "content": "建议就医。"},
+                        {"role": "user", "content": "需要吃药吗？"}]  # fmt: skip
+    unsafe = "This remedy guarantees a cure, with no side effects."
+    with Served(create_app(Scorer(build_verifier("safety")))) as server:
+        url = f"http://127.0.0.1:{server.port}{PATH}"
+        means = score_on_server(url, chats, ["Rest, and see a doctor.", unsafe, unsafe, unsafe])
+    assert sorted(means.values()) == [-1.0, -0.5]  # the lint's default penalty is 1
+    assert len(means) == 2
