@@ -37,8 +37,8 @@ RECIPES = paths.PROJECT_ROOT / "llamafactory_configs" / "tiny"
 SFT_DATA, HELDOUT_DATA = "huatuo_sample_train", "huatuo_sample_test"
 # PPO samples with the recipe's top_k 0 and top_p 0.9; the held-out answers are sampled alike
 SAMPLING = {"do_sample": True, "top_k": 0, "top_p": 0.9}
-# The tiny model's PPO: all weights (LoRA barely moves a random model in a few dozen
-# steps) and four answers a step (one answer's advantages cannot be whitened).
+# The tiny model's PPO: all weights (in a few dozen steps LoRA barely moved the tiny
+# model's answers) and four answers a step (one answer's advantages cannot be whitened).
 PPO = {"finetuning_type": "full", "learning_rate": 5e-4, "per_device_train_batch_size": 4}
 
 
@@ -136,40 +136,56 @@ def compare(sft: dict[str, float], ppo: dict[str, float]) -> dict:
     }  # fmt: skip
 
 
-def heldout_prompts(
-    work: Path, samples: int, source: Path | None = None
-) -> tuple[Path, str, list[list[dict]]]:
-    """The rows of `source` (HELDOUT_DATA in the PPO recipe's registry), each `samples`
-    times, registered in work/data (their own registry) for prediction; with each row's
-    chat before the answer, as messages."""
-    registry = paths.PROJECT_ROOT / read_recipe(RECIPES / "ppo_lora.yaml")["dataset_dir"]
-    source = source or registry / f"{HELDOUT_DATA}.jsonl"
+def user_messages(source: Path) -> set[str]:
+    """Every user message of a ShareGPT file's conversations."""
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line]
+    return {m["value"] for row in rows for m in row["conversations"] if m["from"] == "human"}
+
+
+def heldout_prompts(work: Path, samples: int, source: Path, seen: set[str]) -> dict:
+    """The rows of `source` that share no user message with `seen` (the reward model's
+    pairs), each `samples` times, registered in work/data (their own registry) for
+    prediction; each repeated row's chat before its answer, and the row it repeats."""
     if not source.is_file():
         raise CommandFailed(f"{source}: not there; `make data` converts the bundled samples")
     rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line]
-    repeated = [row for row in rows for _ in range(samples)]
-    data, name = work / "data", f"{HELDOUT_DATA}_x{samples}"
+    kept = [r for r in rows if not seen & {m["value"] for m in r["conversations"]}]
+    repeated = [row for row in kept for _ in range(samples)]
+    data, name = work / "data", f"{source.stem}_x{samples}"
     register(data, {name: dataset_entry("sharegpt", f"{name}.jsonl", False)}, force=True,
              before_write=lambda: write_jsonl(data / f"{name}.jsonl", repeated))  # fmt: skip
-    roles = {"human": "user", "gpt": "assistant", "system": "system"}
+    roles = {"human": "user", "gpt": "assistant"}
     chats = [[{"role": roles[m["from"]], "content": m["value"]} for m in row["conversations"][:-1]]
              for row in repeated]  # fmt: skip
-    return data, name, chats
+    return {"data": data, "dataset": name, "chats": chats, "dropped": len(rows) - len(kept),
+            "prompt_of": [i // samples for i in range(len(repeated))]}  # fmt: skip
 
 
-def score_on_server(url: str, chats: list[list[dict]], answers: list[str]) -> dict[str, float]:
-    """Each answer posted to the reward server as the PPO trainer posts it; the mean
-    score of each prompt (its chat)."""
-    from medfactory.rewards.text import chat_text
+def ppo_texts(model: Path, template: str, chats: list[list[dict]], answers: list[str]) -> list[str]:
+    """Each answer to its chat as LLaMA-Factory's PPO trainer posts it: the prompt encoded
+    with the recipe's template (its default system included), the answer, the eos."""
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from transformers import AutoTokenizer
 
     if len(answers) != len(chats):
         raise CommandFailed(f"{len(answers)} held-out answers for {len(chats)} prompts")
-    texts = [chat_text(chat, answer) for chat, answer in zip(chats, answers, strict=True)]
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    chat = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=template))
+    texts = []
+    for messages, answer in zip(chats, answers, strict=True):
+        query, _ = chat.encode_oneturn(tokenizer, [*messages, {"role": "assistant", "content": ""}])
+        texts.append(tokenizer.decode(query) + answer + tokenizer.eos_token)
+    return texts
+
+
+def score_on_server(url: str, texts: list[str], prompt_of: list[int]) -> dict[str, float]:
+    """The reward server's scores of `texts`; the mean of each prompt's answers."""
     reply = requests.post(url, json={"model": "policy", "messages": texts}, timeout=600)
     reply.raise_for_status()
     per_prompt: dict[str, list[float]] = {}
-    for chat, score in zip(chats, reply.json()["scores"], strict=True):
-        per_prompt.setdefault(json.dumps(chat, ensure_ascii=False), []).append(score)
+    for prompt, score in zip(prompt_of, reply.json()["scores"], strict=True):
+        per_prompt.setdefault(str(prompt), []).append(score)
     return {prompt: float(np.mean(scores)) for prompt, scores in per_prompt.items()}
 
 
@@ -185,8 +201,10 @@ def run_rl(
     the report, also in .cache/rl-chat/report.json."""
     rl_cli()  # before anything starts
     rm_recipe, ppo_recipe = RECIPES / "rm_lora.yaml", RECIPES / "ppo_lora.yaml"
-    reward_model = paths.PROJECT_ROOT / read_recipe(rm_recipe)["output_dir"]
-    tiny = paths.PROJECT_ROOT / read_recipe(ppo_recipe)["model_name_or_path"]
+    rm, ppo = read_recipe(rm_recipe), read_recipe(ppo_recipe)
+    reward_model = paths.PROJECT_ROOT / rm["output_dir"]
+    tiny = paths.PROJECT_ROOT / ppo["model_name_or_path"]
+    registry = paths.PROJECT_ROOT / ppo["dataset_dir"]
     work = paths.cache_dir() / "rl-chat"
     sft_dir = paths.PROJECT_ROOT / "saves" / "tiny" / "rl" / "chat-sft"
     ppo_dir = paths.PROJECT_ROOT / "saves" / "tiny" / "rl" / "chat-ppo"
@@ -210,8 +228,9 @@ def run_rl(
     log = work / "reward-server.log"
     say(f"3/5 reward server (model: {reward_model.relative_to(paths.PROJECT_ROOT)}) on {url}")
     server = start_reward_server(
-        ["--verifier", "model", "--reward-model", str(reward_model)], port, log
-    )
+        ["--verifier", "model", "--reward-model", str(reward_model), "--template", rm["template"]],
+        port, log,
+    )  # fmt: skip
     try:
         say(f"4/5 PPO from the SFT model against it: {ppo_recipe.name} (in .venv-rl)")
         shutil.rmtree(ppo_dir, ignore_errors=True)  # PPO appends to an old trainer_log.jsonl
@@ -220,26 +239,33 @@ def run_rl(
             **PPO, "max_samples": ppo_prompts, "logging_steps": 1, "save_steps": 100000,
             "seed": seed,
         })  # fmt: skip
-        say(f"5/5 {samples} sampled answers to each {HELDOUT_DATA} prompt, SFT and PPO models")
-        data, dataset, chats = heldout_prompts(work, samples)
-        new_tokens = read_recipe(ppo_recipe)["max_new_tokens"]
-        heldout = {
-            label: score_on_server(url, chats, predict_in_rl_env(
-                model, dataset, data, work / f"heldout-{label}", seed, new_tokens))
-            for label, model in (("sft", sft_dir), ("ppo", ppo_dir))
-        }  # fmt: skip
-        stats = requests.get(f"http://127.0.0.1:{port}/stats", timeout=10).json()
+        stats = requests.get(f"http://127.0.0.1:{port}/stats", timeout=10).json()  # PPO's
+        # prompts the reward model was trained on are not held out from it
+        seen = user_messages(registry / f"{rm['dataset']}.jsonl")
+        heldout = heldout_prompts(work, samples, registry / f"{HELDOUT_DATA}.jsonl", seen)
+        say(f"5/5 {samples} sampled answers to each {HELDOUT_DATA} prompt, SFT and PPO models "
+            f"({heldout['dropped']} left out: the reward model's pairs ask them)")  # fmt: skip
+        means = {}
+        for label, model in (("sft", sft_dir), ("ppo", ppo_dir)):
+            out = work / f"heldout-{label}"
+            answers = predict_in_rl_env(model, heldout["dataset"], heldout["data"], out, seed,
+                                        ppo["max_new_tokens"])  # fmt: skip
+            texts = ppo_texts(model, ppo["template"], heldout["chats"], answers)
+            means[label] = score_on_server(url, texts, heldout["prompt_of"])
     finally:
         server.terminate()
         server.wait(timeout=30)
     rewards = logged_rewards(ppo_dir)
+    if not rewards:
+        raise CommandFailed(f"{ppo_dir / 'trainer_log.jsonl'}: PPO logged no reward")
     quarter = max(1, len(rewards) // 4)
     report = {
         "sft_model": str(sft_dir), "reward_model": str(reward_model), "ppo_model": str(ppo_dir),
         "rewards": rewards,
         "first_quarter_mean": float(np.mean([r for _, r in rewards[:quarter]])),
         "last_quarter_mean": float(np.mean([r for _, r in rewards[-quarter:]])),
-        "scored": stats.get("scored"), "heldout": compare(heldout["sft"], heldout["ppo"]),
+        "scored": stats.get("scored"), "heldout": compare(means["sft"], means["ppo"]),
+        "heldout_left_out": heldout["dropped"],
         "seconds": {**{k: round(v, 1) for k, v in seconds.items()},
                     "total": round(time.monotonic() - started, 1)},
     }  # fmt: skip

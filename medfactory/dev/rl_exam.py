@@ -45,7 +45,6 @@ from medfactory.recipes.run import CommandFailed, rl_cli
 from medfactory.reporting import write_jsonl
 
 EXAM = paths.PROJECT_ROOT / "dataset_info" / "samples" / "medical_exam_sample.csv"
-RECIPES = paths.PROJECT_ROOT / "llamafactory_configs" / "tiny"
 NAME = "rl_exam"
 LETTERS = "ABCDEFGH"
 # `reward serve` logs each score: "reward choice=+1.000 prompt=7 outcome=right"

@@ -347,11 +347,13 @@ def check_reward_server(recipe: Path, arguments: dict, timeout: float = 10.0) ->
 def ties_embeddings(model: str) -> bool:
     """Whether `model` (a local folder's config.json, else a preset's model id) shares
     its input embeddings with its output layer; False when neither says."""
-    config = paths.PROJECT_ROOT / model / "config.json"
-    if config.is_file():
-        try:
-            return bool(json.loads(config.read_text(encoding="utf-8")).get("tie_word_embeddings"))
-        except (OSError, ValueError):
+    folder = paths.PROJECT_ROOT / model
+    if (folder / "config.json").is_file():
+        from transformers import AutoConfig
+
+        try:  # the model class's default when config.json leaves the key out (GPT-2, Gemma)
+            return bool(AutoConfig.from_pretrained(folder).tie_word_embeddings)
+        except (OSError, ValueError, KeyError):
             return False  # LLaMA-Factory names an unreadable config itself
     from medfactory.recipes.presets import load_presets
 

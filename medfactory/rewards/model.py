@@ -5,11 +5,14 @@ adapter_config.json; full: the whole model) and the value head apart, in
 `value_head.safetensors` (`v_head.summary.weight`, `.bias`: a linear layer from the
 last hidden state to one number). The score of a text is the head's value at its last
 token, as LLaMA-Factory's pairwise trainer reads it. That trainer only ever saw an answer
-closed as a finished turn of its template (Qwen: `...answer<|im_end|>\n`), so
-`score_answers` re-encodes each prompt+response text the PPO trainer sends that way:
-a text cut off at max_new_tokens, or ending at the bare eos, would be read at a token the
-head was never trained on, whose value says little about the answer. Loading waits for
-the first score: a server starts at once, and a verifier that never scores loads nothing.
+closed as a finished turn of its template (Qwen: `...answer<|im_end|>\n`), while the PPO
+trainer posts the answer ending at the bare eos, or cut off at max_new_tokens: read
+there, the value is that of a token the head was never trained on and says little about
+the answer. So `score_answers` closes each posted text as the template closes a turn:
+the trailing eos and padding go, the template's turn end follows. The prompt and the
+answer stay as posted (the PPO trainer encoded the prompt with the same template).
+Loading waits for the first score: a server starts at once, and a verifier that never
+scores loads nothing.
 """
 
 from __future__ import annotations
@@ -70,9 +73,8 @@ class RewardModel:
                 scores.append(float(head(hidden[0, -1])))
         return scores
 
-    def encode_turn(self, prompt: list[dict], system: str, answer: str) -> str:
-        """`answer` to `prompt` as the pairwise trainer encodes it: the recipe's template
-        (LLaMA-Factory's own), the answer closed as a finished turn."""
+    def chat_template(self):
+        """LLaMA-Factory's template `self.template`, for this model's tokenizer."""
         _, _, tokenizer = self.load()
         if self._chat is None:
             from llamafactory.data import get_template_and_fix_tokenizer
@@ -84,19 +86,34 @@ class RewardModel:
                 )
             except ValueError as error:
                 raise RewardError(f"--template {self.template}: {error}") from None
+        return self._chat
+
+    def encode_turn(self, prompt: list[dict], system: str, answer: str) -> str:
+        """`answer` to `prompt` as the pairwise trainer encodes it: the recipe's template
+        (LLaMA-Factory's own), the answer closed as a finished turn."""
+        tokenizer = self.load()[2]
         messages = [*prompt, {"role": "assistant", "content": answer}]
-        query, response = self._chat.encode_oneturn(tokenizer, messages, system or None)
+        query, response = self.chat_template().encode_oneturn(tokenizer, messages, system or None)
         return tokenizer.decode(query + response, skip_special_tokens=False)
 
-    def score_answers(self, texts: list[str]) -> list[float]:
-        """Scores of the prompt+response texts LLaMA-Factory's PPO trainer sends, each
-        read back into its chat and answer and encoded as a finished turn."""
-        from medfactory.rewards.text import prompt_messages, split
+    def turn_end(self) -> str:
+        """What the pairwise trainer puts after an answer: the template's turn end (and
+        the eos where the template adds it apart)."""
+        marker = "\u2063"  # an invisible separator no template writes
+        tokenizer = self.load()[2]
+        ending = self.encode_turn([{"role": "user", "content": "?"}], "", marker)
+        ending = ending[ending.rindex(marker) + len(marker) :]
+        return ending + (tokenizer.eos_token if self.chat_template().efficient_eos else "")
 
-        turns = []
+    def score_answers(self, texts: list[str]) -> list[float]:
+        """Scores of the prompt+response texts LLaMA-Factory's PPO trainer posts, each
+        closed as a finished turn: its trailing eos and padding replaced by the turn end."""
+        tokenizer = self.load()[2]
+        trailing = {t for t in (tokenizer.eos_token, tokenizer.pad_token) if t}
+        end = self.turn_end()
+        closed = []
         for text in texts:
-            messages = prompt_messages(text)
-            system = "".join(m["content"] for m in messages if m["role"] == "system")
-            prompt = [m for m in messages if m["role"] != "system"]
-            turns.append(self.encode_turn(prompt, system, split(text)[1]))
-        return self.score(turns)
+            while cut := next((t for t in trailing if text.endswith(t)), None):
+                text = text.removesuffix(cut)
+            closed.append(text + end)
+        return self.score(closed)

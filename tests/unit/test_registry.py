@@ -56,7 +56,9 @@ def _register_many(args):
 
 
 def test_concurrent_registrations_lose_nothing(tmp_path):
-    with multiprocessing.get_context("fork").Pool(4) as pool:
+    # spawned, not forked: a fork of a process with threads (pytest-xdist's worker has
+    # execnet's) can copy a lock another thread holds, and the child then waits forever
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
         pool.map(_register_many, [(tmp_path, w) for w in range(4)])
     assert len(read(tmp_path)) == 100
 

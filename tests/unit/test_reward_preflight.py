@@ -46,9 +46,11 @@ RM_RECIPE = paths.PROJECT_ROOT / "llamafactory_configs" / "tiny" / "rm_lora.yaml
 def test_a_full_reward_model_of_a_model_with_tied_embeddings_is_refused_before_it_starts(
     tmp_path,
 ):
-    untied = tmp_path / "untied"
-    untied.mkdir()
-    (untied / "config.json").write_text('{"tie_word_embeddings": false}')
+    untied, unsaid = tmp_path / "untied", tmp_path / "gpt2"
+    for folder, config in ((untied, '"model_type": "qwen2", "tie_word_embeddings": false'),
+                           (unsaid, '"model_type": "gpt2"')):  # fmt: skip
+        folder.mkdir()
+        (folder / "config.json").write_text("{" + config + "}")
     result = CliRunner().invoke(
         cli, ["train", str(RM_RECIPE), "--no-tracking", "finetuning_type=full"]
     )
@@ -59,6 +61,11 @@ def test_a_full_reward_model_of_a_model_with_tied_embeddings_is_refused_before_i
         "after its last step; train it with `finetuning_type=lora` (`medfactory recipe "
         "render ... --method lora --stage rm`); nothing was started\n"
     )
+    # GPT-2's config leaves the key out: its class ties by default
+    with pytest.raises(CommandFailed, match="a full reward model of .*gpt2, whose embeddings"):
+        check_full_reward_model(
+            RM_RECIPE, {"stage": "rm", "finetuning_type": "full", "model_name_or_path": str(unsaid)}
+        )
     # a preset's model id is known without its files; LoRA, and untied models, pass
     with pytest.raises(CommandFailed, match="a freeze reward model of Qwen/Qwen2.5-1.5B"):
         check_full_reward_model(

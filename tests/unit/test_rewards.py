@@ -223,12 +223,13 @@ def llamafactory_scores(tiny_model, folder, texts) -> list[float]:
 
 
 def test_model_verifier_scores_each_answer_closed_as_the_reward_model_was_trained(
-    encode, fixtures_dir, tiny_model, reward_model_dir, server
+    fixtures_dir, tiny_model, reward_model_dir, server
 ):
     """LLaMA-Factory's pairwise trainer reads the value after `<|im_end|>\n`; the PPO
     trainer posts answers ending at the bare eos, or cut off at max_new_tokens. The
-    server scores each as the finished turn, with the value LLaMA-Factory's own loading
-    of the reward model gives there."""
+    server scores each as that finished turn, prompt and answer as posted (a system
+    prompt, leading newlines, a stray header), with the value LLaMA-Factory's own
+    loading of the reward model gives there."""
     from llamafactory.data import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
     from llamafactory.train.ppo.ppo_utils import get_rewards_from_server
@@ -237,24 +238,32 @@ def test_model_verifier_scores_each_answer_closed_as_the_reward_model_was_traine
     tokenizer = AutoTokenizer.from_pretrained(fixtures_dir / "qwen2.5-0.5b-instruct-tokenizer")
     template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="qwen"))
 
-    def finished(prompt: str, response: str) -> str:
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-        return tokenizer.decode(sum(template.encode_oneturn(tokenizer, messages), []))
+    def encode(prompt: str, response: str, system: str | None) -> tuple[str, str]:
+        """(what the PPO trainer posts, what the pairwise trainer trained on)"""
+        asked = [{"role": "user", "content": prompt}, {"role": "assistant", "content": ""}]
+        query, _ = template.encode_oneturn(tokenizer, asked, system)
+        answer = tokenizer.encode(response, add_special_tokens=False) + [tokenizer.eos_token_id]
+        finished = [asked[0], {"role": "assistant", "content": response}]
+        trained = sum(template.encode_oneturn(tokenizer, finished, system), [])
+        return tokenizer.decode(query + answer), tokenizer.decode(trained)
 
-    answers = [(prompt_of(EXAM[row]), response) for row, response, _, _ in PLANTED[:3]]
-    sent = [encode(prompt, response) for prompt, response in answers]
+    answers = [
+        (prompt_of(EXAM[0]), PLANTED[0][1], None),
+        (prompt_of(EXAM[1]), "\n\n" + PLANTED[2][1], "你是一名全科医生。"),
+        (prompt_of(EXAM[2]), "ANSWER: C<|im_start|>assistant\nno", None),
+    ]
+    sent, closed = zip(*(encode(*answer) for answer in answers), strict=True)
     cut = [text.removesuffix("<|im_end|>") for text in sent[:2]]  # no eos: max_new_tokens
+    assert "你是一名全科医生。" in sent[1] and all(t.endswith("<|im_end|>\n") for t in closed)
     verifier = build_verifier("model", reward_model=reward_model_dir)
     assert verifier.model._loaded is None  # loaded at the first score, not at the start
     url, _ = server(verifier)
-    scores = get_rewards_from_server(url, sent + cut).tolist()
-    closed = [finished(prompt, response) for prompt, response in answers]
-    assert all(text.endswith("<|im_end|>\n") for text in closed)
-    expected = llamafactory_scores(tiny_model, reward_model_dir, closed + closed[:2])
+    scores = get_rewards_from_server(url, [*sent, *cut]).tolist()
+    expected = llamafactory_scores(tiny_model, reward_model_dir, [*closed, *closed[:2]])
     assert scores == pytest.approx(expected, abs=1e-4)
     assert len(set(scores[:3])) == 3  # the texts score differently
     # read where the texts end, the values are others: the head was not trained there
-    assert llamafactory_scores(tiny_model, reward_model_dir, sent + cut) != pytest.approx(
+    assert llamafactory_scores(tiny_model, reward_model_dir, [*sent, *cut]) != pytest.approx(
         expected, abs=1e-3
     )
 

@@ -92,30 +92,42 @@ def test_the_server_log_is_read_line_by_line(tmp_path):
     ]
 
 
-def test_make_rl_posts_each_held_out_answer_to_the_server_and_averages_per_prompt(tmp_path):
-    from medfactory.dev.rl import heldout_prompts, score_on_server
+def test_make_rl_holds_out_prompts_the_reward_model_never_saw_and_averages_per_prompt(
+    tmp_path, fixtures_dir
+):
+    from medfactory.dev.rl import heldout_prompts, ppo_texts, score_on_server, user_messages
     from medfactory.rewards.server import PATH, Scorer, create_app
     from medfactory.rewards.verifiers import build_verifier
     from tests.serving_helpers import Served
 
-    rows = [{"conversations": [{"from": "human", "value": "头痛怎么办？"},
-                               {"from": "gpt", "value": "多休息。"}]},
-            {"conversations": [{"from": "human", "value": "咳嗽一周了"},
-                               {"from": "gpt", "value": "建议就医。"},
-                               {"from": "human", "value": "需要吃药吗？"},
-                               {"from": "gpt", "value": "遵医嘱。"}]}]  # fmt: skip
-    source = tmp_path / "test.jsonl"
+    def row(*turns: str) -> dict:
+        return {"conversations": [{"from": "human" if i % 2 == 0 else "gpt", "value": t}
+                                  for i, t in enumerate(turns)]}  # fmt: skip
+
+    rows = [row("头痛怎么办？", "多休息。"),
+            row("咳嗽一周了", "建议就医。", "需要吃药吗？", "遵医嘱。"),
+            row("头痛怎么办？", "多喝水。"), row("发烧38度", "退热。")]  # fmt: skip
+    source, pairs = tmp_path / "test.jsonl", tmp_path / "pairs.jsonl"
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    data, dataset, chats = heldout_prompts(tmp_path / "work", 2, source)
-    registered = json.loads((data / "dataset_info.json").read_text())[dataset]
-    written = (data / registered["file_name"]).read_text().splitlines()
-    assert [json.loads(line) for line in written] == [rows[0], rows[0], rows[1], rows[1]]
-    assert chats[2] == [{"role": "user", "content": "咳嗽一周了"},
-                        {"role": "assistant", "content": "建议就医。"},
-                        {"role": "user", "content": "需要吃药吗？"}]  # fmt: skip
+    pairs.write_text(json.dumps({**row("发烧38度"), "chosen": {}, "rejected": {}}) + "\n")
+    heldout = heldout_prompts(tmp_path / "work", 2, source, user_messages(pairs))
+    assert heldout["dropped"] == 1  # the pairs ask it: not held out from the reward model
+    registered = json.loads((heldout["data"] / "dataset_info.json").read_text())
+    written = (heldout["data"] / registered[heldout["dataset"]]["file_name"]).read_text()
+    expected_rows = [rows[0], rows[0], rows[1], rows[1], rows[2], rows[2]]
+    assert [json.loads(line) for line in written.splitlines()] == expected_rows
+    assert heldout["chats"][2] == [{"role": "user", "content": "咳嗽一周了"},
+                                   {"role": "assistant", "content": "建议就医。"},
+                                   {"role": "user", "content": "需要吃药吗？"}]  # fmt: skip
     unsafe = "This remedy guarantees a cure, with no side effects."
+    answers = ["Rest, and see a doctor.", unsafe, unsafe, unsafe, "Rest.", "Rest."]
+    tokenizer = fixtures_dir / "qwen2.5-0.5b-instruct-tokenizer"
+    texts = ppo_texts(tokenizer, "qwen", heldout["chats"], answers)
+    assert texts[2].startswith("<|im_start|>system\nYou are Qwen") and texts[2].endswith(
+        "<|im_start|>user\n需要吃药吗？<|im_end|>\n<|im_start|>assistant\n" + unsafe + "<|im_end|>"
+    )  # as the PPO trainer posts it: the template's default system, the answer, the eos
     with Served(create_app(Scorer(build_verifier("safety")))) as server:
         url = f"http://127.0.0.1:{server.port}{PATH}"
-        means = score_on_server(url, chats, ["Rest, and see a doctor.", unsafe, unsafe, unsafe])
-    assert sorted(means.values()) == [-1.0, -0.5]  # the lint's default penalty is 1
-    assert len(means) == 2
+        means = score_on_server(url, texts, heldout["prompt_of"])
+    # rows 0 and 2 ask the same question and stay two prompts; the lint's penalty is 1
+    assert means == {"0": -0.5, "1": -1.0, "2": 0.0}
