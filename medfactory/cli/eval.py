@@ -494,12 +494,9 @@ def _print_judge(report: dict) -> None:
             f"[{low:+.3f}, {high:+.3f}] over {change['answers']} answers{mark}"
         )
     if calibration := report.get("calibration"):
-        kappa = calibration["kappa"]
         console.print(
-            f"calibration on study {calibration['study']}: Cohen's kappa "
-            f"{'n/a' if kappa is None else f'{kappa:.3f}'}, agreement "
-            f"{100 * calibration['agreement']:.1f}% over {calibration['compared']} settled items"
-            f" ({calibration['unscored']} left out: the judge gave no score)"
+            f"{calibration_line(calibration)} ({calibration['unscored']} left out: the judge "
+            "gave no score)"
         )
     console.print(f"judge requests this run: {report['requests']} (the rest were cached)")
 
@@ -513,15 +510,30 @@ def _print_judge(report: dict) -> None:
               help="The output_dir of a `--stage rm` run.")  # fmt: skip
 @click.option("--template", default="qwen", show_default=True, help="The recipe's template.")
 @click.option("--base", help="The LoRA reward model's base, if not the one it names.")
+@click.option(
+    "--calibrate",
+    metavar="STUDY",
+    help="A clinician A/B review study: Cohen's kappa between the reward model's preference "
+    "and the clinicians' final verdicts.",
+)
+@DB
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def reward(pairs: Path, reward_model: Path, template: str, base, as_json: bool) -> None:
+def reward(
+    pairs: Path, reward_model: Path, template: str, base, calibrate, db, as_json: bool
+) -> None:
     """A reward model's accuracy on held-out preference pairs: how often it scores the
-    chosen answer above the rejected one, with a Wilson 95 % interval."""
+    chosen answer above the rejected one, with a Wilson 95 % interval; with --calibrate,
+    its agreement with the clinicians' final verdicts of a review study."""
+    from medfactory.review.calibration import calibrate_reward_model
     from medfactory.rewards.accuracy import reward_accuracy
     from medfactory.rewards.errors import RewardError
+    from medfactory.rewards.model import RewardModel
 
     try:
         result = reward_accuracy(pairs, reward_model, template, base)
+        if calibrate:
+            model = RewardModel(reward_model, base, template)
+            result["calibration"] = calibrate_reward_model(model, open_db(db), calibrate)
     except RewardError as error:
         raise click.ClickException(str(error)) from None
     if as_json:
@@ -531,4 +543,15 @@ def reward(pairs: Path, reward_model: Path, template: str, base, as_json: bool) 
         f"reward model {reward_model}: chosen above rejected in {result['correct']} of "
         f"{result['pairs']} pairs, accuracy {result['accuracy']:.3f} "
         f"(95% CI {result['low']:.3f}-{result['high']:.3f})"
+    )
+    if calibration := result.get("calibration"):
+        click.echo(calibration_line(calibration))
+
+
+def calibration_line(calibration: dict) -> str:
+    kappa = calibration["kappa"]
+    return (
+        f"calibration on study {calibration['study']}: Cohen's kappa "
+        f"{'n/a' if kappa is None else f'{kappa:.3f}'}, agreement "
+        f"{100 * calibration['agreement']:.1f}% over {calibration['compared']} settled items"
     )

@@ -1,7 +1,8 @@
-"""How well a judge model agrees with the clinicians: the judge grades both answers of
-each item a review study settled, prefers the higher score, and Cohen's kappa
-(scikit-learn) measures its agreement with the clinicians' final verdicts. That
-figure says whether the judge may stand in for doctors on this kind of question.
+"""How well a judge model, or a reward model, agrees with the clinicians: it scores both
+answers of each item a review study settled, prefers the higher score, and Cohen's kappa
+(scikit-learn) measures its agreement with the clinicians' final verdicts. That figure
+says whether the judge may stand in for doctors on this kind of question, and whether a
+reward model learned what they prefer.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ def preference(left: float | None, right: float | None) -> str | None:
 
 
 def calibration(pairs: list[dict]) -> dict:
-    """Cohen's kappa between the judge's preference and the clinicians' final verdicts
-    (both unacceptable counts as no preference: a tie)."""
+    """Cohen's kappa between the scorer's preference (`judge`: the judge's, or the reward
+    model's) and the clinicians' final verdicts (both unacceptable counts as no
+    preference: a tie)."""
     from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
     usable = [p for p in pairs if p["judge"] is not None]
@@ -50,14 +52,14 @@ def calibration(pairs: list[dict]) -> dict:
     return result
 
 
-def calibrate(judge: Judge, rubrics: Rubrics, store, study: str, on_progress=None) -> dict:
-    """Grade both answers of each settled item of a review study, and compare the
-    judge's preference with the clinicians' verdict."""
+def settled_pairs(store, study: str, what: str) -> list[dict]:
+    """The settled items of an A/B study; one message when it has none to calibrate
+    `what` against."""
     with store.session() as session:
         if find_study(session, study).kind == "single":
             raise JudgeError(
                 f"study {study!r} reviews drafts (accept, edit, reject): it has no preference "
-                "between two answers to calibrate a judge against; give an A/B study"
+                f"between two answers to calibrate {what} against; give an A/B study"
             )
     items = settled_items(store, study)
     if not items:
@@ -65,6 +67,17 @@ def calibrate(judge: Judge, rubrics: Rubrics, store, study: str, on_progress=Non
             f"study {study!r} has no settled verdicts yet (arbitrated, or both raters agreeing); "
             "calibrate once the clinicians have rated"
         )
+    return items
+
+
+def verdict(item: dict) -> str:
+    return "tie" if item["verdict"] == "both_bad" else item["verdict"]
+
+
+def calibrate(judge: Judge, rubrics: Rubrics, store, study: str, on_progress=None) -> dict:
+    """Grade both answers of each settled item of a review study, and compare the
+    judge's preference with the clinicians' verdict."""
+    items = settled_pairs(store, study, "a judge")
     answers = []
     for item in items:
         conversation = tuple((m["role"], m["content"]) for m in item["conversation"])
@@ -87,8 +100,27 @@ def calibrate(judge: Judge, rubrics: Rubrics, store, study: str, on_progress=Non
         right_score = right["overall"] if right else None
         pairs.append({
             "position": item["position"],
-            "clinicians": "tie" if item["verdict"] == "both_bad" else item["verdict"],
-            "judge": preference(left_score, right_score),
+            "clinicians": verdict(item), "judge": preference(left_score, right_score),
             "left_score": left_score, "right_score": right_score,
         })  # fmt: skip
+    return {"study": study, **calibration(pairs)}
+
+
+def calibrate_reward_model(model, store, study: str) -> dict:
+    """Score both answers of each settled item of a review study with a reward model
+    (rewards.model.RewardModel), each as the finished turn it was trained on, and compare
+    its preference with the clinicians' verdict."""
+    items = settled_pairs(store, study, "a reward model")
+    texts = []
+    for item in items:
+        system = "\n".join(m["content"] for m in item["conversation"] if m["role"] == "system")
+        prompt = [m for m in item["conversation"] if m["role"] != "system"]
+        texts += [model.encode_turn(prompt, system, item[f"{side}_answer"]) for side in LABELS[:2]]
+    scores = model.score(texts)
+    pairs = [
+        {"position": item["position"], "clinicians": verdict(item),
+         "judge": preference(scores[2 * n], scores[2 * n + 1]),
+         "left_score": scores[2 * n], "right_score": scores[2 * n + 1]}
+        for n, item in enumerate(items)
+    ]  # fmt: skip
     return {"study": study, **calibration(pairs)}

@@ -268,6 +268,76 @@ def test_model_verifier_scores_each_answer_closed_as_the_reward_model_was_traine
     )
 
 
+def test_eval_reward_calibrates_the_reward_model_against_the_clinicians_verdicts(
+    fixtures_dir, tiny_model, reward_model_dir, tmp_path
+):
+    """`eval reward --calibrate STUDY`: the reward model prefers, of each settled item's
+    two answers, the one it scores higher on the finished turn; Cohen's kappa against
+    the clinicians' verdicts is scikit-learn's on the same labels."""
+    from click.testing import CliRunner
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from sklearn.metrics import cohen_kappa_score
+    from test_review import people, predictions, rate_as_preferring
+    from transformers import AutoTokenizer
+
+    from medfactory.cli import cli
+    from medfactory.review.settled import settled_items
+    from medfactory.review.studies import StudySpec, create_study
+    from medfactory.store.db import open_store
+
+    db = f"sqlite:///{tmp_path / 'review.db'}"
+    store = open_store(db)
+    files = [predictions(tmp_path, "base", 8), predictions(tmp_path, "lora", 8)]
+    for number, file in enumerate(files):  # answers of many lengths: the model's picks vary
+        rows = [json.loads(line) for line in file.read_text().splitlines()]
+        file.write_text("".join(
+            json.dumps({**r, "predict": r["predict"] + " 多休息。" * ((i + number) % 4)},
+                       ensure_ascii=False) + "\n" for i, r in enumerate(rows)
+        ))  # fmt: skip
+    create_study(store, StudySpec("r1", files, ["d1"], overlap=1, seed=7))
+    wanted = ["lora", "base", "lora", "lora", "base", "base"]  # items 7 and 8 stay unrated
+    rater = people(store)["d1"]
+    for position, version in enumerate(wanted, 1):
+        rate_as_preferring(store, rater, version, position)
+    items = settled_items(store, "r1")
+    store.close()
+    assert len(items) == len(wanted)
+
+    tokenizer = AutoTokenizer.from_pretrained(fixtures_dir / "qwen2.5-0.5b-instruct-tokenizer")
+    template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="qwen"))
+
+    def finished(item: dict, side: str) -> str:
+        [system, user] = item["conversation"]
+        messages = [user, {"role": "assistant", "content": item[f"{side}_answer"]}]
+        return tokenizer.decode(
+            sum(template.encode_oneturn(tokenizer, messages, system["content"]), [])
+        )
+
+    texts = [finished(item, side) for item in items for side in ("left", "right")]
+    scores = llamafactory_scores(tiny_model, reward_model_dir, texts)
+    model = ["left" if scores[2 * n] > scores[2 * n + 1] else "right" for n in range(len(items))]
+    clinicians = [item["verdict"] for item in items]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"conversations": [{"from": "human", "value": "q0"}],
+                                 "chosen": {"from": "gpt", "value": "a"},
+                                 "rejected": {"from": "gpt", "value": "b"}}) + "\n")  # fmt: skip
+    arguments = ["eval", "reward", str(pairs), "--reward-model", str(reward_model_dir),
+                 "--calibrate", "r1", "--db", db]  # fmt: skip
+    run = CliRunner().invoke(cli, [*arguments, "--json"])
+    assert run.exit_code == 0, run.output
+    calibration = json.loads(run.stdout)["calibration"]
+    assert [p["clinicians"] for p in calibration["pairs"]] == clinicians
+    assert [p["judge"] for p in calibration["pairs"]] == model
+    sides = [p[f"{side}_score"] for p in calibration["pairs"] for side in ("left", "right")]
+    assert sides == pytest.approx(scores, abs=1e-4)  # each answer as its finished turn
+    expected = cohen_kappa_score(clinicians, model, labels=["left", "right", "tie"])
+    assert calibration["kappa"] == pytest.approx(expected)
+    assert calibration["compared"] == len(items) and len(set(model)) == 2
+    printed = CliRunner().invoke(cli, arguments).stdout
+    assert f"Cohen's kappa {expected:.3f}" in printed and f"over {len(items)} settled" in printed
+
+
 def test_eval_reward_counts_chosen_above_rejected(tiny_model, reward_model_dir, tmp_path):
     from medfactory.rewards.accuracy import reward_accuracy
     from medfactory.stats.intervals import wilson
