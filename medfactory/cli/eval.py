@@ -545,7 +545,10 @@ def reward(
         f"(95% CI {result['low']:.3f}-{result['high']:.3f})"
     )
     if calibration := result.get("calibration"):
-        click.echo(calibration_line(calibration))
+        click.echo(
+            f"{calibration_line(calibration)} ({calibration['without_a_side']} settled as a tie "
+            "or both unacceptable left out)"
+        )
 
 
 def calibration_line(calibration: dict) -> str:

@@ -352,9 +352,13 @@ def ties_embeddings(model: str) -> bool:
         from transformers import AutoConfig
 
         try:  # the model class's default when config.json leaves the key out (GPT-2, Gemma)
-            return bool(AutoConfig.from_pretrained(folder).tie_word_embeddings)
-        except (OSError, ValueError, KeyError):
-            return False  # LLaMA-Factory names an unreadable config itself
+            return bool(getattr(AutoConfig.from_pretrained(folder), "tie_word_embeddings", False))
+        except (OSError, ValueError, KeyError):  # remote code, say: the key as written
+            try:
+                raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+                return bool(raw.get("tie_word_embeddings"))
+            except (OSError, ValueError):
+                return False  # LLaMA-Factory names an unreadable config itself
     from medfactory.recipes.presets import load_presets
 
     return any(p.model == model and p.architecture.tie_word_embeddings

@@ -107,20 +107,24 @@ def calibrate(judge: Judge, rubrics: Rubrics, store, study: str, on_progress=Non
 
 
 def calibrate_reward_model(model, store, study: str) -> dict:
-    """Score both answers of each settled item of a review study with a reward model
-    (rewards.model.RewardModel), each as the finished turn it was trained on, and compare
-    its preference with the clinicians' verdict."""
-    items = settled_pairs(store, study, "a reward model")
-    texts = []
+    """Score both answers of each item of a review study the clinicians settled for one
+    side with a reward model (rewards.model.RewardModel), each as the finished turn it
+    was trained on, and compare its preference with theirs. Items settled as a tie or
+    both unacceptable are counted apart: a reward model's scores are never equal, and
+    the DPO exports it trains on leave those items out too."""
+    settled = settled_pairs(store, study, "a reward model")
+    items = [item for item in settled if item["verdict"] in LABELS[:2]]
+    sequences = []
     for item in items:
         system = "\n".join(m["content"] for m in item["conversation"] if m["role"] == "system")
         prompt = [m for m in item["conversation"] if m["role"] != "system"]
-        texts += [model.encode_turn(prompt, system, item[f"{side}_answer"]) for side in LABELS[:2]]
-    scores = model.score(texts)
+        sequences += [model.encode_turn(prompt, system, item[f"{side}_answer"])
+                      for side in LABELS[:2]]  # fmt: skip
+    scores = model.score_ids(sequences)
     pairs = [
-        {"position": item["position"], "clinicians": verdict(item),
+        {"position": item["position"], "clinicians": item["verdict"],
          "judge": preference(scores[2 * n], scores[2 * n + 1]),
          "left_score": scores[2 * n], "right_score": scores[2 * n + 1]}
         for n, item in enumerate(items)
     ]  # fmt: skip
-    return {"study": study, **calibration(pairs)}
+    return {"study": study, **calibration(pairs), "without_a_side": len(settled) - len(items)}

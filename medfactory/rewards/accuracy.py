@@ -61,10 +61,8 @@ def reward_accuracy(
     """Accuracy (chosen above rejected) with its interval, and each pair's two scores."""
     pairs = read_pairs(pairs_file)
     model = RewardModel(reward_model, base, template)
-    texts = [
-        model.encode_turn(p, s, answer["content"]) for p, s, c, r in pairs for answer in (c, r)
-    ]
-    scores = model.score(texts)
+    sequences = [model.encode_turn(p, s, a["content"]) for p, s, c, r in pairs for a in (c, r)]
+    scores = model.score_ids(sequences)
     scored = [{"chosen": scores[2 * i], "rejected": scores[2 * i + 1]} for i in range(len(pairs))]
     correct = sum(pair["chosen"] > pair["rejected"] for pair in scored)
     accuracy, low, high = wilson(correct, len(pairs))

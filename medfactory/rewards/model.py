@@ -39,7 +39,12 @@ class RewardModel:
         config = self.path / "adapter_config.json"
         if not config.is_file():
             return None
-        return self.base or json.loads(config.read_text())["base_model_name_or_path"]
+        base = self.base or json.loads(config.read_text())["base_model_name_or_path"]
+        # `medfactory train` runs in the project: a recipe's relative base is read there
+        from medfactory import paths
+
+        in_project = paths.PROJECT_ROOT / base
+        return str(in_project) if not Path(base).is_absolute() and in_project.exists() else base
 
     def load(self):
         if self._loaded is None:
@@ -62,14 +67,18 @@ class RewardModel:
         return self._loaded
 
     def score(self, texts: list[str]) -> list[float]:
+        tokenizer = self.load()[2]
+        return self.score_ids([tokenizer.encode(t, add_special_tokens=False) for t in texts])
+
+    def score_ids(self, sequences: list[list[int]]) -> list[float]:
+        """The head's value at the last token of each sequence of token ids."""
         import torch
 
-        model, head, tokenizer = self.load()
+        model, head, _ = self.load()
         scores = []
         with torch.no_grad():
-            for text in texts:  # one at a time: no padding to get wrong
-                ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
-                hidden = model(**ids, output_hidden_states=True).hidden_states[-1]
+            for ids in sequences:  # one at a time: no padding to get wrong
+                hidden = model(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1]
                 scores.append(float(head(hidden[0, -1])))
         return scores
 
@@ -88,29 +97,36 @@ class RewardModel:
                 raise RewardError(f"--template {self.template}: {error}") from None
         return self._chat
 
-    def encode_turn(self, prompt: list[dict], system: str, answer: str) -> str:
-        """`answer` to `prompt` as the pairwise trainer encodes it: the recipe's template
-        (LLaMA-Factory's own), the answer closed as a finished turn."""
+    def encode_turn(self, prompt: list[dict], system: str, answer: str) -> list[int]:
+        """The token ids of `answer` to `prompt` as the pairwise trainer encodes them: the
+        recipe's template (LLaMA-Factory's own), the answer closed as a finished turn."""
         tokenizer = self.load()[2]
         messages = [*prompt, {"role": "assistant", "content": answer}]
         query, response = self.chat_template().encode_oneturn(tokenizer, messages, system or None)
-        return tokenizer.decode(query + response, skip_special_tokens=False)
+        eos = [tokenizer.eos_token_id] if self.chat_template().efficient_eos else []
+        return query + response + eos
 
     def turn_end(self) -> str:
         """What the pairwise trainer puts after an answer: the template's turn end (and
         the eos where the template adds it apart)."""
         marker = "\u2063"  # an invisible separator no template writes
         tokenizer = self.load()[2]
-        ending = self.encode_turn([{"role": "user", "content": "?"}], "", marker)
-        ending = ending[ending.rindex(marker) + len(marker) :]
-        return ending + (tokenizer.eos_token if self.chat_template().efficient_eos else "")
+        turn = tokenizer.decode(self.encode_turn([{"role": "user", "content": "?"}], "", marker))
+        if marker not in turn:
+            raise RewardError(
+                f"--template {self.template}: cannot find where its turn ends with this "
+                "tokenizer; give the reward model's recipe's template"
+            )
+        return turn[turn.rindex(marker) + len(marker) :]
 
     def score_answers(self, texts: list[str]) -> list[float]:
         """Scores of the prompt+response texts LLaMA-Factory's PPO trainer posts, each
-        closed as a finished turn: its trailing eos and padding replaced by the turn end."""
+        closed as a finished turn: the special tokens its generation stopped on (eos, or
+        another special token) and its padding replaced by the turn end."""
+        end = self.turn_end()  # first: fixing the template can change the tokenizer's eos
         tokenizer = self.load()[2]
-        trailing = {t for t in (tokenizer.eos_token, tokenizer.pad_token) if t}
-        end = self.turn_end()
+        special = (t.content for t in tokenizer.added_tokens_decoder.values() if t.special)
+        trailing = {tokenizer.eos_token, tokenizer.pad_token, *special} - {None, ""}
         closed = []
         for text in texts:
             while cut := next((t for t in trailing if text.endswith(t)), None):

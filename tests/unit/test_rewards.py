@@ -215,9 +215,13 @@ def llamafactory_scores(tiny_model, folder, texts) -> list[float]:
     model = load_model(tokenizer, model_args, finetuning_args, False, add_valuehead=True)
     scores = []
     with torch.no_grad():
-        for text in texts:
-            ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
-            _, _, values = model(**ids, return_dict=True, use_cache=False)
+        for text in texts:  # a text, or its token ids
+            ids = (
+                torch.tensor([text])
+                if isinstance(text, list)
+                else tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            )
+            _, _, values = model(input_ids=ids, return_dict=True, use_cache=False)
             scores.append(float(values[0, -1]))
     return scores
 
@@ -254,12 +258,16 @@ def test_model_verifier_scores_each_answer_closed_as_the_reward_model_was_traine
     ]
     sent, closed = zip(*(encode(*answer) for answer in answers), strict=True)
     cut = [text.removesuffix("<|im_end|>") for text in sent[:2]]  # no eos: max_new_tokens
+    # padded to the batch's longest answer; stopped on another special token
+    cut += [sent[0] + "<|endoftext|>" * 2, sent[2].removesuffix("<|im_end|>") + "<|im_start|>"]
     assert "你是一名全科医生。" in sent[1] and all(t.endswith("<|im_end|>\n") for t in closed)
     verifier = build_verifier("model", reward_model=reward_model_dir)
     assert verifier.model._loaded is None  # loaded at the first score, not at the start
     url, _ = server(verifier)
     scores = get_rewards_from_server(url, [*sent, *cut]).tolist()
-    expected = llamafactory_scores(tiny_model, reward_model_dir, [*closed, *closed[:2]])
+    expected = llamafactory_scores(
+        tiny_model, reward_model_dir, [*closed, closed[0], closed[1], closed[0], closed[2]]
+    )
     assert scores == pytest.approx(expected, abs=1e-4)
     assert len(set(scores[:3])) == 3  # the texts score differently
     # read where the texts end, the values are others: the head was not trained there
@@ -307,12 +315,10 @@ def test_eval_reward_calibrates_the_reward_model_against_the_clinicians_verdicts
     tokenizer = AutoTokenizer.from_pretrained(fixtures_dir / "qwen2.5-0.5b-instruct-tokenizer")
     template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="qwen"))
 
-    def finished(item: dict, side: str) -> str:
+    def finished(item: dict, side: str) -> list[int]:
         [system, user] = item["conversation"]
         messages = [user, {"role": "assistant", "content": item[f"{side}_answer"]}]
-        return tokenizer.decode(
-            sum(template.encode_oneturn(tokenizer, messages, system["content"]), [])
-        )
+        return sum(template.encode_oneturn(tokenizer, messages, system["content"]), [])
 
     texts = [finished(item, side) for item in items for side in ("left", "right")]
     scores = llamafactory_scores(tiny_model, reward_model_dir, texts)
@@ -334,6 +340,7 @@ def test_eval_reward_calibrates_the_reward_model_against_the_clinicians_verdicts
     expected = cohen_kappa_score(clinicians, model, labels=["left", "right", "tie"])
     assert calibration["kappa"] == pytest.approx(expected)
     assert calibration["compared"] == len(items) and len(set(model)) == 2
+    assert calibration["without_a_side"] == 0
     printed = CliRunner().invoke(cli, arguments).stdout
     assert f"Cohen's kappa {expected:.3f}" in printed and f"over {len(items)} settled" in printed
 
