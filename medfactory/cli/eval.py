@@ -530,9 +530,9 @@ def reward(
     from medfactory.rewards.model import RewardModel
 
     try:
-        result = reward_accuracy(pairs, reward_model, template, base)
+        model = RewardModel(reward_model, base, template)  # loaded once, for both
+        result = reward_accuracy(pairs, model)
         if calibrate:
-            model = RewardModel(reward_model, base, template)
             result["calibration"] = calibrate_reward_model(model, open_db(db), calibrate)
     except RewardError as error:
         raise click.ClickException(str(error)) from None

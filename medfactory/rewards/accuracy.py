@@ -55,12 +55,9 @@ def read_pairs(path: Path) -> list[tuple[list[dict], str, dict, dict]]:
     return pairs
 
 
-def reward_accuracy(
-    pairs_file: Path, reward_model: Path, template: str, base: str | None = None
-) -> dict:
+def reward_accuracy(pairs_file: Path, model: RewardModel) -> dict:
     """Accuracy (chosen above rejected) with its interval, and each pair's two scores."""
     pairs = read_pairs(pairs_file)
-    model = RewardModel(reward_model, base, template)
     sequences = [model.encode_turn(p, s, a["content"]) for p, s, c, r in pairs for a in (c, r)]
     scores = model.score_ids(sequences)
     scored = [{"chosen": scores[2 * i], "rejected": scores[2 * i + 1]} for i in range(len(pairs))]

@@ -9,7 +9,8 @@ closed as a finished turn of its template (Qwen: `...answer<|im_end|>\n`), while
 trainer posts the answer ending at the bare eos, or cut off at max_new_tokens: read
 there, the value is that of a token the head was never trained on and says little about
 the answer. So `score_answers` closes each posted text as the template closes a turn:
-the trailing eos and padding go, the template's turn end follows. The prompt and the
+the trailing eos, padding or other special token generation stopped on go, the
+template's turn end follows. The prompt and the
 answer stay as posted (the PPO trainer encoded the prompt with the same template).
 Loading waits for the first score: a server starts at once, and a verifier that never
 scores loads nothing.

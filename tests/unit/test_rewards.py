@@ -347,6 +347,7 @@ def test_eval_reward_calibrates_the_reward_model_against_the_clinicians_verdicts
 
 def test_eval_reward_counts_chosen_above_rejected(tiny_model, reward_model_dir, tmp_path):
     from medfactory.rewards.accuracy import reward_accuracy
+    from medfactory.rewards.model import RewardModel
     from medfactory.stats.intervals import wilson
 
     pairs = tmp_path / "pairs.jsonl"
@@ -355,7 +356,7 @@ def test_eval_reward_counts_chosen_above_rejected(tiny_model, reward_model_dir, 
              "rejected": {"from": "gpt", "value": "I am not sure, maybe rest."}}
             for row in EXAM]  # fmt: skip
     pairs.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
-    result = reward_accuracy(pairs, reward_model_dir, "qwen")
+    result = reward_accuracy(pairs, RewardModel(reward_model_dir, template="qwen"))
     correct = sum(s["chosen"] > s["rejected"] for s in result["scores"])
     assert result["pairs"] == 3 and result["correct"] == correct
     assert (result["accuracy"], result["low"], result["high"]) == wilson(correct, 3)
